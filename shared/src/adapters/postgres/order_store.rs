@@ -1,0 +1,286 @@
+//! `OrderStore` on Postgres. Every status change is a conditional `UPDATE … WHERE status = …`
+//! with its `order_events` row in the same statement or transaction.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Pool, tokio_postgres};
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use crate::domain::{
+    IdempotencyKey, Isin, NewOrder, Order, OrderId, OrderStatus, OrderType, Price, Quantity, Side,
+};
+use crate::ports::{CreateOutcome, ListFilter, OrderPage, OrderStore, StoreError};
+
+/// The order store; cheap to clone (the pool is reference-counted).
+#[derive(Clone)]
+pub struct PostgresOrderStore {
+    pool: Pool,
+}
+
+const ORDER_COLUMNS: &str = "id, created_at, order_type, side, instrument, limit_price, quantity, \
+     status, attempts, last_error, exchange_order_id, placed_at";
+
+impl PostgresOrderStore {
+    pub fn new(pool: Pool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Unavailable(Box::new(e)))
+    }
+}
+
+fn query_error(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> StoreError {
+    move |source| {
+        if source.is_closed() || source.as_db_error().is_none() && source.code().is_none() {
+            // Connection-level failures (reset, closed, I/O) mean the database is unreachable.
+            StoreError::Unavailable(Box::new(source))
+        } else {
+            StoreError::Query {
+                what,
+                source: Box::new(source),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl OrderStore for PostgresOrderStore {
+    async fn create_order(
+        &self,
+        order: &NewOrder,
+        idempotency_key: Option<&IdempotencyKey>,
+    ) -> Result<CreateOutcome, StoreError> {
+        let client = self.client().await?;
+        let insert = client
+            .prepare_cached(&format!(
+                "WITH inserted AS ( \
+                   INSERT INTO orders (id, order_type, side, instrument, limit_price, quantity, \
+                                       idempotency_key, request_fingerprint) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                   ON CONFLICT (idempotency_key) DO NOTHING \
+                   RETURNING {ORDER_COLUMNS} \
+                 ), event AS ( \
+                   INSERT INTO order_events (order_id, from_status, to_status, reason, attempt) \
+                   SELECT id, NULL, 'pending', 'order accepted', 0 FROM inserted \
+                 ) \
+                 SELECT {ORDER_COLUMNS} FROM inserted"
+            ))
+            .await
+            .map_err(query_error("prepare insert order"))?;
+        let fingerprint = order.fingerprint();
+        let key = idempotency_key.map(IdempotencyKey::as_str);
+        let price = order.limit_price().map(|p| p.as_decimal());
+        // Two rounds at most: if the key's first owner rolled back between our conflicting
+        // insert and our read, the second insert wins the key.
+        for _ in 0..2 {
+            let id = OrderId::generate();
+            let rows = client
+                .query(
+                    &insert,
+                    &[
+                        &id.as_uuid(),
+                        &order.order_type().as_str(),
+                        &order.side().as_str(),
+                        &order.instrument().as_str(),
+                        &price,
+                        &order.quantity().get(),
+                        &key,
+                        &fingerprint,
+                    ],
+                )
+                .await
+                .map_err(query_error("insert order"))?;
+            if let Some(row) = rows.first() {
+                return Ok(CreateOutcome::Created(order_from_row(row)?));
+            }
+            let existing = client
+                .query_opt(
+                    &format!(
+                        "SELECT {ORDER_COLUMNS}, request_fingerprint FROM orders \
+                         WHERE idempotency_key = $1"
+                    ),
+                    &[&key],
+                )
+                .await
+                .map_err(query_error("find order by idempotency key"))?;
+            if let Some(row) = existing {
+                let stored: String = row.get("request_fingerprint");
+                return Ok(if stored == fingerprint {
+                    CreateOutcome::Replayed(order_from_row(&row)?)
+                } else {
+                    CreateOutcome::KeyReused
+                });
+            }
+        }
+        Err(StoreError::Query {
+            what: "insert order",
+            source: "idempotency key conflict without an owning order".into(),
+        })
+    }
+
+    async fn mark_enqueued(&self, id: OrderId) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        // One simple-query round trip, run as one implicit transaction; `SET LOCAL` makes only
+        // this commit skip the fsync wait (a lost mark costs one duplicate message, no order).
+        client
+            .batch_execute(&format!(
+                "SET LOCAL synchronous_commit = off; \
+                 UPDATE orders SET enqueued_at = now(), updated_at = now() \
+                 WHERE id = '{}' AND enqueued_at IS NULL",
+                id.as_uuid()
+            ))
+            .await
+            .map_err(query_error("mark order enqueued"))
+    }
+
+    async fn find_order(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"))
+            .await
+            .map_err(query_error("prepare find order"))?;
+        let row = client
+            .query_opt(&statement, &[&id.as_uuid()])
+            .await
+            .map_err(query_error("find order"))?;
+        row.as_ref().map(order_from_row).transpose()
+    }
+
+    async fn list_orders(&self, filter: &ListFilter) -> Result<OrderPage, StoreError> {
+        let client = self.client().await?;
+        // One statement per filter combination, so each gets a plan that uses its index.
+        let mut conditions = Vec::new();
+        let status = filter.status.map(OrderStatus::as_str);
+        let before = filter.before.map(|id| id.as_uuid());
+        let fetch = i64::from(filter.limit) + 1;
+        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&fetch];
+        if let Some(status) = &status {
+            params.push(status);
+            conditions.push(format!("status = ${}", params.len()));
+        }
+        if let Some(before) = &before {
+            params.push(before);
+            conditions.push(format!("id < ${}", params.len()));
+        }
+        let where_clause = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
+        };
+        let statement = client
+            .prepare_cached(&format!(
+                "SELECT {ORDER_COLUMNS} FROM orders {where_clause} ORDER BY id DESC LIMIT $1"
+            ))
+            .await
+            .map_err(query_error("prepare list orders"))?;
+        let rows = client
+            .query(&statement, &params)
+            .await
+            .map_err(query_error("list orders"))?;
+        let mut orders = rows
+            .iter()
+            .map(order_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next_cursor = if orders.len() > filter.limit as usize {
+            orders.truncate(filter.limit as usize);
+            orders.last().map(|o| o.id)
+        } else {
+            None
+        };
+        Ok(OrderPage {
+            orders,
+            next_cursor,
+        })
+    }
+
+    async fn claim_unenqueued(
+        &self,
+        grace: Duration,
+        claim_for: Duration,
+        limit: u32,
+    ) -> Result<Vec<Order>, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&format!(
+                "UPDATE orders SET sweep_claimed_until = now() + make_interval(secs => $2), \
+                                   updated_at = now() \
+                 WHERE id IN ( \
+                   SELECT id FROM orders \
+                   WHERE status = 'pending' AND enqueued_at IS NULL \
+                     AND created_at < now() - make_interval(secs => $1) \
+                     AND (sweep_claimed_until IS NULL OR sweep_claimed_until < now()) \
+                   ORDER BY created_at \
+                   LIMIT $3 \
+                   FOR UPDATE SKIP LOCKED) \
+                 RETURNING {ORDER_COLUMNS}"
+            ))
+            .await
+            .map_err(query_error("prepare claim unenqueued orders"))?;
+        let rows = client
+            .query(
+                &statement,
+                &[
+                    &grace.as_secs_f64(),
+                    &claim_for.as_secs_f64(),
+                    &i64::from(limit),
+                ],
+            )
+            .await
+            .map_err(query_error("claim unenqueued orders"))?;
+        let mut orders = rows
+            .iter()
+            .map(order_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        orders.sort_by_key(|o| o.id);
+        Ok(orders)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .simple_query("SELECT 1")
+            .await
+            .map_err(query_error("ping"))?;
+        Ok(())
+    }
+}
+
+/// Rebuilds the domain order from a row; a row the domain would refuse is reported, not hidden.
+fn order_from_row(row: &Row) -> Result<Order, StoreError> {
+    let id: Uuid = row.get("id");
+    let corrupt = |problem: String| StoreError::Corrupt {
+        id: id.to_string(),
+        problem,
+    };
+    let order_type: OrderType = row.get::<_, &str>("order_type").parse().map_err(corrupt)?;
+    let side: Side = row.get::<_, &str>("side").parse().map_err(corrupt)?;
+    let instrument = Isin::parse(row.get("instrument")).map_err(corrupt)?;
+    let limit_price = row
+        .get::<_, Option<rust_decimal::Decimal>>("limit_price")
+        .map(Price::try_from)
+        .transpose()
+        .map_err(corrupt)?;
+    let quantity = Quantity::new(row.get("quantity")).map_err(corrupt)?;
+    let details = NewOrder::new(order_type, side, instrument, limit_price, quantity)
+        .map_err(|e| corrupt(e.message))?;
+    Ok(Order {
+        id: OrderId::from(id),
+        created_at: row.get("created_at"),
+        details,
+        status: row.get::<_, &str>("status").parse().map_err(corrupt)?,
+        attempts: row.get("attempts"),
+        last_error: row.get("last_error"),
+        exchange_order_id: row.get("exchange_order_id"),
+        placed_at: row.get("placed_at"),
+    })
+}

@@ -1,0 +1,131 @@
+//! The one place where failures become HTTP statuses and JSON bodies.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::domain::FieldError;
+use crate::ports::StoreError;
+use crate::telemetry::error_chain;
+
+/// The exact body of every 500: it reveals nothing; the log has the detail.
+pub const INTERNAL_ERROR_MESSAGE: &str = "Internal server error while placing the order";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the body is not JSON at all.
+    #[error("Request body is not valid JSON: {0}")]
+    MalformedJson(String),
+    /// 400: the body is JSON but not an object.
+    #[error("Request body must be a JSON object")]
+    NotAnObject,
+    /// 413: the body is larger than `MAX_BODY_BYTES`.
+    #[error("Request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    /// 415: the body is not declared as `application/json`.
+    #[error("Content-Type must be application/json")]
+    UnsupportedMediaType,
+    /// 422: the input is well-formed but breaks the rules; every problem is listed.
+    #[error("{message}")]
+    Unprocessable {
+        message: String,
+        errors: Vec<FieldError>,
+    },
+    /// 404: no such order (or route).
+    #[error("{0}")]
+    NotFound(&'static str),
+    /// 405: the route exists, the method does not.
+    #[error("Method not allowed")]
+    MethodNotAllowed,
+    /// 503: `/health` found the database unreachable.
+    #[error("Database unavailable")]
+    Unhealthy(#[source] StoreError),
+    /// 500: anything unexpected; logged with its cause chain, never shown.
+    #[error("internal error")]
+    Internal(#[from] StoreError),
+}
+
+impl ApiError {
+    pub fn invalid(errors: Vec<FieldError>) -> Self {
+        Self::Unprocessable {
+            message: "The order is invalid".into(),
+            errors,
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::MalformedJson(_) | Self::NotAnObject => StatusCode::BAD_REQUEST,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Unhealthy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// The JSON shape of every error response.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub message: String,
+    /// Present on 422 only: one entry per problem.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<FieldErrorBody>>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FieldErrorBody {
+    pub field: String,
+    pub message: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = match self {
+            Self::Internal(error) => {
+                tracing::error!(error = %error_chain(&error), "request failed");
+                ErrorBody {
+                    message: INTERNAL_ERROR_MESSAGE.into(),
+                    errors: None,
+                }
+            }
+            Self::Unhealthy(ref error) => {
+                tracing::warn!(error = %error_chain(error), "health check failed");
+                ErrorBody {
+                    message: self.to_string(),
+                    errors: None,
+                }
+            }
+            Self::Unprocessable { message, errors } => ErrorBody {
+                message,
+                errors: Some(
+                    errors
+                        .into_iter()
+                        .map(|e| FieldErrorBody {
+                            field: e.field,
+                            message: e.message,
+                        })
+                        .collect(),
+                ),
+            },
+            other => ErrorBody {
+                message: other.to_string(),
+                errors: None,
+            },
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+pub(super) async fn not_found() -> ApiError {
+    ApiError::NotFound("Not found")
+}
+
+pub(super) async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

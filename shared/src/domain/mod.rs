@@ -1,0 +1,21 @@
+//! The order domain: types that can only hold valid values, the request parser that builds them
+//! once at the edge, and the order state machine. Nothing here knows about HTTP, SQL or AWS, so the
+//! rules can be tested (and changed) without any of them.
+
+mod field_error;
+mod idempotency;
+mod isin;
+mod new_order;
+mod order;
+mod price;
+mod quantity;
+mod status;
+
+pub use field_error::{FieldError, OrderRejection};
+pub use idempotency::IdempotencyKey;
+pub use isin::Isin;
+pub use new_order::{NewOrder, OrderType, Side};
+pub use order::{Order, OrderId};
+pub use price::Price;
+pub use quantity::Quantity;
+pub use status::OrderStatus;

@@ -1,0 +1,309 @@
+//! A validated order request, and the parser that is the only way to build one from a body.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::{FieldError, Isin, OrderRejection, Price, Quantity};
+
+/// Market orders execute at the best available price; limit orders carry a price bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OrderType {
+    Market,
+    Limit,
+}
+
+impl OrderType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Market => "market",
+            Self::Limit => "limit",
+        }
+    }
+}
+
+impl FromStr for OrderType {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "market" => Ok(Self::Market),
+            "limit" => Ok(Self::Limit),
+            other => Err(format!("must be `market` or `limit`, got `{other}`")),
+        }
+    }
+}
+
+impl fmt::Display for OrderType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether the client buys or sells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    Buy,
+    Sell,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Buy => "buy",
+            Self::Sell => "sell",
+        }
+    }
+}
+
+impl FromStr for Side {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "buy" => Ok(Self::Buy),
+            "sell" => Ok(Self::Sell),
+            other => Err(format!("must be `buy` or `sell`, got `{other}`")),
+        }
+    }
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An order as a client asked for it, valid by construction: a limit order always has a price
+/// and a market order never has one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NewOrder {
+    order_type: OrderType,
+    side: Side,
+    instrument: Isin,
+    limit_price: Option<Price>,
+    quantity: Quantity,
+}
+
+const FIELDS: [&str; 5] = ["type", "side", "instrument", "limit_price", "quantity"];
+
+impl NewOrder {
+    /// Combines already-valid parts, enforcing the rule that ties the price to the type.
+    pub fn new(
+        order_type: OrderType,
+        side: Side,
+        instrument: Isin,
+        limit_price: Option<Price>,
+        quantity: Quantity,
+    ) -> Result<Self, FieldError> {
+        match (order_type, &limit_price) {
+            (OrderType::Limit, None) => Err(limit_price_required()),
+            (OrderType::Market, Some(_)) => Err(limit_price_prohibited()),
+            _ => Ok(Self {
+                order_type,
+                side,
+                instrument,
+                limit_price,
+                quantity,
+            }),
+        }
+    }
+
+    /// Parses a request body that is already known to be JSON. Every problem is reported, not
+    /// just the first, so a client can fix its request in one go.
+    pub fn parse_json(body: &Value) -> Result<Self, OrderRejection> {
+        let object = body.as_object().ok_or(OrderRejection::NotAnObject)?;
+        Self::parse_object(object).map_err(OrderRejection::Invalid)
+    }
+
+    fn parse_object(object: &Map<String, Value>) -> Result<Self, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let mut unknown: Vec<&String> = object
+            .keys()
+            .filter(|key| !FIELDS.contains(&key.as_str()))
+            .collect();
+        unknown.sort();
+        for key in unknown {
+            errors.push(FieldError::new(
+                key.as_str(),
+                format!("Unknown attribute `{key}`"),
+            ));
+        }
+
+        let order_type = required_string(object, "type", &mut errors)
+            .and_then(|s| record(s.parse::<OrderType>(), "type", &mut errors));
+        let side = required_string(object, "side", &mut errors)
+            .and_then(|s| record(s.parse::<Side>(), "side", &mut errors));
+        let instrument = required_string(object, "instrument", &mut errors)
+            .and_then(|s| record(Isin::parse(s), "instrument", &mut errors));
+        let quantity = match object.get("quantity") {
+            None | Some(Value::Null) => {
+                errors.push(required("quantity"));
+                None
+            }
+            Some(value) => record(parse_quantity(value), "quantity", &mut errors),
+        };
+        let limit_price = match object.get("limit_price") {
+            None | Some(Value::Null) => Ok(None),
+            Some(value) => parse_price(value).map(Some),
+        };
+
+        let limit_price = match (order_type, limit_price) {
+            (_, Err(message)) => {
+                errors.push(attribute_error("limit_price", message));
+                None
+            }
+            (Some(OrderType::Limit), Ok(None)) => {
+                errors.push(limit_price_required());
+                None
+            }
+            (Some(OrderType::Market), Ok(Some(_))) => {
+                errors.push(limit_price_prohibited());
+                None
+            }
+            (_, Ok(price)) => price,
+        };
+
+        match (order_type, side, instrument, quantity) {
+            (Some(order_type), Some(side), Some(instrument), Some(quantity))
+                if errors.is_empty() =>
+            {
+                Self::new(order_type, side, instrument, limit_price, quantity).map_err(|e| vec![e])
+            }
+            _ => Err(errors),
+        }
+    }
+
+    pub fn order_type(&self) -> OrderType {
+        self.order_type
+    }
+
+    pub fn side(&self) -> Side {
+        self.side
+    }
+
+    pub fn instrument(&self) -> &Isin {
+        &self.instrument
+    }
+
+    pub fn limit_price(&self) -> Option<Price> {
+        self.limit_price
+    }
+
+    pub fn quantity(&self) -> Quantity {
+        self.quantity
+    }
+
+    /// The normalised form two requests are compared by for idempotency: equal exactly when the
+    /// orders are the same after parsing (`"10.5"` and `10.50`, `us…` and `US…` are equal).
+    pub fn fingerprint(&self) -> String {
+        format!(
+            "v1|{}|{}|{}|{}|{}",
+            self.order_type,
+            self.side,
+            self.instrument,
+            self.limit_price
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "-".into()),
+            self.quantity.get()
+        )
+    }
+}
+
+fn limit_price_required() -> FieldError {
+    FieldError::new(
+        "limit_price",
+        "Attribute `limit_price` is required for type `limit`",
+    )
+}
+
+fn limit_price_prohibited() -> FieldError {
+    FieldError::new(
+        "limit_price",
+        "Providing a `limit_price` is prohibited for type `market`",
+    )
+}
+
+fn required(field: &str) -> FieldError {
+    FieldError::new(field, format!("Attribute `{field}` is required"))
+}
+
+fn attribute_error(field: &str, message: String) -> FieldError {
+    FieldError::new(field, format!("Attribute `{field}` {message}"))
+}
+
+fn record<T>(result: Result<T, String>, field: &str, errors: &mut Vec<FieldError>) -> Option<T> {
+    result
+        .map_err(|message| errors.push(attribute_error(field, message)))
+        .ok()
+}
+
+fn required_string<'a>(
+    object: &'a Map<String, Value>,
+    field: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<&'a str> {
+    match object.get(field) {
+        None | Some(Value::Null) => {
+            errors.push(required(field));
+            None
+        }
+        Some(Value::String(s)) => Some(s.as_str()),
+        Some(other) => {
+            errors.push(attribute_error(
+                field,
+                format!("must be a string, got {}", json_kind(other)),
+            ));
+            None
+        }
+    }
+}
+
+/// Accepts a JSON number or a decimal string. The number's exact text is used (serde_json keeps
+/// it with `arbitrary_precision`), so no value ever passes through a float.
+fn parse_price(value: &Value) -> Result<Price, String> {
+    match value {
+        Value::Number(n) => Price::parse(&n.to_string()),
+        Value::String(s) => Price::parse(s),
+        other => Err(format!(
+            "must be a decimal number or a decimal string, got {}",
+            json_kind(other)
+        )),
+    }
+}
+
+/// Accepts only a JSON integer: `"10"`, `10.0` and `1e3` are refused rather than guessed at.
+fn parse_quantity(value: &Value) -> Result<Quantity, String> {
+    let Value::Number(n) = value else {
+        return Err(format!("must be an integer, got {}", json_kind(value)));
+    };
+    if let Some(i) = n.as_i64() {
+        return Quantity::new(i);
+    }
+    let text = n.to_string();
+    let digits = text.strip_prefix('-').unwrap_or(&text);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        // An integer too large for i64: out of range on one side or the other.
+        return Quantity::new(if text.starts_with('-') {
+            i64::MIN
+        } else {
+            i64::MAX
+        });
+    }
+    Err("must be an integer".into())
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

@@ -1,0 +1,60 @@
+//! A stored order as the store returns it.
+
+use std::fmt;
+use std::str::FromStr;
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{NewOrder, OrderStatus};
+
+/// An order's identity: a UUIDv7, so ids sort by creation time (the list's keyset) and the id
+/// doubles as the client order id the exchange de-duplicates on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OrderId(Uuid);
+
+impl OrderId {
+    /// A fresh, time-ordered id.
+    pub fn generate() -> Self {
+        Self(Uuid::now_v7())
+    }
+
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl From<Uuid> for OrderId {
+    fn from(value: Uuid) -> Self {
+        Self(value)
+    }
+}
+
+impl FromStr for OrderId {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s)
+            .map(Self)
+            .map_err(|_| "must be an order id (a UUID)".to_string())
+    }
+}
+
+impl fmt::Display for OrderId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Everything the API shows about an order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Order {
+    pub id: OrderId,
+    pub created_at: OffsetDateTime,
+    pub details: NewOrder,
+    pub status: OrderStatus,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub exchange_order_id: Option<String>,
+    pub placed_at: Option<OffsetDateTime>,
+}

@@ -1,0 +1,11 @@
+//! Everything the order-placement Lambdas share: the domain, the ports and their adapters, and
+//! one handler per trigger, so that Lambda, the local runner and the tests run the same code.
+
+pub mod adapters;
+pub mod api;
+pub mod config;
+pub mod domain;
+pub mod placement_message;
+pub mod ports;
+pub mod sweeper;
+pub mod telemetry;
