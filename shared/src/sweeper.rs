@@ -8,7 +8,7 @@ use crate::ports::{OrderQueue, OrderStore, StoreError};
 use crate::telemetry::error_chain;
 
 /// What one sweep did, logged and returned to tests.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SweepReport {
     pub claimed: usize,
     pub enqueued: usize,

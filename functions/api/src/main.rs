@@ -1,1 +1,26 @@
-fn main() {}
+//! The api Lambda: wires the store and the queue from configuration (once, at cold start) and
+//! serves the shared Router through API Gateway's HTTP API.
+
+use std::sync::Arc;
+
+use order_shared::adapters::aws_sdk_config;
+use order_shared::adapters::postgres::PostgresOrderStore;
+use order_shared::adapters::sqs::SqsOrderQueue;
+use order_shared::api::{ApiContext, router};
+use order_shared::config::{ApiConfig, process_env};
+use order_shared::telemetry::init_tracing;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    init_tracing();
+    let config = ApiConfig::from_env(&process_env())?;
+    let sdk = aws_sdk_config().await;
+    let store = PostgresOrderStore::connect(&config.database, &sdk).await?;
+    let queue = SqsOrderQueue::for_requests(&sdk, config.queue_url.clone(), config.enqueue_timeout);
+    let app = router(ApiContext {
+        store: Arc::new(store),
+        queue: Arc::new(queue),
+        enqueue_timeout: config.enqueue_timeout,
+    });
+    lambda_http::run(app).await
+}

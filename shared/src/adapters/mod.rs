@@ -3,3 +3,13 @@
 pub mod postgres;
 pub mod secrets;
 pub mod sqs;
+
+pub use aws_config::SdkConfig;
+
+/// The AWS SDK configuration from the standard chain (region, credentials, and
+/// `AWS_ENDPOINT_URL` for local emulators), loaded once per process.
+pub async fn aws_sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await
+}

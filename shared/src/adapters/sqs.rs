@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
+/// Re-exported so binaries can create queues without their own SDK dependency.
+pub use aws_sdk_sqs::Client as SqsClient;
 use aws_sdk_sqs::config::retry::RetryConfig;
 use aws_sdk_sqs::config::timeout::TimeoutConfig;
 
@@ -38,6 +40,14 @@ impl SqsOrderQueue {
         }
     }
 
+    /// A client for background senders (the sweeper): the SDK's standard retries apply.
+    pub fn new(sdk: &aws_config::SdkConfig, queue_url: String) -> Self {
+        Self {
+            client: Client::new(sdk),
+            queue_url,
+        }
+    }
+
     pub fn queue_url(&self) -> &str {
         &self.queue_url
     }
@@ -58,4 +68,76 @@ impl OrderQueue for SqsOrderQueue {
                 source: Box::new(error),
             })
     }
+}
+
+/// The URLs of the orders queue and its dead-letter queue.
+#[derive(Debug, Clone)]
+pub struct QueueUrls {
+    pub orders: String,
+    pub dead_letters: String,
+}
+
+/// Settings for creating the queues where nothing else does (the local runner, tests); in AWS
+/// the SAM template owns them.
+#[derive(Debug, Clone)]
+pub struct QueueTopology {
+    pub orders_name: String,
+    pub dead_letters_name: String,
+    /// Receives before SQS moves a message to the DLQ.
+    pub max_receive_count: u32,
+    /// Must exceed the placer's worst-case handling time (the design asks for 6 × its timeout).
+    pub visibility_timeout_seconds: u32,
+}
+
+/// Creates both queues if missing (CreateQueue is idempotent for equal attributes) and wires the
+/// redrive policy.
+pub async fn ensure_queues(
+    client: &Client,
+    topology: &QueueTopology,
+) -> Result<QueueUrls, aws_sdk_sqs::Error> {
+    use aws_sdk_sqs::types::QueueAttributeName;
+
+    let dead_letters = client
+        .create_queue()
+        .queue_name(&topology.dead_letters_name)
+        .attributes(QueueAttributeName::MessageRetentionPeriod, "1209600")
+        .send()
+        .await?
+        .queue_url
+        .unwrap_or_default();
+    let dlq_arn = client
+        .get_queue_attributes()
+        .queue_url(&dead_letters)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await?
+        .attributes
+        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+        .unwrap_or_default();
+    let redrive = serde_json::json!({
+        "deadLetterTargetArn": dlq_arn,
+        "maxReceiveCount": topology.max_receive_count.to_string(),
+    })
+    .to_string();
+    let orders = client
+        .create_queue()
+        .queue_name(&topology.orders_name)
+        .attributes(
+            QueueAttributeName::VisibilityTimeout,
+            topology.visibility_timeout_seconds.to_string(),
+        )
+        .send()
+        .await?
+        .queue_url
+        .unwrap_or_default();
+    client
+        .set_queue_attributes()
+        .queue_url(&orders)
+        .attributes(QueueAttributeName::RedrivePolicy, redrive)
+        .send()
+        .await?;
+    Ok(QueueUrls {
+        orders,
+        dead_letters,
+    })
 }

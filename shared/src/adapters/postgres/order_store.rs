@@ -27,6 +27,20 @@ impl PostgresOrderStore {
         Self { pool }
     }
 
+    /// Builds the pool from configuration, reading the database secret when there is one.
+    pub async fn connect(
+        config: &super::DatabaseConfig,
+        sdk: &aws_config::SdkConfig,
+    ) -> Result<Self, super::PoolError> {
+        let secrets = match config.credentials {
+            super::DatabaseCredentials::Secret { .. } => {
+                Some(crate::adapters::secrets::SecretReader::new(sdk))
+            }
+            super::DatabaseCredentials::Url(_) => None,
+        };
+        Ok(Self::new(super::build_pool(config, secrets).await?))
+    }
+
     pub fn pool(&self) -> &Pool {
         &self.pool
     }

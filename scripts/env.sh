@@ -1,0 +1,20 @@
+# Shared defaults for the run and test commands; sourced, not executed.
+# Every value can be overridden from the environment.
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export ROOT
+export LOCAL_DIR="${LOCAL_DIR:-$ROOT/.local}"
+export MOTO_PORT="${MOTO_PORT:-5055}"
+export PGHOST_ADDR="${PGHOST_ADDR:-127.0.0.1}"
+export PGPORT_NUM="${PGPORT_NUM:-5432}"
+export PGUSER_NAME="${PGUSER_NAME:-postgres}"
+
+# moto accepts any credentials; the SDK only needs some to sign with.
+export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-test}"
+export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-test}"
+export AWS_REGION="${AWS_REGION:-us-east-1}"
+export AWS_ENDPOINT_URL="${AWS_ENDPOINT_URL:-http://127.0.0.1:$MOTO_PORT}"
+export AWS_EC2_METADATA_DISABLED=true
+
+export DATABASE_URL="${DATABASE_URL:-postgres://$PGUSER_NAME@$PGHOST_ADDR:$PGPORT_NUM/orders}"
+# The tests create one throwaway database per test through this admin connection.
+export TEST_ADMIN_DATABASE_URL="${TEST_ADMIN_DATABASE_URL:-postgres://$PGUSER_NAME@$PGHOST_ADDR:$PGPORT_NUM/postgres}"

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Every test in the workspace against real Postgres and a real moto server.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+"$ROOT/scripts/start-services.sh"
+cd "$ROOT"
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "installing cargo-nextest ..."
+  cargo install --locked cargo-nextest
+fi
+# Build the binaries first: the end-to-end test starts the local runner through the run command.
+cargo build --workspace --bins
+# nextest runs the test binaries without holding cargo's build lock, which the run command needs.
+cargo nextest run --workspace --no-fail-fast "$@"
