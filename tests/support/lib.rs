@@ -1,1 +1,269 @@
+//! Shared helpers for the integration and end-to-end suites: a fresh, migrated database and a
+//! fresh SQS queue per test (against the real Postgres and the real moto server that
+//! `scripts/test.sh` starts), and the api Router wired to them.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_sqs::Client as SqsClient;
+use axum::Router;
+use axum::body::Body;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::BodyExt;
+use order_shared::adapters::postgres::{
+    DatabaseConfig, DatabaseCredentials, PostgresOrderStore, TlsMode, build_pool, run_migrations,
+};
+use order_shared::adapters::sqs::SqsOrderQueue;
+use order_shared::api::{ApiContext, router};
+use order_shared::config::SweepSettings;
+use order_shared::ports::{OrderQueue, OrderStore};
+use serde_json::Value;
+use tower::ServiceExt;
+use uuid::Uuid;
+
+pub use order_shared;
+
+/// The admin connection used to create per-test databases.
+pub fn admin_url() -> String {
+    std::env::var("TEST_ADMIN_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn with_database(url: &str, name: &str) -> String {
+    let base = url.rsplit_once('/').map(|(base, _)| base).unwrap_or(url);
+    format!("{base}/{name}")
+}
+
+pub fn database_config(url: String) -> DatabaseConfig {
+    DatabaseConfig {
+        credentials: DatabaseCredentials::Url(url),
+        tls: TlsMode::Disable,
+        ca_file: None,
+        pool_size: 8,
+        connect_timeout: Duration::from_secs(2),
+    }
+}
+
+/// A uniquely named, migrated database that only this test uses.
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+    pub store: PostgresOrderStore,
+}
+
+impl TestDatabase {
+    pub async fn create() -> Self {
+        let name = format!("test_{}", Uuid::new_v4().simple());
+        let (admin, connection) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls)
+            .await
+            .expect("Postgres must run on 127.0.0.1:5432 (scripts/test.sh checks it)");
+        tokio::spawn(connection);
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create test database");
+        let url = with_database(&admin_url(), &name);
+        let pool = build_pool(&database_config(url.clone()), None)
+            .await
+            .expect("pool");
+        run_migrations(&pool).await.expect("migrations");
+        Self {
+            name,
+            url,
+            store: PostgresOrderStore::new(pool),
+        }
+    }
+
+    /// A direct client for assertions on rows.
+    pub async fn client(&self) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .expect("connect to test database");
+        tokio::spawn(connection);
+        client
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        self.client()
+            .await
+            .query_one(sql, &[])
+            .await
+            .expect(sql)
+            .get(0)
+    }
+}
+
+/// SDK configuration for the moto server that the test script started.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    let endpoint =
+        std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "http://127.0.0.1:5055".into());
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .load()
+        .await
+}
+
+/// A uniquely named queue on moto, with helpers to read back what was sent.
+pub struct TestQueue {
+    pub client: SqsClient,
+    pub url: String,
+    pub sdk: aws_config::SdkConfig,
+}
+
+impl TestQueue {
+    pub async fn create() -> Self {
+        let sdk = sdk_config().await;
+        let client = SqsClient::new(&sdk);
+        let url = client
+            .create_queue()
+            .queue_name(format!("orders-{}", Uuid::new_v4().simple()))
+            .send()
+            .await
+            .expect("moto must run (scripts/test.sh starts it)")
+            .queue_url
+            .expect("queue url");
+        Self { client, url, sdk }
+    }
+
+    /// The adapter the api uses, pointed at this queue.
+    pub fn adapter(&self) -> SqsOrderQueue {
+        SqsOrderQueue::for_requests(&self.sdk, self.url.clone(), Duration::from_secs(2))
+    }
+
+    /// Receives every message currently in the queue (and hides them for a minute).
+    pub async fn drain(&self) -> Vec<Value> {
+        let mut bodies = Vec::new();
+        loop {
+            let output = self
+                .client
+                .receive_message()
+                .queue_url(&self.url)
+                .max_number_of_messages(10)
+                .visibility_timeout(60)
+                .wait_time_seconds(0)
+                .send()
+                .await
+                .expect("receive");
+            let messages = output.messages.unwrap_or_default();
+            if messages.is_empty() {
+                return bodies;
+            }
+            for message in messages {
+                bodies.push(
+                    serde_json::from_str(message.body().unwrap_or_default())
+                        .expect("message body is JSON"),
+                );
+            }
+        }
+    }
+}
+
+/// A queue adapter whose endpoint refuses connections: SQS is "down".
+pub async fn unreachable_queue() -> SqsOrderQueue {
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url("http://127.0.0.1:9")
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .load()
+        .await;
+    SqsOrderQueue::for_requests(
+        &sdk,
+        "http://127.0.0.1:9/123456789012/orders".into(),
+        Duration::from_secs(1),
+    )
+}
+
+/// A store whose database does not exist at all: every call fails like an outage.
+pub async fn unreachable_store() -> PostgresOrderStore {
+    let mut config = database_config("postgres://postgres@127.0.0.1:1/none".into());
+    config.connect_timeout = Duration::from_millis(500);
+    PostgresOrderStore::new(build_pool(&config, None).await.expect("pool"))
+}
+
+pub fn sweep_now() -> SweepSettings {
+    SweepSettings {
+        grace: Duration::ZERO,
+        claim_for: Duration::from_secs(60),
+        batch_size: 100,
+    }
+}
+
+/// The api Router wired to the given store and queue, called in-process.
+#[derive(Clone)]
+pub struct TestApi {
+    pub router: Router,
+}
+
+/// A response, decoded.
+#[derive(Debug)]
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub json: Value,
+}
+
+impl TestApi {
+    pub fn new(store: Arc<dyn OrderStore>, queue: Arc<dyn OrderQueue>) -> Self {
+        Self {
+            router: router(ApiContext {
+                store,
+                queue,
+                enqueue_timeout: Duration::from_secs(2),
+            }),
+        }
+    }
+
+    pub async fn send(&self, request: Request<Body>) -> TestResponse {
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let json = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            panic!(
+                "every response body is JSON, got {status}: {}",
+                String::from_utf8_lossy(&bytes)
+            )
+        });
+        TestResponse {
+            status,
+            headers,
+            json,
+        }
+    }
+
+    pub async fn post_order(&self, body: &str, idempotency_key: Option<&str>) -> TestResponse {
+        let mut request = Request::post("/orders").header("content-type", "application/json");
+        if let Some(key) = idempotency_key {
+            request = request.header("idempotency-key", key);
+        }
+        self.send(request.body(Body::from(body.to_owned())).unwrap())
+            .await
+    }
+
+    pub async fn get(&self, uri: &str) -> TestResponse {
+        self.send(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+    }
+}
+
+/// A valid limit order body.
+pub const LIMIT_ORDER: &str = r#"{"type":"limit","side":"buy","instrument":"US0378331005","limit_price":"120.50","quantity":10}"#;
+
+/// A valid market order body.
+pub const MARKET_ORDER: &str = r#"{"type":"market","side":"sell","instrument":"DE000BAY0017","limit_price":null,"quantity":5}"#;

@@ -13,19 +13,75 @@ pub struct Price(Decimal);
 impl Price {
     pub const MAX: Decimal = Decimal::from_parts(1_000_000_000, 0, 0, false, 0);
 
-    /// Parses the textual form of a JSON number or of a decimal string. Scientific notation is
-    /// accepted for numbers (`1e2`), trailing zeros beyond two places are harmless (`10.500`).
+    /// Parses the textual form of a JSON number or of a decimal string: an optional `-`, digits,
+    /// an optional fraction and, for numbers, an optional exponent (`1e2`). The text is checked
+    /// digit by digit before any conversion, so nothing is ever rounded into validity; trailing
+    /// zeros beyond two places are harmless (`10.500`).
     pub fn parse(text: &str) -> Result<Self, String> {
-        let trimmed = text.trim();
-        if trimmed.is_empty() {
-            return Err("must be a decimal number".into());
-        }
-        let parsed = if trimmed.contains(['e', 'E']) {
-            Decimal::from_scientific(trimmed)
-        } else {
-            Decimal::from_str_exact(trimmed)
+        const NOT_A_NUMBER: &str = "must be a decimal number";
+        let (negative, digits) = match text.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, text),
         };
-        let value = parsed.map_err(|_| "must be a decimal number".to_string())?;
+        let (mantissa, exponent) = match digits.split_once(['e', 'E']) {
+            Some((mantissa, exponent)) => {
+                let exponent = exponent.strip_prefix('+').unwrap_or(exponent);
+                let (sign, magnitude) = match exponent.strip_prefix('-') {
+                    Some(m) => (-1, m),
+                    None => (1, exponent),
+                };
+                if magnitude.is_empty() || !magnitude.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(NOT_A_NUMBER.into());
+                }
+                // Anything beyond ±64 is far outside the range either way.
+                let magnitude: i64 = magnitude.parse().unwrap_or(i64::MAX).min(64);
+                (mantissa, sign * magnitude)
+            }
+            None => (digits, 0),
+        };
+        let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+        let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        if int_part.is_empty()
+            || !all_digits(int_part)
+            || !all_digits(frac_part)
+            || (mantissa.contains('.') && frac_part.is_empty())
+        {
+            return Err(NOT_A_NUMBER.into());
+        }
+        // Shift the decimal point by the exponent, as text.
+        let mut all: String = format!("{int_part}{frac_part}");
+        let mut point = int_part.len() as i64 + exponent;
+        if point < 0 {
+            all.insert_str(0, &"0".repeat((-point) as usize));
+            point = 0;
+        }
+        if point as usize > all.len() {
+            all.push_str(&"0".repeat(point as usize - all.len()));
+        }
+        let (int_digits, frac_digits) = all.split_at(point as usize);
+        let int_digits = int_digits.trim_start_matches('0');
+        let frac_digits = frac_digits.trim_end_matches('0');
+        let is_zero = int_digits.is_empty() && frac_digits.is_empty();
+        if negative || is_zero {
+            return Err("must be greater than 0".into());
+        }
+        if frac_digits.len() > 2 {
+            return Err("must have at most 2 decimal places".into());
+        }
+        if int_digits.len() > 10 {
+            return Err("must be at most 1000000000.00".into());
+        }
+        let normalised = format!(
+            "{}.{}",
+            if int_digits.is_empty() {
+                "0"
+            } else {
+                int_digits
+            },
+            frac_digits
+        );
+        let value = Decimal::from_str_exact(normalised.trim_end_matches('.'))
+            .map_err(|_| NOT_A_NUMBER.to_string())?;
         Self::try_from(value)
     }
 
@@ -79,6 +135,8 @@ mod tests {
         assert_eq!(Price::parse("0.01").unwrap().to_string(), "0.01");
         assert_eq!(Price::parse("10.500").unwrap().to_string(), "10.50");
         assert_eq!(Price::parse("1e2").unwrap().to_string(), "100.00");
+        assert_eq!(Price::parse("12345e-2").unwrap().to_string(), "123.45");
+        assert_eq!(Price::parse("0.5E+1").unwrap().to_string(), "5.00");
         assert_eq!(
             Price::parse("1000000000.00").unwrap().to_string(),
             "1000000000.00"
@@ -97,8 +155,15 @@ mod tests {
             ("-1", "greater than 0"),
             ("10.005", "2 decimal places"),
             ("1000000000.01", "at most 1000000000.00"),
-            ("1e40", "decimal number"),
-            ("99999999999999999999999999999999", "decimal number"),
+            ("1e40", "at most 1000000000.00"),
+            ("99999999999999999999999999999999", "at most 1000000000.00"),
+            ("1.000000000000000000000000000001e1", "2 decimal places"),
+            ("1_000", "decimal number"),
+            ("+10", "decimal number"),
+            (".5", "decimal number"),
+            ("5.", "decimal number"),
+            (" 10", "decimal number"),
+            ("1e", "decimal number"),
             ("abc", "decimal number"),
             ("", "decimal number"),
             ("NaN", "decimal number"),
