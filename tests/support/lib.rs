@@ -23,6 +23,8 @@ use uuid::Uuid;
 
 pub use order_shared;
 
+pub mod local_runner;
+
 /// The admin connection used to create per-test databases.
 pub fn admin_url() -> String {
     std::env::var("TEST_ADMIN_DATABASE_URL")

@@ -103,9 +103,18 @@ async fn main() -> anyhow::Result<()> {
     println!("sweeper          every {}s", sweep_every.as_secs());
     tracing::info!(%address, orders_queue = %queues.orders, "local runner listening");
     axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .with_graceful_shutdown(shutdown_signal())
         .await?;
     Ok(())
+}
+
+/// Ctrl-C in a terminal, SIGTERM from a supervisor or a test harness.
+async fn shutdown_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::info!("shutting down");
 }

@@ -33,8 +33,11 @@ impl Price {
                 if magnitude.is_empty() || !magnitude.bytes().all(|b| b.is_ascii_digit()) {
                     return Err(NOT_A_NUMBER.into());
                 }
-                // Anything beyond ±64 is far outside the range either way.
-                let magnitude: i64 = magnitude.parse().unwrap_or(i64::MAX).min(64);
+                // Clamped only where the result's class cannot change: once the shift exceeds
+                // the mantissa's own length by 64 digits, a non-zero value is certainly too
+                // large (or has too many decimals) whatever the exact exponent.
+                let bound = mantissa.len() as i64 + 64;
+                let magnitude: i64 = magnitude.parse().unwrap_or(i64::MAX).min(bound);
                 (mantissa, sign * magnitude)
             }
             None => (digits, 0),
@@ -137,6 +140,10 @@ mod tests {
         assert_eq!(Price::parse("1e2").unwrap().to_string(), "100.00");
         assert_eq!(Price::parse("12345e-2").unwrap().to_string(), "123.45");
         assert_eq!(Price::parse("0.5E+1").unwrap().to_string(), "5.00");
+        let hundred = format!("1{}e-70", "0".repeat(72));
+        assert_eq!(Price::parse(&hundred).unwrap().to_string(), "100.00");
+        let ten = format!("0.{}1e72", "0".repeat(70));
+        assert_eq!(Price::parse(&ten).unwrap().to_string(), "10.00");
         assert_eq!(
             Price::parse("1000000000.00").unwrap().to_string(),
             "1000000000.00"
