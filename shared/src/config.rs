@@ -223,3 +223,98 @@ mod tests {
         assert!(err.to_string().contains("DATABASE_TLS"), "{err}");
     }
 }
+
+/// How to reach the exchange.
+#[derive(Clone)]
+pub struct ExchangeConfig {
+    pub base_url: String,
+    /// The API key itself (local runs); never printed.
+    pub api_key: Option<String>,
+    /// A Secrets Manager secret holding the API key (AWS); read at start-up.
+    pub api_key_secret_arn: Option<String>,
+    pub connect_timeout: Duration,
+    /// Bounds one placement call; the exchange takes ≈0.5 s, so this leaves room for its slow
+    /// moments while keeping the lease (and the visibility timeout) short.
+    pub request_timeout: Duration,
+}
+
+impl std::fmt::Debug for ExchangeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExchangeConfig")
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "***"))
+            .field("api_key_secret_arn", &self.api_key_secret_arn)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .finish()
+    }
+}
+
+impl ExchangeConfig {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            base_url: env.required("EXCHANGE_BASE_URL")?,
+            api_key: env.optional("EXCHANGE_API_KEY"),
+            api_key_secret_arn: env.optional("EXCHANGE_API_KEY_SECRET_ARN"),
+            connect_timeout: env.millis("EXCHANGE_CONNECT_TIMEOUT_MS", 1_000)?,
+            request_timeout: env.millis("EXCHANGE_TIMEOUT_MS", 5_000)?,
+        })
+    }
+}
+
+/// Settings of the placer function.
+#[derive(Debug, Clone)]
+pub struct PlacerConfig {
+    pub database: DatabaseConfig,
+    /// The orders queue, for ChangeMessageVisibility (back-off).
+    pub queue_url: String,
+    pub exchange: ExchangeConfig,
+    pub placer: crate::placer::PlacerSettings,
+}
+
+/// The placer's behaviour, shared by the Lambda and the local runner.
+pub fn placer_settings<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+    exchange: &ExchangeConfig,
+) -> Result<crate::placer::PlacerSettings, ConfigError> {
+    let default_lease = exchange.request_timeout.as_secs() + 10;
+    Ok(crate::placer::PlacerSettings {
+        lease: env.seconds("PLACEMENT_LEASE_SECONDS", default_lease)?,
+        concurrency: env.parsed("PLACER_CONCURRENCY", 10)?,
+        backoff: crate::backoff::Backoff {
+            base: env.seconds("RETRY_BASE_SECONDS", 2)?,
+            max: env.seconds("RETRY_MAX_SECONDS", 300)?,
+        },
+    })
+}
+
+impl PlacerConfig {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let exchange = ExchangeConfig::from_env(env)?;
+        Ok(Self {
+            // Records of a batch run concurrently, each holding a connection briefly.
+            database: env.database(4)?,
+            queue_url: env.required("ORDERS_QUEUE_URL")?,
+            placer: placer_settings(env, &exchange)?,
+            exchange,
+        })
+    }
+}
+
+/// Settings of the alerter function.
+#[derive(Debug, Clone)]
+pub struct AlerterConfig {
+    pub database: DatabaseConfig,
+    pub exchange: ExchangeConfig,
+    pub alert_topic_arn: String,
+}
+
+impl AlerterConfig {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            database: env.database(2)?,
+            exchange: ExchangeConfig::from_env(env)?,
+            alert_topic_arn: env.required("ALERT_TOPIC_ARN")?,
+        })
+    }
+}

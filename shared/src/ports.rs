@@ -104,3 +104,141 @@ pub trait OrderQueue: Send + Sync {
     /// Sends one placement message for the order.
     async fn enqueue(&self, order: &Order) -> Result<(), QueueError>;
 }
+
+/// The exchange's answer to a placement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlacementOutcome {
+    /// Accepted; the exchange's own id for the order.
+    Acknowledged { exchange_order_id: String },
+    /// Refused for good (a business refusal, 400/422-like): never retried.
+    Rejected { reason: String },
+    /// Might work later (5xx, 401/403/408/409/429, timeouts, connection errors): retried.
+    /// A timeout may hide a success, which the exchange's de-duplication makes harmless.
+    Transient { error: String },
+}
+
+/// What the exchange knows about a client order id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LookupOutcome {
+    Placed { exchange_order_id: String },
+    Unknown,
+}
+
+/// The exchange could not answer a lookup (it is down or slow).
+#[derive(Debug, thiserror::Error)]
+#[error("exchange lookup failed: {0}")]
+pub struct LookupError(pub String);
+
+/// The stock exchange. The order id is the client order id, so that a retried placement after a
+/// crash between "accepted" and "row updated" is de-duplicated by the exchange.
+#[async_trait]
+pub trait Exchange: Send + Sync {
+    async fn place(&self, order: &Order) -> PlacementOutcome;
+    async fn lookup(&self, client_order_id: OrderId) -> Result<LookupOutcome, LookupError>;
+}
+
+/// An alert for the on-call admin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alert {
+    pub subject: String,
+    /// JSON an admin (or a tool) can act on.
+    pub body: String,
+}
+
+/// Publishing failed; the alert must be retried (the record is reported as failed).
+#[derive(Debug, thiserror::Error)]
+#[error("could not publish the alert")]
+pub struct PublishError(#[source] pub BoxError);
+
+/// Where admin alerts go (SNS in AWS).
+#[async_trait]
+pub trait AlertPublisher: Send + Sync {
+    async fn publish(&self, alert: &Alert) -> Result<(), PublishError>;
+}
+
+/// Delays the next delivery of a queue message (SQS ChangeMessageVisibility), for back-off.
+#[async_trait]
+pub trait RetryScheduler: Send + Sync {
+    async fn retry_after(&self, receipt_handle: &str, delay: Duration) -> Result<(), BoxError>;
+}
+
+/// What claiming an order for placement found.
+#[derive(Debug)]
+pub enum ClaimOutcome {
+    /// Now `placing` under a lease, with `attempts` counting this attempt.
+    Claimed(Order),
+    /// `placed`, `rejected` or `failed`: nothing to do; the message can go.
+    AlreadyFinal(OrderStatus),
+    /// Another placer holds a valid lease: the message must come back later, not be deleted.
+    LeasedElsewhere,
+    /// No such order: the message is poison and must reach the DLQ to be reported.
+    Unknown,
+}
+
+/// The placement state machine on the store. Every method is one conditional transition with
+/// its audit event; `None` means the order was not in a state that allows it (a duplicate or
+/// late message), which callers treat as "someone else already did it".
+#[async_trait]
+pub trait OrderLifecycle: OrderStore {
+    /// `pending` (or `placing` with an expired lease) → `placing` for `lease`.
+    async fn claim_for_placement(
+        &self,
+        id: OrderId,
+        lease: Duration,
+    ) -> Result<ClaimOutcome, StoreError>;
+
+    /// `placing` → `placed`.
+    async fn record_placed(
+        &self,
+        id: OrderId,
+        exchange_order_id: &str,
+    ) -> Result<Option<Order>, StoreError>;
+
+    /// `placing` → `rejected` (final, no retry).
+    async fn record_rejected(&self, id: OrderId, reason: &str)
+    -> Result<Option<Order>, StoreError>;
+
+    /// `placing` → `pending` after a transient error, keeping the error for the admin.
+    async fn release_for_retry(
+        &self,
+        id: OrderId,
+        error: &str,
+    ) -> Result<Option<Order>, StoreError>;
+
+    /// `pending`/`placing` → `placed` when a lookup shows the exchange did take the order.
+    async fn record_placed_by_lookup(
+        &self,
+        id: OrderId,
+        exchange_order_id: &str,
+    ) -> Result<Option<Order>, StoreError>;
+
+    /// `pending`/`placing` → `failed` (retries exhausted).
+    async fn mark_failed(&self, id: OrderId, reason: &str) -> Result<Option<Order>, StoreError>;
+
+    /// Records that the admin alert for this failure was published.
+    async fn mark_alerted(&self, id: OrderId) -> Result<(), StoreError>;
+
+    /// `failed` → `pending` for an admin retry, clearing the enqueued and alerted marks.
+    async fn requeue_failed(&self, id: OrderId) -> Result<Option<Order>, StoreError>;
+
+    /// When the first and the last placement attempt started (from the audit trail).
+    async fn attempt_times(
+        &self,
+        id: OrderId,
+    ) -> Result<(Option<time::OffsetDateTime>, Option<time::OffsetDateTime>), StoreError>;
+
+    /// Failed orders (oldest first) that failed at or after `since`.
+    async fn list_failed(
+        &self,
+        since: Option<time::OffsetDateTime>,
+        limit: u32,
+    ) -> Result<Vec<FailedOrder>, StoreError>;
+}
+
+/// A failed order with what an admin needs to decide on a retry.
+#[derive(Debug, Clone)]
+pub struct FailedOrder {
+    pub order: Order,
+    pub failed_at: time::OffsetDateTime,
+    pub alerted_at: Option<time::OffsetDateTime>,
+}

@@ -1,5 +1,7 @@
-//! The whole system on one machine: applies migrations, creates the queues, serves the api
-//! Router on a socket and runs the sweeper on an interval — the same handlers Lambda runs.
+//! The whole system on one machine: applies migrations, creates the queues and the alert topic,
+//! starts the simulated exchange, serves the api Router on a socket, polls the orders queue and
+//! the DLQ exactly as Lambda's SQS event source mapping would (calling the same placer and
+//! alerter handlers), runs the sweeper on an interval, and prints every admin alert.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,10 +9,17 @@ use std::time::Duration;
 
 use anyhow::Context;
 use order_shared::adapters::aws_sdk_config;
+use order_shared::adapters::http_exchange::HttpExchange;
 use order_shared::adapters::postgres::{PostgresOrderStore, run_migrations};
-use order_shared::adapters::sqs::{QueueTopology, SqsClient, SqsOrderQueue, ensure_queues};
+use order_shared::adapters::sns::{SnsAlertPublisher, SnsClient, ensure_topic, subscribe_queue};
+use order_shared::adapters::sqs::{
+    QueueTopology, SqsClient, SqsOrderQueue, SqsRetryScheduler, ensure_queues,
+};
+use order_shared::alerter::{AlerterPorts, handle_dead_letters};
 use order_shared::api::{ApiContext, router};
-use order_shared::config::{Env, SweepSettings, process_env};
+use order_shared::config::{Env, ExchangeConfig, SweepSettings, placer_settings, process_env};
+use order_shared::placer::{PlacerPorts, handle_placement_batch};
+use order_shared::sqs_event_source::{self, EventSource};
 use order_shared::sweeper::sweep_once;
 use order_shared::telemetry::{error_chain, init_tracing};
 
@@ -18,9 +27,15 @@ use order_shared::telemetry::{error_chain, init_tracing};
 struct RunnerConfig {
     listen: SocketAddr,
     topology: QueueTopology,
+    alert_topic_name: String,
+    alerts_inbox_name: String,
     enqueue_timeout: Duration,
     sweep_every: Duration,
     sweep: SweepSettings,
+    placer_pollers: usize,
+    poll_wait: Duration,
+    /// An external exchange; without it the simulated exchange is started.
+    exchange_base_url: Option<String>,
 }
 
 impl RunnerConfig {
@@ -37,9 +52,18 @@ impl RunnerConfig {
                 max_receive_count: env.parsed("MAX_RECEIVE_COUNT", 5)?,
                 visibility_timeout_seconds: env.parsed("VISIBILITY_TIMEOUT_SECONDS", 30)?,
             },
+            alert_topic_name: env
+                .optional("ALERT_TOPIC_NAME")
+                .unwrap_or_else(|| "order-alerts".into()),
+            alerts_inbox_name: env
+                .optional("ALERTS_INBOX_QUEUE_NAME")
+                .unwrap_or_else(|| "order-alerts-inbox".into()),
             enqueue_timeout: env.millis("ENQUEUE_TIMEOUT_MS", 1_000)?,
             sweep_every: env.seconds("SWEEP_INTERVAL_SECONDS", 5)?,
             sweep: SweepSettings::from_env(env)?,
+            placer_pollers: env.parsed("PLACER_POLLERS", 4)?,
+            poll_wait: env.seconds("POLL_WAIT_SECONDS", 2)?,
+            exchange_base_url: env.optional("EXCHANGE_BASE_URL"),
         })
     }
 }
@@ -65,16 +89,137 @@ async fn main() -> anyhow::Result<()> {
     let queues = ensure_queues(&sqs, &config.topology)
         .await
         .context("creating the queues (is the SQS endpoint in AWS_ENDPOINT_URL running?)")?;
+    let sns = SnsClient::new(&sdk);
+    let topic_arn = ensure_topic(&sns, &config.alert_topic_name)
+        .await
+        .context("creating the alert topic")?;
+    let inbox = sqs
+        .create_queue()
+        .queue_name(&config.alerts_inbox_name)
+        .send()
+        .await
+        .context("creating the alerts inbox queue")?
+        .queue_url
+        .unwrap_or_default();
+    let inbox_arn = sqs_event_source::queue_arn(&sqs, &inbox).await?;
+    subscribe_queue(&sns, &topic_arn, &inbox_arn)
+        .await
+        .context("subscribing the alerts inbox to the topic")?;
 
-    let store: Arc<PostgresOrderStore> = Arc::new(store);
-    let request_queue = Arc::new(SqsOrderQueue::for_requests(
-        &sdk,
-        queues.orders.clone(),
-        config.enqueue_timeout,
-    ));
-    let sweep_queue = SqsOrderQueue::new(&sdk, queues.orders.clone());
+    // The exchange: an external one, or the simulator in this process.
+    let (exchange_url, _simulator) = match &config.exchange_base_url {
+        Some(url) => (url.clone(), None),
+        None => {
+            let settings = exchange_sim::SimSettings::from_env()
+                .map_err(|e| anyhow::anyhow!("exchange simulator settings: {e}"))?;
+            let handle = exchange_sim::spawn(settings.listen, settings)
+                .await
+                .context("starting the simulated exchange")?;
+            (handle.base_url.clone(), Some(handle))
+        }
+    };
+    let mut exchange_config = ExchangeConfig {
+        base_url: exchange_url.clone(),
+        api_key: env.optional("EXCHANGE_API_KEY"),
+        api_key_secret_arn: None,
+        connect_timeout: env.millis("EXCHANGE_CONNECT_TIMEOUT_MS", 1_000)?,
+        request_timeout: env.millis("EXCHANGE_TIMEOUT_MS", 5_000)?,
+    };
+    if exchange_config.api_key.is_none() {
+        exchange_config.api_key = env.optional("EXCHANGE_SIM_API_KEY");
+    }
+    let placer = placer_settings(&env, &exchange_config)?;
+    let exchange = Arc::new(HttpExchange::new(
+        exchange_config.base_url.clone(),
+        exchange_config.api_key.clone(),
+        exchange_config.connect_timeout,
+        exchange_config.request_timeout,
+    )?);
+
+    let store = Arc::new(store);
+    let retries = Arc::new(SqsRetryScheduler::new(&sdk, queues.orders.clone()));
+    let alerts = Arc::new(SnsAlertPublisher::new(&sdk, topic_arn.clone()));
+    let orders_arn = sqs_event_source::queue_arn(&sqs, &queues.orders).await?;
+    let dlq_arn = sqs_event_source::queue_arn(&sqs, &queues.dead_letters).await?;
+
+    // Placer pollers: like Lambda's event source mapping with a few concurrent invocations.
+    for _ in 0..config.placer_pollers.max(1) {
+        let (store, exchange, retries, placer) = (
+            store.clone(),
+            exchange.clone(),
+            retries.clone(),
+            placer.clone(),
+        );
+        let source = EventSource {
+            queue_url: queues.orders.clone(),
+            queue_arn: orders_arn.clone(),
+            batch_size: 10,
+            wait: config.poll_wait,
+        };
+        tokio::spawn(sqs_event_source::run(sqs.clone(), source, move |event| {
+            let (store, exchange, retries, placer) = (
+                store.clone(),
+                exchange.clone(),
+                retries.clone(),
+                placer.clone(),
+            );
+            async move {
+                let ports = PlacerPorts {
+                    store: store.as_ref(),
+                    exchange: exchange.as_ref(),
+                    retries: retries.as_ref(),
+                };
+                handle_placement_batch(event, ports, &placer).await
+            }
+        }));
+    }
+
+    // Alerter poller on the DLQ.
+    {
+        let (store, exchange, alerts) = (store.clone(), exchange.clone(), alerts.clone());
+        let source = EventSource {
+            queue_url: queues.dead_letters.clone(),
+            queue_arn: dlq_arn,
+            batch_size: 10,
+            wait: config.poll_wait,
+        };
+        tokio::spawn(sqs_event_source::run(sqs.clone(), source, move |event| {
+            let (store, exchange, alerts) = (store.clone(), exchange.clone(), alerts.clone());
+            async move {
+                let ports = AlerterPorts {
+                    store: store.as_ref(),
+                    exchange: exchange.as_ref(),
+                    alerts: alerts.as_ref(),
+                };
+                handle_dead_letters(event, ports).await
+            }
+        }));
+    }
+
+    // What an admin would receive by e-mail, printed.
+    {
+        let source = EventSource {
+            queue_url: inbox.clone(),
+            queue_arn: inbox_arn,
+            batch_size: 10,
+            wait: config.poll_wait,
+        };
+        tokio::spawn(sqs_event_source::run(
+            sqs.clone(),
+            source,
+            |event| async move {
+                for record in &event.records {
+                    let body = record.body.as_deref().unwrap_or_default();
+                    println!("ADMIN ALERT {body}");
+                    tracing::warn!(alert = %body, "admin alert");
+                }
+                aws_lambda_events::sqs::SqsBatchResponse::default()
+            },
+        ));
+    }
 
     let sweeper_store = store.clone();
+    let sweep_queue = SqsOrderQueue::new(&sdk, queues.orders.clone());
     let sweep = config.sweep.clone();
     let sweep_every = config.sweep_every;
     tokio::spawn(async move {
@@ -87,6 +232,11 @@ async fn main() -> anyhow::Result<()> {
         }
     });
 
+    let request_queue = Arc::new(SqsOrderQueue::for_requests(
+        &sdk,
+        queues.orders.clone(),
+        config.enqueue_timeout,
+    ));
     let app = router(ApiContext {
         store,
         queue: request_queue,
@@ -98,8 +248,10 @@ async fn main() -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     println!("order API        http://{address}  (try http://{address}/health)");
     println!("OpenAPI          http://{address}/openapi.json");
+    println!("exchange         {exchange_url}  (stats: {exchange_url}/stats)");
     println!("orders queue     {}", queues.orders);
     println!("dead letters     {}", queues.dead_letters);
+    println!("alert topic      {topic_arn}  (printed here as ADMIN ALERT)");
     println!("sweeper          every {}s", sweep_every.as_secs());
     tracing::info!(%address, orders_queue = %queues.orders, "local runner listening");
     axum::serve(listener, app)

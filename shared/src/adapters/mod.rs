@@ -1,7 +1,10 @@
 //! One adapter per port, each wrapping a real client: Postgres, SQS, Secrets Manager.
 
+pub mod exchange_key;
+pub mod http_exchange;
 pub mod postgres;
 pub mod secrets;
+pub mod sns;
 pub mod sqs;
 
 pub use aws_config::SdkConfig;

@@ -11,7 +11,7 @@ use aws_sdk_sqs::config::timeout::TimeoutConfig;
 
 use crate::domain::Order;
 use crate::placement_message::PlacementMessage;
-use crate::ports::{OrderQueue, QueueError};
+use crate::ports::{BoxError, OrderQueue, QueueError, RetryScheduler};
 
 /// Sends placement messages to the orders queue.
 #[derive(Clone, Debug)]
@@ -67,6 +67,38 @@ impl OrderQueue for SqsOrderQueue {
                 order_id: order.id,
                 source: Box::new(error),
             })
+    }
+}
+
+/// Back-off for redeliveries: ChangeMessageVisibility on the record's receipt handle.
+#[derive(Clone, Debug)]
+pub struct SqsRetryScheduler {
+    client: Client,
+    queue_url: String,
+}
+
+impl SqsRetryScheduler {
+    pub fn new(sdk: &aws_config::SdkConfig, queue_url: String) -> Self {
+        Self {
+            client: Client::new(sdk),
+            queue_url,
+        }
+    }
+}
+
+#[async_trait]
+impl RetryScheduler for SqsRetryScheduler {
+    async fn retry_after(&self, receipt_handle: &str, delay: Duration) -> Result<(), BoxError> {
+        // SQS caps a visibility timeout at 12 hours.
+        let seconds = delay.as_secs().min(43_200) as i32;
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(seconds)
+            .send()
+            .await?;
+        Ok(())
     }
 }
 

@@ -57,4 +57,6 @@ pub struct Order {
     pub last_error: Option<String>,
     pub exchange_order_id: Option<String>,
     pub placed_at: Option<OffsetDateTime>,
+    /// When the admin alert for its failure was published (`None`: not alerted yet).
+    pub alerted_at: Option<OffsetDateTime>,
 }

@@ -42,13 +42,15 @@ impl OrderStatus {
         }
     }
 
-    /// The transition table of the design.
+    /// The transition table of the design, plus `pending → placed`: the alerter's lookup may find
+    /// that an attempt which timed out was placed after all.
     pub fn can_become(self, next: OrderStatus) -> bool {
         use OrderStatus::*;
         matches!(
             (self, next),
             (Pending, Placing)
                 | (Placing, Placed)
+                | (Pending, Placed)
                 | (Placing, Rejected)
                 | (Placing, Pending)
                 | (Pending, Failed)
@@ -91,6 +93,8 @@ mod tests {
         let allowed = [
             (Pending, Placing),
             (Placing, Placed),
+            // The alerter's lookup found that a timed-out attempt had been placed after all.
+            (Pending, Placed),
             (Placing, Rejected),
             (Placing, Pending),
             (Pending, Failed),

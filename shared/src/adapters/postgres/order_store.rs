@@ -11,7 +11,10 @@ use uuid::Uuid;
 use crate::domain::{
     IdempotencyKey, Isin, NewOrder, Order, OrderId, OrderStatus, OrderType, Price, Quantity, Side,
 };
-use crate::ports::{CreateOutcome, ListFilter, OrderPage, OrderStore, StoreError};
+use crate::ports::{
+    ClaimOutcome, CreateOutcome, FailedOrder, ListFilter, OrderLifecycle, OrderPage, OrderStore,
+    StoreError,
+};
 
 /// The order store; cheap to clone (the pool is reference-counted).
 #[derive(Clone)]
@@ -20,7 +23,7 @@ pub struct PostgresOrderStore {
 }
 
 const ORDER_COLUMNS: &str = "id, created_at, order_type, side, instrument, limit_price, quantity, \
-     status, attempts, last_error, exchange_order_id, placed_at";
+     status, attempts, last_error, exchange_order_id, placed_at, alerted_at";
 
 impl PostgresOrderStore {
     pub fn new(pool: Pool) -> Self {
@@ -269,6 +272,236 @@ impl OrderStore for PostgresOrderStore {
     }
 }
 
+/// One conditional transition with its audit row, as a single atomic statement: lock the row if
+/// it is in an allowed state, update it, append the event. `$1` is the order id, `$2` the
+/// event's reason; `extra_set` may use `$3` onwards.
+fn transition_sql(allowed: &str, to: OrderStatus, extra_set: &str) -> String {
+    format!(
+        "WITH prev AS ( \
+           SELECT id, status AS from_status FROM orders WHERE id = $1 AND ({allowed}) FOR UPDATE \
+         ), upd AS ( \
+           UPDATE orders o SET status = '{to}', updated_at = now() {extra_set} \
+           FROM prev WHERE o.id = prev.id \
+           RETURNING o.*, prev.from_status \
+         ), event AS ( \
+           INSERT INTO order_events (order_id, from_status, to_status, reason, attempt) \
+           SELECT id, from_status, status, $2, attempts FROM upd \
+         ) \
+         SELECT {ORDER_COLUMNS} FROM upd"
+    )
+}
+
+impl PostgresOrderStore {
+    async fn transition(
+        &self,
+        what: &'static str,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Option<Order>, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(sql)
+            .await
+            .map_err(query_error(what))?;
+        let row = client
+            .query_opt(&statement, params)
+            .await
+            .map_err(query_error(what))?;
+        row.as_ref().map(order_from_row).transpose()
+    }
+}
+
+#[async_trait]
+impl OrderLifecycle for PostgresOrderStore {
+    async fn claim_for_placement(
+        &self,
+        id: OrderId,
+        lease: Duration,
+    ) -> Result<ClaimOutcome, StoreError> {
+        let sql = transition_sql(
+            "status = 'pending' OR (status = 'placing' AND lease_expires_at < now())",
+            OrderStatus::Placing,
+            ", attempts = o.attempts + 1, lease_expires_at = now() + make_interval(secs => $3)",
+        );
+        let claimed = self
+            .transition(
+                "claim order",
+                &sql,
+                &[
+                    &id.as_uuid(),
+                    &"claimed for placement",
+                    &lease.as_secs_f64(),
+                ],
+            )
+            .await?;
+        if let Some(order) = claimed {
+            return Ok(ClaimOutcome::Claimed(order));
+        }
+        Ok(match self.find_order(id).await? {
+            None => ClaimOutcome::Unknown,
+            Some(order) if order.status.is_final() => ClaimOutcome::AlreadyFinal(order.status),
+            // Still `placing` under a valid lease (or it just changed hands): try again later.
+            Some(_) => ClaimOutcome::LeasedElsewhere,
+        })
+    }
+
+    async fn record_placed(
+        &self,
+        id: OrderId,
+        exchange_order_id: &str,
+    ) -> Result<Option<Order>, StoreError> {
+        let sql = transition_sql(
+            "status = 'placing'",
+            OrderStatus::Placed,
+            ", exchange_order_id = $3, placed_at = now(), lease_expires_at = NULL",
+        );
+        self.transition(
+            "record placed",
+            &sql,
+            &[
+                &id.as_uuid(),
+                &"acknowledged by the exchange",
+                &exchange_order_id,
+            ],
+        )
+        .await
+    }
+
+    async fn record_rejected(
+        &self,
+        id: OrderId,
+        reason: &str,
+    ) -> Result<Option<Order>, StoreError> {
+        let sql = transition_sql(
+            "status = 'placing'",
+            OrderStatus::Rejected,
+            ", last_error = $3, lease_expires_at = NULL",
+        );
+        let event = format!("rejected by the exchange: {reason}");
+        self.transition("record rejected", &sql, &[&id.as_uuid(), &event, &reason])
+            .await
+    }
+
+    async fn release_for_retry(
+        &self,
+        id: OrderId,
+        error: &str,
+    ) -> Result<Option<Order>, StoreError> {
+        let sql = transition_sql(
+            "status = 'placing'",
+            OrderStatus::Pending,
+            ", last_error = $3, lease_expires_at = NULL",
+        );
+        let event = format!("transient exchange error: {error}");
+        self.transition("release for retry", &sql, &[&id.as_uuid(), &event, &error])
+            .await
+    }
+
+    async fn record_placed_by_lookup(
+        &self,
+        id: OrderId,
+        exchange_order_id: &str,
+    ) -> Result<Option<Order>, StoreError> {
+        let sql = transition_sql(
+            "status IN ('pending', 'placing')",
+            OrderStatus::Placed,
+            ", exchange_order_id = $3, placed_at = now(), lease_expires_at = NULL",
+        );
+        self.transition(
+            "record placed by lookup",
+            &sql,
+            &[
+                &id.as_uuid(),
+                &"found placed by an exchange lookup after retries ran out",
+                &exchange_order_id,
+            ],
+        )
+        .await
+    }
+
+    async fn mark_failed(&self, id: OrderId, reason: &str) -> Result<Option<Order>, StoreError> {
+        let sql = transition_sql(
+            "status IN ('pending', 'placing')",
+            OrderStatus::Failed,
+            ", lease_expires_at = NULL, last_error = COALESCE(o.last_error, $3)",
+        );
+        self.transition("mark failed", &sql, &[&id.as_uuid(), &reason, &reason])
+            .await
+    }
+
+    async fn mark_alerted(&self, id: OrderId) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "UPDATE orders SET alerted_at = now(), updated_at = now() WHERE id = $1",
+                &[&id.as_uuid()],
+            )
+            .await
+            .map_err(query_error("mark alerted"))?;
+        Ok(())
+    }
+
+    async fn requeue_failed(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
+        let sql = transition_sql(
+            "status = 'failed'",
+            OrderStatus::Pending,
+            ", enqueued_at = NULL, alerted_at = NULL, sweep_claimed_until = NULL, \
+               lease_expires_at = NULL",
+        );
+        self.transition("requeue failed", &sql, &[&id.as_uuid(), &"admin retry"])
+            .await
+    }
+
+    async fn attempt_times(
+        &self,
+        id: OrderId,
+    ) -> Result<(Option<time::OffsetDateTime>, Option<time::OffsetDateTime>), StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT min(created_at), max(created_at) FROM order_events \
+                 WHERE order_id = $1 AND to_status = 'placing'",
+                &[&id.as_uuid()],
+            )
+            .await
+            .map_err(query_error("attempt times"))?;
+        Ok((row.get(0), row.get(1)))
+    }
+
+    async fn list_failed(
+        &self,
+        since: Option<time::OffsetDateTime>,
+        limit: u32,
+    ) -> Result<Vec<FailedOrder>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {ORDER_COLUMNS}, \
+                       (SELECT max(created_at) FROM order_events e \
+                        WHERE e.order_id = orders.id AND e.to_status = 'failed') AS failed_at \
+                     FROM orders \
+                     WHERE status = 'failed' AND ($1::timestamptz IS NULL OR updated_at >= $1) \
+                     ORDER BY updated_at LIMIT $2"
+                ),
+                &[&since, &i64::from(limit)],
+            )
+            .await
+            .map_err(query_error("list failed orders"))?;
+        rows.iter()
+            .map(|row| {
+                let order = order_from_row(row)?;
+                let failed_at: Option<time::OffsetDateTime> = row.get("failed_at");
+                Ok(FailedOrder {
+                    failed_at: failed_at.unwrap_or(order.created_at),
+                    alerted_at: order.alerted_at,
+                    order,
+                })
+            })
+            .collect()
+    }
+}
+
 /// Rebuilds the domain order from a row; a row the domain would refuse is reported, not hidden.
 fn order_from_row(row: &Row) -> Result<Order, StoreError> {
     let id: Uuid = row.get("id");
@@ -296,5 +529,6 @@ fn order_from_row(row: &Row) -> Result<Order, StoreError> {
         last_error: row.get("last_error"),
         exchange_order_id: row.get("exchange_order_id"),
         placed_at: row.get("placed_at"),
+        alerted_at: row.get("alerted_at"),
     })
 }

@@ -1,0 +1,34 @@
+//! The placer Lambda: triggered by the orders queue (batch, `ReportBatchItemFailures`); wires
+//! the store, the exchange client and the back-off scheduler once, at cold start.
+
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_runtime::{LambdaEvent, service_fn};
+use order_shared::adapters::aws_sdk_config;
+use order_shared::adapters::exchange_key::connect_exchange;
+use order_shared::adapters::postgres::PostgresOrderStore;
+use order_shared::adapters::sqs::SqsRetryScheduler;
+use order_shared::config::{PlacerConfig, process_env};
+use order_shared::placer::{PlacerPorts, handle_placement_batch};
+use order_shared::telemetry::init_tracing;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    init_tracing();
+    let config = PlacerConfig::from_env(&process_env())?;
+    let sdk = aws_sdk_config().await;
+    let store = PostgresOrderStore::connect(&config.database, &sdk).await?;
+    let exchange = connect_exchange(&config.exchange, &sdk).await?;
+    let retries = SqsRetryScheduler::new(&sdk, config.queue_url.clone());
+    let ports = PlacerPorts {
+        store: &store,
+        exchange: &exchange,
+        retries: &retries,
+    };
+    let settings = &config.placer;
+    lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| async move {
+        Ok::<SqsBatchResponse, lambda_runtime::Error>(
+            handle_placement_batch(event.payload, ports, settings).await,
+        )
+    }))
+    .await
+}

@@ -1,0 +1,56 @@
+//! Builds the exchange client from configuration: the API key comes from an env var locally or
+//! from Secrets Manager in AWS (read once at cold start; a rotated key shows up as 401s, which
+//! are transient, until instances are recycled).
+
+use aws_sdk_secretsmanager::Client;
+
+use crate::adapters::http_exchange::HttpExchange;
+use crate::config::ExchangeConfig;
+use crate::ports::BoxError;
+
+/// The exchange client for the functions.
+pub async fn connect_exchange(
+    config: &ExchangeConfig,
+    sdk: &aws_config::SdkConfig,
+) -> Result<HttpExchange, BoxError> {
+    let api_key = match (&config.api_key, &config.api_key_secret_arn) {
+        (_, Some(arn)) => Some(read_api_key(sdk, arn).await?),
+        (Some(key), None) => Some(key.clone()),
+        (None, None) => None,
+    };
+    Ok(HttpExchange::new(
+        config.base_url.clone(),
+        api_key,
+        config.connect_timeout,
+        config.request_timeout,
+    )?)
+}
+
+/// The secret is either the bare key or JSON with an `api_key` field.
+async fn read_api_key(sdk: &aws_config::SdkConfig, arn: &str) -> Result<String, BoxError> {
+    let output = Client::new(sdk)
+        .get_secret_value()
+        .secret_id(arn)
+        .send()
+        .await?;
+    let text = output
+        .secret_string()
+        .ok_or("the exchange API key secret is empty")?;
+    Ok(parse_api_key(text))
+}
+
+fn parse_api_key(text: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|v| v.get("api_key").and_then(|k| k.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| text.trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn key_is_read_bare_or_from_json() {
+        assert_eq!(super::parse_api_key("abc123\n"), "abc123");
+        assert_eq!(super::parse_api_key(r#"{"api_key":"k-1"}"#), "k-1");
+    }
+}

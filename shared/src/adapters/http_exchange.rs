@@ -1,0 +1,417 @@
+//! The [`Exchange`] port over HTTP: places orders with `POST {base}/orders` and looks them up
+//! with `GET {base}/orders/{client_order_id}`, sorting every answer into "acknowledged",
+//! "rejected for good" or "try again later".
+//!
+//! The sorting is the point of this module. Only a business refusal (400 or 422) is permanent;
+//! everything else — an expired or rotated key (401/403), throttling (429), conflicts (409),
+//! server errors, timeouts, broken connections and answers that cannot be read — is transient,
+//! because retrying it is harmless: the order id is the client order id, on which the exchange
+//! de-duplicates.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::StatusCode;
+use reqwest::header::HeaderValue;
+use serde_json::{Value, json};
+
+use crate::domain::{Order, OrderId};
+use crate::ports::{Exchange, LookupError, LookupOutcome, PlacementOutcome};
+
+/// The header the exchange authenticates requests by.
+pub const API_KEY_HEADER: &str = "x-api-key";
+
+/// Longest exchange-supplied text kept in an outcome: it ends up in the order's `last_error` and
+/// in logs, where a misbehaving exchange must not be able to dump megabytes.
+const MAX_DETAIL_CHARS: usize = 300;
+
+/// An HTTP client for the exchange. Cheap to share: one per process, behind an `Arc`.
+#[derive(Clone)]
+pub struct HttpExchange {
+    client: reqwest::Client,
+    /// Without a trailing `/`, so paths can be appended as they are.
+    base_url: String,
+    /// Marked sensitive so that `http`'s own `Debug` hides it too.
+    api_key: Option<HeaderValue>,
+    request_timeout: Duration,
+}
+
+impl HttpExchange {
+    /// Builds the client. `connect_timeout` bounds the TCP/TLS handshake; `request_timeout`
+    /// bounds a whole call (connect, send, and reading the answer), so a hung exchange costs at
+    /// most that much before the placement counts as transient.
+    ///
+    /// Fails if the client cannot be built, if `base_url` is not a URL, or if the key cannot be
+    /// sent as a header value (the error never contains the key). Redirects are not followed: the
+    /// API key must not travel to another host, and an exchange that redirects is misconfigured.
+    pub fn new(
+        base_url: String,
+        api_key: Option<String>,
+        connect_timeout: Duration,
+        request_timeout: Duration,
+    ) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .timeout(request_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        let base_url = base_url.trim_end_matches('/').to_owned();
+
+        // Building (not sending) one request checks the URL and the key now, with reqwest's own
+        // validation, instead of failing every placement later.
+        let mut probe = client.post(format!("{base_url}/orders"));
+        if let Some(key) = &api_key {
+            probe = probe.header(API_KEY_HEADER, key.as_str());
+        }
+        let probe = probe.build()?;
+        let api_key = probe.headers().get(API_KEY_HEADER).cloned().map(|mut key| {
+            key.set_sensitive(true);
+            key
+        });
+
+        Ok(Self {
+            client,
+            base_url,
+            api_key,
+            request_timeout,
+        })
+    }
+
+    /// The base URL requests go to (without a trailing `/`).
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    fn with_key(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.api_key {
+            Some(key) => request.header(API_KEY_HEADER, key.clone()),
+            None => request,
+        }
+    }
+
+    /// Describes a failed call in a few words, for `last_error` and the logs.
+    fn describe_error(&self, error: &reqwest::Error) -> String {
+        let text = if error.is_timeout() {
+            format!(
+                "exchange did not answer within {} ms",
+                self.request_timeout.as_millis()
+            )
+        } else if error.is_connect() {
+            format!("could not connect to the exchange: {}", root_cause(error))
+        } else {
+            format!("exchange call failed: {}", root_cause(error))
+        };
+        self.scrub(text)
+    }
+
+    /// Removes the API key from text that may quote the exchange (which could echo headers back).
+    fn scrub(&self, text: String) -> String {
+        match self.api_key.as_ref().and_then(|key| key.to_str().ok()) {
+            Some(key) if !key.is_empty() && text.contains(key) => text.replace(key, "[redacted]"),
+            _ => text,
+        }
+    }
+}
+
+impl fmt::Debug for HttpExchange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpExchange")
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "[redacted]"))
+            .field("request_timeout", &self.request_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl Exchange for HttpExchange {
+    async fn place(&self, order: &Order) -> PlacementOutcome {
+        let details = &order.details;
+        let body = json!({
+            "client_order_id": order.id.to_string(),
+            "instrument": details.instrument().as_str(),
+            "side": details.side().as_str(),
+            "type": details.order_type().as_str(),
+            "limit_price": details.limit_price().map(|p| p.to_string()),
+            "quantity": details.quantity().get(),
+        });
+        let request = self.with_key(self.client.post(format!("{}/orders", self.base_url)));
+        let response = match request.json(&body).send().await {
+            Ok(response) => response,
+            Err(error) => {
+                return PlacementOutcome::Transient {
+                    error: self.describe_error(&error),
+                };
+            }
+        };
+        let status = response.status();
+        let text = match response.text().await {
+            Ok(text) => text,
+            Err(error) => {
+                return PlacementOutcome::Transient {
+                    error: self.describe_error(&error),
+                };
+            }
+        };
+        match classify_placement(status, &text) {
+            PlacementOutcome::Transient { error } => PlacementOutcome::Transient {
+                error: self.scrub(error),
+            },
+            PlacementOutcome::Rejected { reason } => PlacementOutcome::Rejected {
+                reason: self.scrub(reason),
+            },
+            acknowledged => acknowledged,
+        }
+    }
+
+    async fn lookup(&self, client_order_id: OrderId) -> Result<LookupOutcome, LookupError> {
+        let url = format!("{}/orders/{client_order_id}", self.base_url);
+        let response = self
+            .with_key(self.client.get(url))
+            .send()
+            .await
+            .map_err(|error| LookupError(self.describe_error(&error)))?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .map_err(|error| LookupError(self.describe_error(&error)))?;
+        classify_lookup(status, &text)
+            .map_err(|LookupError(message)| LookupError(self.scrub(message)))
+    }
+}
+
+/// Sorts a placement answer. Kept free of I/O so every status can be reasoned about in one place.
+fn classify_placement(status: StatusCode, body: &str) -> PlacementOutcome {
+    if status.is_success() {
+        return match exchange_order_id(body) {
+            Some(exchange_order_id) => PlacementOutcome::Acknowledged { exchange_order_id },
+            None => PlacementOutcome::Transient {
+                error: format!("exchange answered {status} without a readable exchange_order_id"),
+            },
+        };
+    }
+    match status {
+        StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => PlacementOutcome::Rejected {
+            reason: json_field(body, "reason")
+                .or_else(|| non_empty(body))
+                .unwrap_or_else(|| format!("exchange refused the order ({status})")),
+        },
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => PlacementOutcome::Transient {
+            error: format!("exchange refused the API key ({status})"),
+        },
+        _ => PlacementOutcome::Transient {
+            error: with_detail(format!("exchange answered {status}"), body),
+        },
+    }
+}
+
+/// Sorts a lookup answer: only 200 and 404 are answers, anything else means "could not tell".
+fn classify_lookup(status: StatusCode, body: &str) -> Result<LookupOutcome, LookupError> {
+    match status {
+        StatusCode::OK => exchange_order_id(body)
+            .map(|exchange_order_id| LookupOutcome::Placed { exchange_order_id })
+            .ok_or_else(|| {
+                LookupError(format!(
+                    "exchange answered {status} without a readable exchange_order_id"
+                ))
+            }),
+        StatusCode::NOT_FOUND => Ok(LookupOutcome::Unknown),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(LookupError(format!(
+            "exchange refused the API key ({status})"
+        ))),
+        _ => Err(LookupError(with_detail(
+            format!("exchange answered {status}"),
+            body,
+        ))),
+    }
+}
+
+fn exchange_order_id(body: &str) -> Option<String> {
+    json_field(body, "exchange_order_id")
+}
+
+/// A non-empty string field of a JSON object body, shortened.
+fn json_field(body: &str, field: &str) -> Option<String> {
+    let value: Value = serde_json::from_str(body).ok()?;
+    match value.get(field)? {
+        Value::String(text) if !text.trim().is_empty() => Some(truncate(text.trim())),
+        _ => None,
+    }
+}
+
+fn non_empty(body: &str) -> Option<String> {
+    let body = body.trim();
+    (!body.is_empty()).then(|| truncate(body))
+}
+
+/// Appends the exchange's own explanation (`error`, `reason` or `message`) when it gives one.
+fn with_detail(summary: String, body: &str) -> String {
+    match ["error", "reason", "message"]
+        .iter()
+        .find_map(|field| json_field(body, field))
+    {
+        Some(detail) => format!("{summary}: {detail}"),
+        None => summary,
+    }
+}
+
+fn truncate(text: &str) -> String {
+    match text.char_indices().nth(MAX_DETAIL_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+/// The innermost error of a chain: for a refused connection that is the OS error, which says
+/// more than reqwest's and hyper's wrappers around it.
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = error;
+    while let Some(source) = current.source() {
+        current = source;
+    }
+    current.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn place(status: u16, body: &str) -> PlacementOutcome {
+        classify_placement(StatusCode::from_u16(status).unwrap(), body)
+    }
+
+    fn is_transient(outcome: &PlacementOutcome) -> bool {
+        matches!(outcome, PlacementOutcome::Transient { .. })
+    }
+
+    #[test]
+    fn success_with_an_id_is_acknowledged() {
+        for status in [200, 201, 202] {
+            assert_eq!(
+                place(
+                    status,
+                    r#"{"exchange_order_id":"EX-1","client_order_id":"c"}"#
+                ),
+                PlacementOutcome::Acknowledged {
+                    exchange_order_id: "EX-1".into()
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn success_without_a_readable_id_is_transient() {
+        for body in [
+            "",
+            "not json",
+            "{}",
+            r#"{"exchange_order_id":""}"#,
+            r#"{"exchange_order_id":7}"#,
+        ] {
+            assert!(is_transient(&place(201, body)), "{body}");
+        }
+    }
+
+    #[test]
+    fn business_refusals_are_permanent_with_the_reason() {
+        assert_eq!(
+            place(422, r#"{"reason":"instrument X is not tradable"}"#),
+            PlacementOutcome::Rejected {
+                reason: "instrument X is not tradable".into()
+            }
+        );
+        assert_eq!(
+            place(400, "  bad quantity \n"),
+            PlacementOutcome::Rejected {
+                reason: "bad quantity".into()
+            }
+        );
+        assert_eq!(
+            place(400, ""),
+            PlacementOutcome::Rejected {
+                reason: "exchange refused the order (400 Bad Request)".into()
+            }
+        );
+    }
+
+    #[test]
+    fn everything_else_is_transient() {
+        for status in [
+            301, 302, 304, 401, 403, 404, 405, 408, 409, 418, 429, 500, 501, 502, 503, 504, 599,
+        ] {
+            assert!(is_transient(&place(status, "{}")), "{status}");
+        }
+    }
+
+    #[test]
+    fn transient_descriptions_quote_the_exchange_briefly() {
+        let PlacementOutcome::Transient { error } = place(503, r#"{"error":"down for lunch"}"#)
+        else {
+            panic!("expected transient");
+        };
+        assert_eq!(
+            error,
+            "exchange answered 503 Service Unavailable: down for lunch"
+        );
+
+        let long = format!(r#"{{"reason":"{}"}}"#, "x".repeat(10_000));
+        let PlacementOutcome::Rejected { reason } = place(422, &long) else {
+            panic!("expected rejected");
+        };
+        assert!(reason.chars().count() <= MAX_DETAIL_CHARS + 1);
+    }
+
+    #[test]
+    fn lookup_statuses() {
+        let ok = StatusCode::OK;
+        assert_eq!(
+            classify_lookup(ok, r#"{"exchange_order_id":"EX-9"}"#).unwrap(),
+            LookupOutcome::Placed {
+                exchange_order_id: "EX-9".into()
+            }
+        );
+        assert_eq!(
+            classify_lookup(StatusCode::NOT_FOUND, "").unwrap(),
+            LookupOutcome::Unknown
+        );
+        assert!(classify_lookup(ok, "garbage").is_err());
+        for status in [400, 401, 422, 429, 500, 503] {
+            assert!(classify_lookup(StatusCode::from_u16(status).unwrap(), "").is_err());
+        }
+    }
+
+    #[test]
+    fn debug_hides_the_key_and_errors_never_show_it() {
+        let exchange = HttpExchange::new(
+            "http://127.0.0.1:9/".into(),
+            Some("s3cr3t-key".into()),
+            Duration::from_secs(1),
+            Duration::from_secs(2),
+        )
+        .unwrap();
+        let debug = format!("{exchange:?}");
+        assert!(!debug.contains("s3cr3t-key"), "{debug}");
+        assert!(debug.contains("http://127.0.0.1:9"), "{debug}");
+        assert_eq!(exchange.base_url(), "http://127.0.0.1:9");
+        assert_eq!(
+            exchange.scrub("echo: s3cr3t-key".into()),
+            "echo: [redacted]"
+        );
+    }
+
+    #[test]
+    fn bad_urls_and_keys_fail_at_construction() {
+        let timeouts = (Duration::from_secs(1), Duration::from_secs(1));
+        assert!(HttpExchange::new("not a url".into(), None, timeouts.0, timeouts.1).is_err());
+        let error = HttpExchange::new(
+            "http://localhost".into(),
+            Some("bad\nkey-zz9".into()),
+            timeouts.0,
+            timeouts.1,
+        )
+        .unwrap_err();
+        assert!(!format!("{error} {error:?}").contains("key-zz9"));
+    }
+}
