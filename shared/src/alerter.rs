@@ -95,6 +95,7 @@ async fn resolve(order_id: OrderId, ports: AlerterPorts<'_>) -> Result<Resolutio
                 .store
                 .record_placed_by_lookup(order_id, &exchange_order_id)
                 .await?;
+            crate::metrics::order_placed();
             tracing::info!(%exchange_order_id, "retries ran out but the exchange has the order: placed");
             return Ok(Resolution::Nothing);
         }
@@ -109,6 +110,7 @@ async fn resolve(order_id: OrderId, ports: AlerterPorts<'_>) -> Result<Resolutio
     // Re-read: the update may have lost a race with a placer that finished meanwhile.
     match ports.store.find_order(order_id).await? {
         Some(order) if order.status == OrderStatus::Failed && order.alerted_at.is_none() => {
+            crate::metrics::order_failed();
             tracing::warn!(attempts = order.attempts, last_error = ?order.last_error, "order failed");
             Ok(Resolution::Alert(order))
         }

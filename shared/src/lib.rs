@@ -8,6 +8,8 @@ pub mod api;
 pub mod backoff;
 pub mod config;
 pub mod domain;
+pub mod metrics;
+pub mod migrator;
 pub mod placement_message;
 pub mod placer;
 pub mod ports;

@@ -165,6 +165,7 @@ async fn place(
     tracing::Span::current().record("attempt", order.attempts);
     let started = std::time::Instant::now();
     let outcome = ports.exchange.place(&order).await;
+    crate::metrics::placement_attempt(started.elapsed());
     let latency_ms = started.elapsed().as_millis() as u64;
     match outcome {
         PlacementOutcome::Acknowledged { exchange_order_id } => {
@@ -174,6 +175,7 @@ async fn place(
                 .await
             {
                 Ok(Some(_)) => {
+                    crate::metrics::order_placed();
                     tracing::info!(%exchange_order_id, latency_ms, "order placed");
                     RecordOutcome::Done
                 }
@@ -192,6 +194,7 @@ async fn place(
         PlacementOutcome::Rejected { reason } => {
             match ports.store.record_rejected(order_id, &reason).await {
                 Ok(_) => {
+                    crate::metrics::order_rejected();
                     tracing::info!(%reason, latency_ms, "order rejected by the exchange");
                     RecordOutcome::Done
                 }

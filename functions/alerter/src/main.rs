@@ -9,11 +9,13 @@ use order_shared::adapters::postgres::PostgresOrderStore;
 use order_shared::adapters::sns::SnsAlertPublisher;
 use order_shared::alerter::{AlerterPorts, handle_dead_letters};
 use order_shared::config::{AlerterConfig, process_env};
+use order_shared::metrics::{flush_metrics, init_metrics};
 use order_shared::telemetry::init_tracing;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     init_tracing();
+    let metrics = init_metrics("alerter");
     let config = AlerterConfig::from_env(&process_env())?;
     let sdk = aws_sdk_config().await;
     let store = PostgresOrderStore::connect(&config.database, &sdk).await?;
@@ -25,9 +27,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         alerts: &alerts,
     };
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| async move {
-        Ok::<SqsBatchResponse, lambda_runtime::Error>(
-            handle_dead_letters(event.payload, ports).await,
-        )
+        let response = handle_dead_letters(event.payload, ports).await;
+        flush_metrics(metrics);
+        Ok::<SqsBatchResponse, lambda_runtime::Error>(response)
     }))
     .await
 }

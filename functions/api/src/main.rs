@@ -8,11 +8,13 @@ use order_shared::adapters::postgres::PostgresOrderStore;
 use order_shared::adapters::sqs::SqsOrderQueue;
 use order_shared::api::{ApiContext, router};
 use order_shared::config::{ApiConfig, process_env};
+use order_shared::metrics::{flush_metrics, init_metrics};
 use order_shared::telemetry::init_tracing;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     init_tracing();
+    let metrics = init_metrics("api");
     let config = ApiConfig::from_env(&process_env())?;
     let sdk = aws_sdk_config().await;
     let store = PostgresOrderStore::connect(&config.database, &sdk).await?;
@@ -22,5 +24,12 @@ async fn main() -> Result<(), lambda_http::Error> {
         queue: Arc::new(queue),
         enqueue_timeout: config.enqueue_timeout,
     });
+    // One EMF line per request, written after the response is produced.
+    let app = app.layer(axum::middleware::map_response(
+        move |response: axum::response::Response| async move {
+            flush_metrics(metrics);
+            response
+        },
+    ));
     lambda_http::run(app).await
 }

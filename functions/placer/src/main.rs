@@ -8,12 +8,14 @@ use order_shared::adapters::exchange_key::connect_exchange;
 use order_shared::adapters::postgres::PostgresOrderStore;
 use order_shared::adapters::sqs::SqsRetryScheduler;
 use order_shared::config::{PlacerConfig, process_env};
+use order_shared::metrics::{flush_metrics, init_metrics};
 use order_shared::placer::{PlacerPorts, handle_placement_batch};
 use order_shared::telemetry::init_tracing;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     init_tracing();
+    let metrics = init_metrics("placer");
     let config = PlacerConfig::from_env(&process_env())?;
     let sdk = aws_sdk_config().await;
     let store = PostgresOrderStore::connect(&config.database, &sdk).await?;
@@ -26,9 +28,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     };
     let settings = &config.placer;
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| async move {
-        Ok::<SqsBatchResponse, lambda_runtime::Error>(
-            handle_placement_batch(event.payload, ports, settings).await,
-        )
+        let response = handle_placement_batch(event.payload, ports, settings).await;
+        flush_metrics(metrics);
+        Ok::<SqsBatchResponse, lambda_runtime::Error>(response)
     }))
     .await
 }

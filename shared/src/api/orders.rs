@@ -67,7 +67,10 @@ pub(super) async fn create_order(
     let (order, key) = order;
 
     let (stored, replayed) = match context.store.create_order(&order, key.as_ref()).await? {
-        CreateOutcome::Created(stored) => (stored, false),
+        CreateOutcome::Created(stored) => {
+            crate::metrics::order_accepted();
+            (stored, false)
+        }
         CreateOutcome::Replayed(stored) => (stored, true),
         CreateOutcome::KeyReused => {
             return Err(ApiError::Unprocessable {

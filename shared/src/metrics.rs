@@ -1,0 +1,64 @@
+//! Business metrics as CloudWatch Embedded Metric Format: JSON lines on stdout that CloudWatch
+//! Logs turns into metrics, so no API call (and no latency) is added to a request. Without an
+//! installed collector (local runs, tests) the counters are no-ops.
+
+use std::time::Duration;
+
+use metrics_cloudwatch_embedded::Collector;
+
+/// CloudWatch namespace of every metric; the dashboard and alarms in `infra/` use it.
+pub const NAMESPACE: &str = "OrderPlacement";
+
+pub const ORDERS_ACCEPTED: &str = "orders_accepted";
+pub const ORDERS_PLACED: &str = "orders_placed";
+pub const ORDERS_REJECTED: &str = "orders_rejected";
+pub const ORDERS_FAILED: &str = "orders_failed";
+pub const PLACEMENT_ATTEMPTS: &str = "placement_attempts";
+pub const EXCHANGE_LATENCY_MS: &str = "exchange_latency_ms";
+
+/// Installs the process-wide EMF recorder with a `function` dimension. Call once in a Lambda
+/// `main`; flush after every invocation.
+pub fn init_metrics(function: &'static str) -> Option<&'static Collector> {
+    match metrics_cloudwatch_embedded::Builder::new()
+        .cloudwatch_namespace(NAMESPACE)
+        .with_dimension("function", function)
+        .init()
+    {
+        Ok(collector) => Some(collector),
+        Err(error) => {
+            tracing::warn!(%error, "metrics disabled");
+            None
+        }
+    }
+}
+
+/// Writes the metrics gathered since the last flush as one EMF line on stdout.
+pub fn flush_metrics(collector: Option<&'static Collector>) {
+    if let Some(collector) = collector {
+        if let Err(error) = collector.flush(std::io::stdout().lock()) {
+            tracing::warn!(%error, "could not write metrics");
+        }
+    }
+}
+
+pub fn order_accepted() {
+    metrics::counter!(ORDERS_ACCEPTED).increment(1);
+}
+
+pub fn order_placed() {
+    metrics::counter!(ORDERS_PLACED).increment(1);
+}
+
+pub fn order_rejected() {
+    metrics::counter!(ORDERS_REJECTED).increment(1);
+}
+
+pub fn order_failed() {
+    metrics::counter!(ORDERS_FAILED).increment(1);
+}
+
+/// One call to the exchange, whatever its outcome, and how long it took.
+pub fn placement_attempt(latency: Duration) {
+    metrics::counter!(PLACEMENT_ATTEMPTS).increment(1);
+    metrics::histogram!(EXCHANGE_LATENCY_MS).record(latency.as_secs_f64() * 1000.0);
+}
