@@ -20,6 +20,7 @@ pub(super) fn router() -> Router<ApiContext> {
 /// Checks the database with one round trip.
 #[utoipa::path(
     get,
+    tag = "operations",
     path = "/health",
     responses(
         (status = 200, description = "The database answers", body = Health),

@@ -31,6 +31,7 @@ pub(super) fn router() -> Router<ApiContext> {
 /// Accepts an order. `201` means it is committed and its placement guaranteed.
 #[utoipa::path(
     post,
+    tag = "orders",
     path = "/orders",
     request_body(content = super::order_views::OrderRequestSchema, content_type = "application/json"),
     params(("Idempotency-Key" = Option<String>, Header, description = "At most 100 characters; a retry with the same key and order returns the original order")),
@@ -167,6 +168,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, FieldE
 /// One order with its placement progress.
 #[utoipa::path(
     get,
+    tag = "orders",
     path = "/orders/{id}",
     params(("id" = String, Path, description = "Order id (UUID)")),
     responses(
@@ -188,6 +190,7 @@ pub(super) async fn get_order(
 /// Orders, newest first, a page at a time.
 #[utoipa::path(
     get,
+    tag = "orders",
     path = "/orders",
     params(
         ("status" = Option<OrderStatus>, Query, description = "Only orders in this status"),
