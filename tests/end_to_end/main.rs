@@ -1,9 +1,15 @@
 //! End to end over real HTTP: the local runner started by the README's run command.
 
-use std::time::Duration;
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
-use system_tests::LIMIT_ORDER;
+use futures::StreamExt;
+use serde_json::Value;
 use system_tests::local_runner::LocalRunner;
+use system_tests::order_shared::adapters::sns::{ensure_topic, subscribe_queue};
+use system_tests::order_shared::sqs_event_source::queue_arn;
+use system_tests::{LIMIT_ORDER, MARKET_ORDER, sdk_config};
+use uuid::Uuid;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_command_serves_orders_over_http() {
@@ -48,4 +54,262 @@ async fn run_command_serves_orders_over_http() {
         .await
         .unwrap();
     assert_eq!(invalid.status(), 422);
+}
+
+/// A port nothing listens on right now (for the simulated exchange the runner starts).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Posts `count` copies of `body`, a few at a time; returns the order ids.
+async fn post_orders(
+    client: &reqwest::Client,
+    runner: &LocalRunner,
+    count: usize,
+    body: &str,
+) -> Vec<String> {
+    futures::stream::iter(0..count)
+        .map(|_| async move {
+            let response = client
+                .post(format!("{}/orders", runner.base_url))
+                .header("content-type", "application/json")
+                .body(body.to_owned())
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await
+                .expect("POST /orders");
+            assert_eq!(response.status(), 201, "log:\n{}", runner.log());
+            let created: Value = response.json().await.expect("JSON");
+            created["id"].as_str().expect("id").to_owned()
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await
+}
+
+/// Polls `GET /orders/{id}` until every order is in `status` (anything else final fails the
+/// test at once); returns the last view of each.
+async fn wait_for_status(
+    client: &reqwest::Client,
+    runner: &LocalRunner,
+    ids: &[String],
+    status: &str,
+    within: Duration,
+) -> HashMap<String, Value> {
+    let deadline = Instant::now() + within;
+    let mut views: HashMap<String, Value> = HashMap::new();
+    loop {
+        let waiting: Vec<&String> = ids
+            .iter()
+            .filter(|id| views.get(*id).is_none_or(|v| v["status"] != status))
+            .collect();
+        if waiting.is_empty() {
+            return views;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} orders not `{status}` within {within:?}, e.g. {:?}; log:\n{}",
+            waiting.len(),
+            ids.len(),
+            views.get(waiting[0]),
+            runner.log()
+        );
+        let fetched: Vec<Value> = futures::stream::iter(waiting)
+            .map(|id| async move {
+                client
+                    .get(format!("{}/orders/{id}", runner.base_url))
+                    .send()
+                    .await
+                    .expect("GET /orders/{id}")
+                    .json::<Value>()
+                    .await
+                    .expect("JSON")
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await;
+        for view in fetched {
+            let current = view["status"].as_str().unwrap_or_default();
+            assert!(
+                current == status || matches!(current, "pending" | "placing"),
+                "an order ended `{current}` instead of `{status}`: {view}"
+            );
+            views.insert(view["id"].as_str().expect("id").to_owned(), view);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn exchange_stats(client: &reqwest::Client, exchange: &str) -> Value {
+    client
+        .get(format!("{exchange}/stats"))
+        .send()
+        .await
+        .expect("GET /stats")
+        .json()
+        .await
+        .expect("stats JSON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_command_places_orders_end_to_end() {
+    let suffix = Uuid::new_v4().simple().to_string();
+    let exchange_port = free_port();
+    let runner = LocalRunner::start(&[
+        ("EXCHANGE_SIM_LISTEN", format!("127.0.0.1:{exchange_port}")),
+        ("EXCHANGE_SIM_LATENCY_MS", "20".into()),
+        ("EXCHANGE_SIM_FAILURE_RATE", "0.1".into()),
+        // 10 receives: an order fails only after 10 failures in a row (1e-10 at 10 %).
+        ("MAX_RECEIVE_COUNT", "10".into()),
+        ("RETRY_BASE_SECONDS", "1".into()),
+        ("RETRY_MAX_SECONDS", "1".into()),
+        ("POLL_WAIT_SECONDS", "1".into()),
+        ("ALERT_TOPIC_NAME", format!("e2e-alerts-{suffix}")),
+        ("ALERTS_INBOX_QUEUE_NAME", format!("e2e-inbox-{suffix}")),
+    ])
+    .await;
+    let exchange = format!("http://127.0.0.1:{exchange_port}");
+    let client = reqwest::Client::new();
+
+    let mut ids = post_orders(&client, &runner, 100, LIMIT_ORDER).await;
+    ids.extend(post_orders(&client, &runner, 100, MARKET_ORDER).await);
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 200);
+
+    let views = wait_for_status(&client, &runner, &ids, "placed", Duration::from_secs(120)).await;
+    let stats = exchange_stats(&client, &exchange).await;
+    for id in &ids {
+        assert_eq!(stats["placements"][id], 1, "{id} placed exactly once");
+        let view = &views[id];
+        assert!(view["exchange_order_id"].is_string(), "{view}");
+        assert!(view["placed_at"].is_string(), "{view}");
+        let attempts = view["attempts"].as_u64().expect("attempts");
+        assert!(attempts >= 1);
+        assert_eq!(stats["place_calls"][id], attempts, "{view}");
+    }
+    assert_eq!(stats["total_placed"], 200);
+    assert_eq!(stats["max_placements_per_order"], 1);
+    assert_eq!(stats["placements"].as_object().map(|o| o.len()), Some(200));
+    let log = runner.log();
+    assert!(
+        !log.lines().any(|l| l.starts_with("ADMIN ALERT")),
+        "no order needed an admin:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_command_fails_and_alerts_when_the_exchange_is_down() {
+    let suffix = Uuid::new_v4().simple().to_string();
+    let topic_name = format!("e2e-alerts-{suffix}");
+    let exchange_port = free_port();
+    let runner = LocalRunner::start(&[
+        ("EXCHANGE_SIM_LISTEN", format!("127.0.0.1:{exchange_port}")),
+        ("EXCHANGE_SIM_LATENCY_MS", "5".into()),
+        ("EXCHANGE_SIM_FAILURE_RATE", "1.0".into()),
+        ("MAX_RECEIVE_COUNT", "2".into()),
+        ("RETRY_BASE_SECONDS", "1".into()),
+        ("RETRY_MAX_SECONDS", "1".into()),
+        ("POLL_WAIT_SECONDS", "1".into()),
+        ("ALERT_TOPIC_NAME", topic_name.clone()),
+        ("ALERTS_INBOX_QUEUE_NAME", format!("e2e-inbox-{suffix}")),
+    ])
+    .await;
+
+    // The runner drains (and prints) its own inbox; a second subscriber sees every alert too.
+    let sdk = sdk_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let sns = aws_sdk_sns::Client::new(&sdk);
+    let topic_arn = ensure_topic(&sns, &topic_name)
+        .await
+        .expect("the runner's topic");
+    let observer = sqs
+        .create_queue()
+        .queue_name(format!("e2e-observer-{suffix}"))
+        .send()
+        .await
+        .expect("observer queue")
+        .queue_url
+        .expect("url");
+    let observer_arn = queue_arn(&sqs, &observer).await.expect("observer ARN");
+    subscribe_queue(&sns, &topic_arn, &observer_arn)
+        .await
+        .expect("subscribe the observer");
+
+    let client = reqwest::Client::new();
+    let ids = post_orders(&client, &runner, 5, LIMIT_ORDER).await;
+    let views = wait_for_status(&client, &runner, &ids, "failed", Duration::from_secs(60)).await;
+    for view in views.values() {
+        assert_eq!(view["attempts"], 2, "{view}");
+        assert!(view["last_error"].is_string(), "{view}");
+        assert!(view["exchange_order_id"].is_null(), "{view}");
+    }
+
+    let mut alerts: Vec<Value> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while alerts.len() < ids.len() && Instant::now() < deadline {
+        let messages = sqs
+            .receive_message()
+            .queue_url(&observer)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .expect("receive alerts")
+            .messages
+            .unwrap_or_default();
+        for message in messages {
+            alerts.push(
+                serde_json::from_str(message.body().unwrap_or_default()).expect("JSON alert"),
+            );
+            sqs.delete_message()
+                .queue_url(&observer)
+                .set_receipt_handle(message.receipt_handle)
+                .send()
+                .await
+                .expect("delete");
+        }
+    }
+    // Anything beyond one per order would show up within a poll or two.
+    let late = sqs
+        .receive_message()
+        .queue_url(&observer)
+        .wait_time_seconds(2)
+        .send()
+        .await
+        .expect("receive")
+        .messages
+        .unwrap_or_default();
+    assert!(late.is_empty(), "a duplicate alert: {late:?}");
+    let alerted: HashSet<&str> = alerts
+        .iter()
+        .map(|a| a["order_id"].as_str().expect("order_id"))
+        .collect();
+    assert_eq!(alerts.len(), ids.len(), "{alerts:#?}");
+    assert_eq!(alerted, ids.iter().map(String::as_str).collect());
+    for alert in &alerts {
+        assert_eq!(alert["kind"], "order_failed");
+        assert_eq!(alert["attempts"], 2);
+        assert!(alert["last_error"].is_string() && alert["how_to_retry"].is_string());
+    }
+    let stats = exchange_stats(&client, &format!("http://127.0.0.1:{exchange_port}")).await;
+    assert_eq!(stats["total_placed"], 0);
+
+    // And the runner's own inbox got them: it prints each as an ADMIN ALERT.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let log = runner.log();
+        let printed = log.lines().filter(|l| l.starts_with("ADMIN ALERT")).count();
+        if ids
+            .iter()
+            .all(|id| log.contains(&format!("\"order_id\":\"{id}\"")))
+            && printed >= ids.len()
+        {
+            assert_eq!(printed, ids.len(), "one per order:\n{log}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "alerts not printed:\n{log}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }

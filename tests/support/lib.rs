@@ -24,6 +24,7 @@ use uuid::Uuid;
 pub use order_shared;
 
 pub mod local_runner;
+pub mod pipeline;
 
 /// The admin connection used to create per-test databases.
 pub fn admin_url() -> String {

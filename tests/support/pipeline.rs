@@ -1,0 +1,666 @@
+//! The placement pipeline in one test process, wired exactly as the local runner wires it but
+//! driven step by step: a fresh database, a fresh orders queue with redrive to a fresh DLQ, a
+//! fresh SNS topic whose raw deliveries land in an inbox queue (what an admin would receive), the
+//! simulated exchange on a free port behind the real HTTP exchange client, and the api Router so
+//! that orders are really committed and enqueued.
+//!
+//! Instead of background pollers, [`Pipeline::pump_until`] plays Lambda's SQS event source
+//! mapping (receive up to 10, call the handler, delete what it did not report as failed) on the
+//! orders queue (placer) and the DLQ (alerter) until a condition on the rows and alerts holds.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use aws_sdk_sns::Client as SnsClient;
+use aws_sdk_sqs::Client as SqsClient;
+use aws_sdk_sqs::types::QueueAttributeName;
+use exchange_sim::{ControlPatch, SimHandle, SimSettings, Stats};
+use http::StatusCode;
+use order_shared::adapters::http_exchange::HttpExchange;
+use order_shared::adapters::sns::{SnsAlertPublisher, ensure_topic, subscribe_queue};
+use order_shared::adapters::sqs::{
+    QueueTopology, QueueUrls, SqsOrderQueue, SqsRetryScheduler, ensure_queues,
+};
+use order_shared::alerter::{AlerterPorts, handle_dead_letters};
+use order_shared::backoff::Backoff;
+use order_shared::domain::OrderId;
+use order_shared::placement_message::PlacementMessage;
+use order_shared::placer::{PlacerPorts, PlacerSettings, handle_placement_batch};
+use order_shared::ports::{AlertPublisher, Exchange, LookupOutcome, OrderStore};
+use order_shared::sqs_event_source::{EventSource, poll_once, queue_arn};
+use serde_json::Value;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::{TestApi, TestDatabase, sdk_config};
+
+/// The knobs a test may turn; the defaults make a fast, reliable pipeline.
+#[derive(Debug, Clone)]
+pub struct PipelineOptions {
+    /// Receives before SQS moves a message to the DLQ.
+    pub max_receive_count: u32,
+    pub visibility_timeout_seconds: u32,
+    /// How soon a dead letter the alerter reported as failed comes back.
+    pub dead_letter_visibility_timeout_seconds: u32,
+    /// The placer's claim; longer than the exchange timeout and shorter than the visibility
+    /// timeout, as the design asks.
+    pub lease: Duration,
+    /// With 1 s / 1 s the jittered delay is 0.5–1 s, which the SQS adapter sends as 0 whole
+    /// seconds: a failed record is visible again at once, which keeps the tests fast.
+    pub backoff: Backoff,
+    pub concurrency: usize,
+    /// The HTTP exchange client's whole-call timeout.
+    pub exchange_timeout: Duration,
+    /// The simulator's settings (`listen` is ignored: it binds a free port).
+    pub sim: SimSettings,
+    /// Concurrent placer polls per pump round (Lambda runs several invocations at once).
+    pub placer_pollers: usize,
+}
+
+impl Default for PipelineOptions {
+    fn default() -> Self {
+        Self {
+            max_receive_count: 3,
+            visibility_timeout_seconds: 5,
+            dead_letter_visibility_timeout_seconds: 1,
+            lease: Duration::from_secs(3),
+            backoff: Backoff {
+                base: Duration::from_secs(1),
+                max: Duration::from_secs(1),
+            },
+            concurrency: 10,
+            // Generous, so that a loaded machine does not turn a 503 into a timeout; the tests
+            // about timeouts set their own.
+            exchange_timeout: Duration::from_secs(2),
+            sim: SimSettings {
+                latency: Duration::from_millis(10),
+                lookup_latency: Duration::from_millis(5),
+                failure_rate: 0.0,
+                ..SimSettings::default()
+            },
+            placer_pollers: 2,
+        }
+    }
+}
+
+/// One `orders` row, as the assertions need it.
+#[derive(Debug, Clone)]
+pub struct OrderRow {
+    pub id: Uuid,
+    pub status: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub exchange_order_id: Option<String>,
+    pub placed_at: Option<OffsetDateTime>,
+    pub enqueued_at: Option<OffsetDateTime>,
+    pub alerted_at: Option<OffsetDateTime>,
+    pub lease_expires_at: Option<OffsetDateTime>,
+}
+
+impl OrderRow {
+    pub fn is_final(&self) -> bool {
+        matches!(self.status.as_str(), "placed" | "rejected" | "failed")
+    }
+}
+
+/// One `order_events` row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRow {
+    pub from: Option<String>,
+    pub to: String,
+    pub reason: String,
+    pub attempt: i32,
+}
+
+/// What one emulated event-source poll did.
+#[derive(Debug, Clone, Default)]
+pub struct PollReport {
+    pub received: usize,
+    /// Message ids the handler reported in `batchItemFailures`.
+    pub failed: Vec<String>,
+}
+
+/// What the pipeline looks like between pump rounds.
+#[derive(Debug, Clone)]
+pub struct PumpState {
+    pub orders: Vec<OrderRow>,
+    /// Every alert seen in the inbox since the pipeline started.
+    pub alerts: Vec<Value>,
+    pub orders_queue_depth: u64,
+    pub dead_letter_depth: u64,
+    /// Records the placer / alerter reported as failed during this pump.
+    pub placer_failures: usize,
+    pub alerter_failures: usize,
+}
+
+impl PumpState {
+    pub fn order(&self, id: Uuid) -> Option<&OrderRow> {
+        self.orders.iter().find(|o| o.id == id)
+    }
+
+    pub fn status(&self, id: Uuid) -> &str {
+        self.order(id).map(|o| o.status.as_str()).unwrap_or("")
+    }
+
+    /// Every given order is in one of `statuses`.
+    pub fn all_in(&self, ids: &[Uuid], statuses: &[&str]) -> bool {
+        ids.iter().all(|id| statuses.contains(&self.status(*id)))
+    }
+
+    pub fn queues_empty(&self) -> bool {
+        self.orders_queue_depth == 0 && self.dead_letter_depth == 0
+    }
+
+    /// Alerts about one order.
+    pub fn alerts_for(&self, id: Uuid) -> Vec<&Value> {
+        let id = id.to_string();
+        self.alerts
+            .iter()
+            .filter(|a| a["order_id"].as_str() == Some(id.as_str()))
+            .collect()
+    }
+}
+
+/// The whole pipeline, in process.
+pub struct Pipeline {
+    pub options: PipelineOptions,
+    pub db: TestDatabase,
+    pub store: Arc<order_shared::adapters::postgres::PostgresOrderStore>,
+    pub sdk: aws_config::SdkConfig,
+    pub sqs: SqsClient,
+    pub sns: SnsClient,
+    pub queues: QueueUrls,
+    pub orders_source: EventSource,
+    pub dead_letter_source: EventSource,
+    pub topic_arn: String,
+    pub inbox_url: String,
+    pub sim: SimHandle,
+    pub exchange: HttpExchange,
+    pub retries: SqsRetryScheduler,
+    pub alerts: SnsAlertPublisher,
+    pub settings: PlacerSettings,
+    pub api: TestApi,
+    seen_alerts: Mutex<Vec<Value>>,
+}
+
+impl Pipeline {
+    pub async fn start(options: PipelineOptions) -> Self {
+        let suffix = Uuid::new_v4().simple().to_string();
+        let db = TestDatabase::create().await;
+        let store = Arc::new(db.store.clone());
+        let sdk = sdk_config().await;
+        let sqs = SqsClient::new(&sdk);
+        let sns = SnsClient::new(&sdk);
+
+        let queues = ensure_queues(
+            &sqs,
+            &QueueTopology {
+                orders_name: format!("pipe-orders-{suffix}"),
+                dead_letters_name: format!("pipe-dlq-{suffix}"),
+                max_receive_count: options.max_receive_count,
+                visibility_timeout_seconds: options.visibility_timeout_seconds,
+            },
+        )
+        .await
+        .expect("moto must run (scripts/start-services.sh starts it)");
+        // In AWS the alerter's event source mapping would bring a failed dead letter back after
+        // the DLQ's visibility timeout; keep it short so that tests need not wait 30 s.
+        sqs.set_queue_attributes()
+            .queue_url(&queues.dead_letters)
+            .attributes(
+                QueueAttributeName::VisibilityTimeout,
+                options.dead_letter_visibility_timeout_seconds.to_string(),
+            )
+            .send()
+            .await
+            .expect("set the DLQ visibility timeout");
+        let orders_source = EventSource {
+            queue_arn: queue_arn(&sqs, &queues.orders).await.expect("orders ARN"),
+            queue_url: queues.orders.clone(),
+            batch_size: 10,
+            wait: Duration::ZERO,
+        };
+        let dead_letter_source = EventSource {
+            queue_arn: queue_arn(&sqs, &queues.dead_letters)
+                .await
+                .expect("DLQ ARN"),
+            queue_url: queues.dead_letters.clone(),
+            batch_size: 10,
+            wait: Duration::ZERO,
+        };
+
+        let topic_arn = ensure_topic(&sns, &format!("pipe-alerts-{suffix}"))
+            .await
+            .expect("create the alert topic");
+        let inbox_url = sqs
+            .create_queue()
+            .queue_name(format!("pipe-inbox-{suffix}"))
+            .send()
+            .await
+            .expect("create the alerts inbox")
+            .queue_url
+            .expect("inbox url");
+        let inbox_arn = queue_arn(&sqs, &inbox_url).await.expect("inbox ARN");
+        subscribe_queue(&sns, &topic_arn, &inbox_arn)
+            .await
+            .expect("subscribe the inbox to the topic");
+
+        let sim = exchange_sim::spawn("127.0.0.1:0".parse().expect("address"), options.sim.clone())
+            .await
+            .expect("start the simulated exchange");
+        let exchange = HttpExchange::new(
+            sim.base_url.clone(),
+            options.sim.api_key.clone(),
+            options.exchange_timeout,
+            options.exchange_timeout,
+        )
+        .expect("exchange client");
+        let retries = SqsRetryScheduler::new(&sdk, queues.orders.clone());
+        let alerts = SnsAlertPublisher::new(&sdk, topic_arn.clone());
+        let settings = PlacerSettings {
+            lease: options.lease,
+            concurrency: options.concurrency,
+            backoff: options.backoff,
+        };
+        let api = TestApi::new(
+            store.clone(),
+            Arc::new(SqsOrderQueue::for_requests(
+                &sdk,
+                queues.orders.clone(),
+                Duration::from_secs(2),
+            )),
+        );
+        Self {
+            options,
+            db,
+            store,
+            sdk,
+            sqs,
+            sns,
+            queues,
+            orders_source,
+            dead_letter_source,
+            topic_arn,
+            inbox_url,
+            sim,
+            exchange,
+            retries,
+            alerts,
+            settings,
+            api,
+            seen_alerts: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The queue adapter background senders (the sweeper, the admin tool) use.
+    pub fn order_queue(&self) -> SqsOrderQueue {
+        SqsOrderQueue::new(&self.sdk, self.queues.orders.clone())
+    }
+
+    pub fn placer_ports(&self) -> PlacerPorts<'_> {
+        PlacerPorts {
+            store: self.store.as_ref(),
+            exchange: &self.exchange,
+            retries: &self.retries,
+        }
+    }
+
+    /// Changes the simulated exchange while the pipeline runs.
+    pub fn control(&self, patch: ControlPatch) {
+        self.sim.control(&patch).expect("valid control patch");
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.sim.stats()
+    }
+
+    /// `POST /orders` through the api Router: committed and enqueued. Returns the order id.
+    pub async fn post_order(&self, body: &str) -> Uuid {
+        let response = self.api.post_order(body, None).await;
+        assert_eq!(response.status, StatusCode::CREATED, "{}", response.json);
+        Uuid::parse_str(response.json["id"].as_str().expect("id")).expect("UUID id")
+    }
+
+    /// Posts `count` orders (a few at a time); ids in posting order.
+    pub async fn post_orders(&self, count: usize, body: &str) -> Vec<Uuid> {
+        use futures::StreamExt;
+        futures::stream::iter(0..count)
+            .map(|_| self.post_order(body))
+            .buffered(8)
+            .collect()
+            .await
+    }
+
+    /// The placement message the api sent for an order (to send it again).
+    pub async fn placement_message(&self, id: Uuid) -> String {
+        let order = self
+            .store
+            .find_order(OrderId::from(id))
+            .await
+            .expect("find order")
+            .expect("order exists");
+        PlacementMessage::for_order(&order).to_json()
+    }
+
+    /// Sends any body to a queue (duplicates, poison).
+    pub async fn send_raw(&self, queue_url: &str, body: &str) {
+        self.sqs
+            .send_message()
+            .queue_url(queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .expect("send message");
+    }
+
+    /// One placer invocation: receive up to 10 from the orders queue, handle, delete the rest.
+    pub async fn run_placer_once(&self) -> PollReport {
+        let failed = Mutex::new(Vec::new());
+        let failed_ref = &failed;
+        let ports = self.placer_ports();
+        let settings = &self.settings;
+        let received = poll_once(&self.sqs, &self.orders_source, &move |event| async move {
+            let response = handle_placement_batch(event, ports, settings).await;
+            failed_ref.lock().unwrap().extend(
+                response
+                    .batch_item_failures
+                    .iter()
+                    .map(|f| f.item_identifier.clone()),
+            );
+            response
+        })
+        .await
+        .expect("poll the orders queue");
+        PollReport {
+            received,
+            failed: failed.into_inner().unwrap(),
+        }
+    }
+
+    /// One alerter invocation on the DLQ, publishing through `alerts`.
+    pub async fn run_alerter_once_with(&self, alerts: &dyn AlertPublisher) -> PollReport {
+        let failed = Mutex::new(Vec::new());
+        let failed_ref = &failed;
+        let ports = AlerterPorts {
+            store: self.store.as_ref(),
+            exchange: &self.exchange,
+            alerts,
+        };
+        let received = poll_once(
+            &self.sqs,
+            &self.dead_letter_source,
+            &move |event| async move {
+                let response = handle_dead_letters(event, ports).await;
+                failed_ref.lock().unwrap().extend(
+                    response
+                        .batch_item_failures
+                        .iter()
+                        .map(|f| f.item_identifier.clone()),
+                );
+                response
+            },
+        )
+        .await
+        .expect("poll the DLQ");
+        PollReport {
+            received,
+            failed: failed.into_inner().unwrap(),
+        }
+    }
+
+    pub async fn run_alerter_once(&self) -> PollReport {
+        self.run_alerter_once_with(&self.alerts).await
+    }
+
+    /// Calls the alerter's handler directly with hand-made records (no queue involved).
+    pub async fn alerter_handles(&self, records: Vec<SqsMessage>) -> PollReport {
+        let received = records.len();
+        let mut event = SqsEvent::default();
+        event.records = records;
+        let response = handle_dead_letters(
+            event,
+            AlerterPorts {
+                store: self.store.as_ref(),
+                exchange: &self.exchange,
+                alerts: &self.alerts,
+            },
+        )
+        .await;
+        PollReport {
+            received,
+            failed: response
+                .batch_item_failures
+                .into_iter()
+                .map(|f| f.item_identifier)
+                .collect(),
+        }
+    }
+
+    /// Runs the placer and the alerter until `done` holds, or panics with the last state.
+    pub async fn pump_until(
+        &self,
+        within: Duration,
+        done: impl FnMut(&PumpState) -> bool,
+    ) -> PumpState {
+        self.pump_until_with(&self.alerts, within, done).await
+    }
+
+    /// `pump_until` with the alerter publishing through `alerts`.
+    pub async fn pump_until_with(
+        &self,
+        alerts: &dyn AlertPublisher,
+        within: Duration,
+        mut done: impl FnMut(&PumpState) -> bool,
+    ) -> PumpState {
+        let deadline = Instant::now() + within;
+        let (mut placer_failures, mut alerter_failures) = (0, 0);
+        loop {
+            let state = self.state(placer_failures, alerter_failures).await;
+            if done(&state) {
+                return state;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the pipeline did not get there within {within:?}; last state: {state:#?}"
+            );
+            let placers = futures::future::join_all(
+                (0..self.options.placer_pollers.max(1)).map(|_| self.run_placer_once()),
+            );
+            let (placed, alerted) = tokio::join!(placers, self.run_alerter_once_with(alerts));
+            placer_failures += placed.iter().map(|r| r.failed.len()).sum::<usize>();
+            alerter_failures += alerted.failed.len();
+            let received = placed.iter().map(|r| r.received).sum::<usize>() + alerted.received;
+            if received == 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+
+    async fn state(&self, placer_failures: usize, alerter_failures: usize) -> PumpState {
+        PumpState {
+            orders: self.orders().await,
+            alerts: self.alerts().await,
+            orders_queue_depth: self.queue_depth(&self.queues.orders).await,
+            dead_letter_depth: self.queue_depth(&self.queues.dead_letters).await,
+            placer_failures,
+            alerter_failures,
+        }
+    }
+
+    /// Every order row, oldest first.
+    pub async fn orders(&self) -> Vec<OrderRow> {
+        self.db
+            .client()
+            .await
+            .query(
+                "SELECT id, status, attempts, last_error, exchange_order_id, placed_at, \
+                        enqueued_at, alerted_at, lease_expires_at \
+                 FROM orders ORDER BY id",
+                &[],
+            )
+            .await
+            .expect("read orders")
+            .iter()
+            .map(|row| OrderRow {
+                id: row.get("id"),
+                status: row.get("status"),
+                attempts: row.get("attempts"),
+                last_error: row.get("last_error"),
+                exchange_order_id: row.get("exchange_order_id"),
+                placed_at: row.get("placed_at"),
+                enqueued_at: row.get("enqueued_at"),
+                alerted_at: row.get("alerted_at"),
+                lease_expires_at: row.get("lease_expires_at"),
+            })
+            .collect()
+    }
+
+    pub async fn order(&self, id: Uuid) -> OrderRow {
+        self.orders()
+            .await
+            .into_iter()
+            .find(|o| o.id == id)
+            .unwrap_or_else(|| panic!("order {id} exists"))
+    }
+
+    /// The audit trail of one order, in order.
+    pub async fn events(&self, id: Uuid) -> Vec<EventRow> {
+        self.db
+            .client()
+            .await
+            .query(
+                "SELECT from_status, to_status, reason, attempt FROM order_events \
+                 WHERE order_id = $1 ORDER BY id",
+                &[&id],
+            )
+            .await
+            .expect("read events")
+            .iter()
+            .map(|row| EventRow {
+                from: row.get("from_status"),
+                to: row.get("to_status"),
+                reason: row.get("reason"),
+                attempt: row.get("attempt"),
+            })
+            .collect()
+    }
+
+    /// Every alert that reached the inbox so far (the inbox is drained into memory).
+    pub async fn alerts(&self) -> Vec<Value> {
+        loop {
+            let output = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.inbox_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(0)
+                .send()
+                .await
+                .expect("receive alerts");
+            let messages = output.messages.unwrap_or_default();
+            if messages.is_empty() {
+                break;
+            }
+            for message in messages {
+                let body = message.body().unwrap_or_default();
+                let alert = serde_json::from_str(body)
+                    .unwrap_or_else(|_| panic!("an alert is the raw JSON body, got {body}"));
+                self.seen_alerts.lock().unwrap().push(alert);
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.inbox_url)
+                    .set_receipt_handle(message.receipt_handle)
+                    .send()
+                    .await
+                    .expect("delete alert");
+            }
+        }
+        self.seen_alerts.lock().unwrap().clone()
+    }
+
+    /// Visible + in flight + delayed messages.
+    pub async fn queue_depth(&self, queue_url: &str) -> u64 {
+        let attributes = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .expect("queue attributes")
+            .attributes
+            .unwrap_or_default();
+        attributes
+            .values()
+            .map(|v| v.parse::<u64>().expect("a count"))
+            .sum()
+    }
+
+    /// What the exchange itself says it holds for a client order id.
+    pub async fn exchange_order_id(&self, id: Uuid) -> Option<String> {
+        match self
+            .exchange
+            .lookup(OrderId::from(id))
+            .await
+            .expect("exchange lookup")
+        {
+            LookupOutcome::Placed { exchange_order_id } => Some(exchange_order_id),
+            LookupOutcome::Unknown => None,
+        }
+    }
+
+    /// Installs a real trigger that makes the next `placing → placed` UPDATE fail, once: the
+    /// exchange has acknowledged, but the row is not updated — as if the placer died in between.
+    /// A sequence counts the firings (sequences are not rolled back with the failed statement).
+    pub async fn fail_next_placed_update(&self) {
+        self.db
+            .client()
+            .await
+            .batch_execute(
+                "CREATE SEQUENCE test_placed_updates; \
+                 CREATE FUNCTION test_fail_first_placed_update() RETURNS trigger \
+                 LANGUAGE plpgsql AS $$ \
+                 BEGIN \
+                   IF nextval('test_placed_updates') = 1 THEN \
+                     RAISE EXCEPTION 'injected fault: crashed before recording the placement'; \
+                   END IF; \
+                   RETURN NEW; \
+                 END $$; \
+                 CREATE TRIGGER test_fail_first_placed_update BEFORE UPDATE ON orders \
+                   FOR EACH ROW WHEN (OLD.status = 'placing' AND NEW.status = 'placed') \
+                   EXECUTE FUNCTION test_fail_first_placed_update();",
+            )
+            .await
+            .expect("install the fault trigger");
+    }
+
+    /// How often the fault trigger ran (the first run failed the update).
+    pub async fn placed_update_attempts(&self) -> i64 {
+        let row = self
+            .db
+            .client()
+            .await
+            .query_one(
+                "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM test_placed_updates",
+                &[],
+            )
+            .await
+            .expect("read the fault counter");
+        row.get(0)
+    }
+}
+
+/// A hand-made SQS record, as the event source mapping would hand it to a handler.
+pub fn record(message_id: &str, body: &str, receive_count: u32) -> SqsMessage {
+    let mut record = SqsMessage::default();
+    record.message_id = Some(message_id.to_owned());
+    record.body = Some(body.to_owned());
+    record.event_source = Some("aws:sqs".into());
+    record
+        .attributes
+        .insert("ApproximateReceiveCount".into(), receive_count.to_string());
+    record
+}
