@@ -26,18 +26,38 @@ const RAW_BODY_LIMIT: usize = 4 * 1024;
 /// Handles one batch of dead letters; a record is reported failed (and retried) only when its
 /// alert could not be published or the store could not be read.
 pub async fn handle_dead_letters(event: SqsEvent, ports: AlerterPorts<'_>) -> SqsBatchResponse {
-    let outcomes: Vec<(String, RecordOutcome)> = futures::stream::iter(event.records)
-        .map(|record| async move {
-            let message_id = record.message_id.clone().unwrap_or_default();
-            let span = tracing::info_span!("dead_letter", message_id = %message_id, order_id = tracing::field::Empty);
-            // Called as a function: the trait method would shadow `NewOrder::instrument` here.
-            let outcome = tracing::Instrument::instrument(handle_record(&record, ports), span).await;
-            (message_id, outcome)
-        })
+    // Two dead letters of one order in one batch would both see "not alerted yet" if handled at
+    // once; the later copies run after the first, when `alerted_at` is set.
+    let mut seen = std::collections::HashSet::new();
+    let (firsts, repeats): (Vec<SqsMessage>, Vec<SqsMessage>) = event
+        .records
+        .into_iter()
+        .partition(|record| seen.insert(order_key(record)));
+    let mut outcomes: Vec<(String, RecordOutcome)> = futures::stream::iter(firsts)
+        .map(|record| handle_traced(record, ports))
         .buffer_unordered(4)
         .collect()
         .await;
+    for record in repeats {
+        outcomes.push(handle_traced(record, ports).await);
+    }
     batch_response(outcomes)
+}
+
+/// The order a record is about (its raw body when it names none), for de-duplication.
+fn order_key(record: &SqsMessage) -> String {
+    let body = record.body.as_deref().unwrap_or("");
+    serde_json::from_str::<PlacementMessage>(body)
+        .map(|m| m.order_id.to_string())
+        .unwrap_or_else(|_| body.to_owned())
+}
+
+async fn handle_traced(record: SqsMessage, ports: AlerterPorts<'_>) -> (String, RecordOutcome) {
+    let message_id = record.message_id.clone().unwrap_or_default();
+    let span = tracing::info_span!("dead_letter", message_id = %message_id, order_id = tracing::field::Empty);
+    // Called as a function: the trait method would shadow `NewOrder::instrument` here.
+    let outcome = tracing::Instrument::instrument(handle_record(&record, ports), span).await;
+    (message_id, outcome)
 }
 
 async fn handle_record(record: &SqsMessage, ports: AlerterPorts<'_>) -> RecordOutcome {
@@ -57,7 +77,11 @@ async fn handle_record(record: &SqsMessage, ports: AlerterPorts<'_>) -> RecordOu
         Ok(Resolution::UnknownOrder) => {
             publish_raw(record, "the message names no known order", ports).await
         }
-        Ok(Resolution::Alert(order)) => publish_failure(&order, ports).await,
+        Ok(Resolution::Alert { order, lookup }) => publish_failure(&order, &lookup, ports).await,
+        Ok(Resolution::Later) => {
+            tracing::info!("a placer holds the order's lease; deciding later");
+            RecordOutcome::Retry("order is being placed".into())
+        }
         Err(error) => {
             tracing::error!(error = %error_chain(&error), "could not resolve the dead letter");
             RecordOutcome::Retry("store unavailable".into())
@@ -69,8 +93,13 @@ enum Resolution {
     /// Placed (perhaps found by lookup), rejected, or failed and already alerted.
     Nothing,
     UnknownOrder,
-    /// Failed and not yet alerted.
-    Alert(Order),
+    /// Failed and not yet alerted; `lookup` says what the exchange answered.
+    Alert {
+        order: Order,
+        lookup: String,
+    },
+    /// A placer holds a valid lease on it: look again when the dead letter comes back.
+    Later,
 }
 
 async fn resolve(order_id: OrderId, ports: AlerterPorts<'_>) -> Result<Resolution, StoreError> {
@@ -86,7 +115,12 @@ async fn resolve(order_id: OrderId, ports: AlerterPorts<'_>) -> Result<Resolutio
             tracing::info!("failure already alerted");
             return Ok(Resolution::Nothing);
         }
-        OrderStatus::Failed => return Ok(Resolution::Alert(order)),
+        OrderStatus::Failed => {
+            return Ok(Resolution::Alert {
+                order,
+                lookup: "not repeated (the order was already failed)".into(),
+            });
+        }
         OrderStatus::Pending | OrderStatus::Placing => {}
     }
     let lookup_note = match ports.exchange.lookup(order_id).await {
@@ -102,24 +136,30 @@ async fn resolve(order_id: OrderId, ports: AlerterPorts<'_>) -> Result<Resolutio
         Ok(LookupOutcome::Unknown) => None,
         Err(error) => Some(error.to_string()),
     };
-    let reason = match &lookup_note {
-        None => "retries exhausted; the exchange does not know the order".to_string(),
-        Some(note) => format!("retries exhausted; {note} (the order may have been placed)"),
+    let lookup = match &lookup_note {
+        None => "the exchange does not know the order".to_string(),
+        Some(note) => format!("{note} (the order may have been placed: check before retrying)"),
     };
-    ports.store.mark_failed(order_id, &reason).await?;
-    // Re-read: the update may have lost a race with a placer that finished meanwhile.
+    let reason = format!("retries exhausted; {lookup}");
+    if let Some(order) = ports.store.mark_failed(order_id, &reason).await? {
+        crate::metrics::order_failed();
+        tracing::warn!(attempts = order.attempts, last_error = ?order.last_error, "order failed");
+        return Ok(Resolution::Alert { order, lookup });
+    }
+    // Not failed: a placer holds the lease, or the order moved on meanwhile.
     match ports.store.find_order(order_id).await? {
+        Some(order) if matches!(order.status, OrderStatus::Pending | OrderStatus::Placing) => {
+            Ok(Resolution::Later)
+        }
         Some(order) if order.status == OrderStatus::Failed && order.alerted_at.is_none() => {
-            crate::metrics::order_failed();
-            tracing::warn!(attempts = order.attempts, last_error = ?order.last_error, "order failed");
-            Ok(Resolution::Alert(order))
+            Ok(Resolution::Alert { order, lookup })
         }
         Some(_) => Ok(Resolution::Nothing),
         None => Ok(Resolution::UnknownOrder),
     }
 }
 
-async fn publish_failure(order: &Order, ports: AlerterPorts<'_>) -> RecordOutcome {
+async fn publish_failure(order: &Order, lookup: &str, ports: AlerterPorts<'_>) -> RecordOutcome {
     let (first_attempt, last_attempt) = match ports.store.attempt_times(order.id).await {
         Ok(times) => times,
         Err(error) => {
@@ -151,6 +191,7 @@ async fn publish_failure(order: &Order, ports: AlerterPorts<'_>) -> RecordOutcom
             "quantity": order.details.quantity().get(),
             "attempts": order.attempts,
             "last_error": order.last_error,
+            "exchange_lookup": lookup,
             "created_at": rfc3339(Some(order.created_at)),
             "first_attempt_at": rfc3339(first_attempt),
             "last_attempt_at": rfc3339(last_attempt),

@@ -87,41 +87,73 @@ async fn handle_record(
     settings: &PlacerSettings,
 ) -> RecordOutcome {
     let receives = receive_count(record);
-    let message = match parse_message(record.body.as_deref()) {
-        Ok(message) => message,
+    let (span, next) = match parse_message(record.body.as_deref()) {
+        Ok(message) => {
+            let order_id = OrderId::from(message.order_id);
+            let span = tracing::info_span!(
+                "placement",
+                message_id = ?record.message_id,
+                order_id = %order_id,
+                receives,
+                attempt = tracing::field::Empty,
+            );
+            let next = place(order_id, ports, settings)
+                .instrument(span.clone())
+                .await;
+            (span, next)
+        }
         Err(problem) => {
             let span = tracing::error_span!("placement", message_id = ?record.message_id, receives);
             span.in_scope(|| {
                 tracing::error!(%problem, "poison message; it will reach the DLQ and be reported")
             });
-            return RecordOutcome::Retry(problem);
+            (span, Next::retry(problem))
         }
     };
-    let order_id = OrderId::from(message.order_id);
-    let span = tracing::info_span!(
-        "placement",
-        message_id = ?record.message_id,
-        order_id = %order_id,
-        receives,
-        attempt = tracing::field::Empty,
-    );
-    let outcome = place(order_id, ports, settings)
-        .instrument(span.clone())
-        .await;
-    if let RecordOutcome::Retry(reason) = &outcome {
-        if let Some(handle) = &record.receipt_handle {
-            let delay = settings.backoff.jittered(receives);
-            if let Err(error) = ports.retries.retry_after(handle, delay).await {
-                // The queue's own visibility timeout still brings the message back.
-                span.in_scope(|| tracing::warn!(error = %error, "could not set the retry delay"));
-            } else {
-                span.in_scope(
-                    || tracing::info!(%reason, delay_ms = delay.as_millis() as u64, "will retry"),
-                );
+    match next {
+        Next::Done => RecordOutcome::Done,
+        Next::Retry { reason, at_least } => {
+            if let Some(handle) = &record.receipt_handle {
+                let delay = settings.backoff.jittered(receives).max(at_least);
+                match ports.retries.retry_after(handle, delay).await {
+                    Ok(()) => span.in_scope(|| {
+                        tracing::info!(%reason, delay_ms = delay.as_millis() as u64, "will retry")
+                    }),
+                    // The queue's own visibility timeout still brings the message back.
+                    Err(error) => span.in_scope(|| {
+                        tracing::warn!(error = %error, "could not set the retry delay")
+                    }),
+                }
             }
+            RecordOutcome::Retry(reason)
         }
     }
-    outcome
+}
+
+/// What to do with a record, with the earliest sensible redelivery.
+enum Next {
+    Done,
+    Retry {
+        reason: String,
+        /// No point in coming back before this: e.g. the order's lease must expire first.
+        at_least: Duration,
+    },
+}
+
+impl Next {
+    fn retry(reason: impl Into<String>) -> Self {
+        Self::Retry {
+            reason: reason.into(),
+            at_least: Duration::ZERO,
+        }
+    }
+
+    fn after_lease(reason: impl Into<String>, lease: Duration) -> Self {
+        Self::Retry {
+            reason: reason.into(),
+            at_least: lease,
+        }
+    }
 }
 
 fn parse_message(body: Option<&str>) -> Result<PlacementMessage, String> {
@@ -134,11 +166,7 @@ fn parse_message(body: Option<&str>) -> Result<PlacementMessage, String> {
     Ok(message)
 }
 
-async fn place(
-    order_id: OrderId,
-    ports: PlacerPorts<'_>,
-    settings: &PlacerSettings,
-) -> RecordOutcome {
+async fn place(order_id: OrderId, ports: PlacerPorts<'_>, settings: &PlacerSettings) -> Next {
     let order = match ports
         .store
         .claim_for_placement(order_id, settings.lease)
@@ -147,19 +175,19 @@ async fn place(
         Ok(ClaimOutcome::Claimed(order)) => order,
         Ok(ClaimOutcome::AlreadyFinal(status)) => {
             tracing::info!(%status, "order already final; dropping the duplicate message");
-            return RecordOutcome::Done;
+            return Next::Done;
         }
         Ok(ClaimOutcome::LeasedElsewhere) => {
             tracing::info!("order is being placed by another worker; retry later");
-            return RecordOutcome::Retry("leased by another placer".into());
+            return Next::after_lease("leased by another placer", settings.lease);
         }
         Ok(ClaimOutcome::Unknown) => {
             tracing::error!("message names no known order; it will reach the DLQ");
-            return RecordOutcome::Retry("unknown order".into());
+            return Next::retry("unknown order");
         }
         Err(error) => {
             tracing::error!(error = %error_chain(&error), "could not claim the order");
-            return RecordOutcome::Retry("store unavailable".into());
+            return Next::retry("store unavailable");
         }
     };
     tracing::Span::current().record("attempt", order.attempts);
@@ -177,17 +205,17 @@ async fn place(
                 Ok(Some(_)) => {
                     crate::metrics::order_placed();
                     tracing::info!(%exchange_order_id, latency_ms, "order placed");
-                    RecordOutcome::Done
+                    Next::Done
                 }
                 Ok(None) => {
                     tracing::warn!(%exchange_order_id, "placed, but the order had moved on");
-                    RecordOutcome::Done
+                    Next::Done
                 }
                 Err(error) => {
                     // The exchange has it; the redelivery re-places with the same client order
                     // id, which the exchange de-duplicates, and then records it.
                     tracing::error!(error = %error_chain(&error), %exchange_order_id, "placed but not recorded");
-                    RecordOutcome::Retry("placed but not recorded".into())
+                    Next::after_lease("placed but not recorded", settings.lease)
                 }
             }
         }
@@ -196,11 +224,11 @@ async fn place(
                 Ok(_) => {
                     crate::metrics::order_rejected();
                     tracing::info!(%reason, latency_ms, "order rejected by the exchange");
-                    RecordOutcome::Done
+                    Next::Done
                 }
                 Err(error) => {
                     tracing::error!(error = %error_chain(&error), "rejection not recorded");
-                    RecordOutcome::Retry("rejection not recorded".into())
+                    Next::retry("rejection not recorded")
                 }
             }
         }
@@ -210,7 +238,7 @@ async fn place(
                 // The lease expires on its own; the redelivery takes the order over.
                 tracing::error!(error = %error_chain(&store_error), "could not release the order");
             }
-            RecordOutcome::Retry(error)
+            Next::retry(error)
         }
     }
 }

@@ -212,7 +212,8 @@ pub trait OrderLifecycle: OrderStore {
         exchange_order_id: &str,
     ) -> Result<Option<Order>, StoreError>;
 
-    /// `pending`/`placing` → `failed` (retries exhausted).
+    /// `pending` (or `placing` with an expired lease) → `failed` (retries exhausted). An order
+    /// under a valid lease is left alone: a placer is working on it right now.
     async fn mark_failed(&self, id: OrderId, reason: &str) -> Result<Option<Order>, StoreError>;
 
     /// Records that the admin alert for this failure was published.

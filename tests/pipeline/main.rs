@@ -650,8 +650,6 @@ async fn alerter_skips_already_alerted_failures() {
 /// Two dead letters of one order (the api's message and a sweeper duplicate, say) arriving in
 /// one alerter batch are handled concurrently: both see the order unalerted, both publish.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "bug: two dead letters of one order in one alerter batch publish two alerts \
-            (alerted_at is checked, not claimed, before publishing)"]
 async fn alerter_alerts_once_for_two_dead_letters_of_one_order_in_one_batch() {
     let p = Pipeline::start(PipelineOptions {
         max_receive_count: 2,
@@ -684,9 +682,6 @@ async fn alerter_alerts_once_for_two_dead_letters_of_one_order_in_one_batch() {
 /// duplicate message"): one ran out of retries and sits in the DLQ, the other is being placed
 /// right now under a valid lease. The alerter must not fail an order a placer is placing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "bug: the alerter marks an order `failed` (and alerts) while a placer holds a valid \
-            lease; the placer's acknowledged placement is then dropped: failed in the database, \
-            placed at the exchange"]
 async fn alerter_leaves_an_order_that_is_being_placed_alone() {
     let p = Pipeline::start(PipelineOptions {
         exchange_timeout: Duration::from_secs(3),

@@ -90,7 +90,9 @@ impl SqsRetryScheduler {
 impl RetryScheduler for SqsRetryScheduler {
     async fn retry_after(&self, receipt_handle: &str, delay: Duration) -> Result<(), BoxError> {
         // SQS caps a visibility timeout at 12 hours.
-        let seconds = delay.as_secs().min(43_200) as i32;
+        // Rounded up: SQS counts whole seconds, and rounding down would turn short back-offs
+        // into immediate retries.
+        let seconds = (delay.as_secs_f64().ceil() as u64).min(43_200) as i32;
         self.client
             .change_message_visibility()
             .queue_url(&self.queue_url)

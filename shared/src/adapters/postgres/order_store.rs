@@ -420,8 +420,9 @@ impl OrderLifecycle for PostgresOrderStore {
     }
 
     async fn mark_failed(&self, id: OrderId, reason: &str) -> Result<Option<Order>, StoreError> {
+        // Never under a placer's valid lease: its placement may be acknowledged any moment.
         let sql = transition_sql(
-            "status IN ('pending', 'placing')",
+            "status = 'pending' OR (status = 'placing' AND lease_expires_at < now())",
             OrderStatus::Failed,
             ", lease_expires_at = NULL, last_error = COALESCE(o.last_error, $3)",
         );
