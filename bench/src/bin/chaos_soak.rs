@@ -724,7 +724,7 @@ async fn soak(
     report.insert("5xx outside it", outside.to_string());
     violations += outside;
 
-    println!("\n{:<45} {}", "check", "value");
+    println!("\n{:<45} value", "check");
     for (name, value) in &report {
         println!("{name:<45} {value}");
     }
