@@ -2,7 +2,21 @@
 # The local system in the foreground: services, database, then the local runner.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
-"$ROOT/scripts/start-services.sh"
+# The runner embeds its own SQS endpoint, so moto (Python) starts only when asked for:
+# START_MOTO=1, or SQS_ENDPOINT=external with AWS_ENDPOINT_URL at moto (env.sh's default).
+if [[ "${START_MOTO:-0}" == 1 || ( "${SQS_ENDPOINT:-embedded}" == external \
+      && "$AWS_ENDPOINT_URL" == "http://127.0.0.1:$MOTO_PORT" ) ]]; then
+  "$ROOT/scripts/start-services.sh"
+else
+  for _ in $(seq 1 20); do
+    if pg_isready -q -h "$PGHOST_ADDR" -p "$PGPORT_NUM"; then break; fi
+    sleep 0.5
+  done
+  if ! pg_isready -q -h "$PGHOST_ADDR" -p "$PGPORT_NUM"; then
+    echo "error: no PostgreSQL server on $PGHOST_ADDR:$PGPORT_NUM (set PGHOST_ADDR/PGPORT_NUM or start one)" >&2
+    exit 1
+  fi
+fi
 
 DB_NAME="${DATABASE_URL##*/}"
 DB_NAME="${DB_NAME%%\?*}"

@@ -2,6 +2,13 @@
 //! starts the simulated exchange, serves the api Router on a socket, polls the orders queue and
 //! the DLQ exactly as Lambda's SQS event source mapping would (calling the same placer and
 //! alerter handlers), runs the sweeper on an interval, and prints every admin alert.
+//!
+//! SQS is an in-process sqs-local endpoint unless `SQS_ENDPOINT` says otherwise: `external` uses
+//! the SDK's own configuration (`AWS_ENDPOINT_URL`: moto, LocalStack; or AWS); a URL names the
+//! endpoint for SQS alone.
+//! Alerts go through SNS to the inbox queue with an external SQS, and straight into the inbox
+//! with the embedded one (SNS cannot deliver there); `ALERT_SINK=sns|queue` overrides that, and
+//! `PRINT_ALERTS=false` leaves them in the inbox for another tool to read.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,9 +26,11 @@ use order_shared::alerter::{AlerterPorts, handle_dead_letters};
 use order_shared::api::{ApiContext, router};
 use order_shared::config::{Env, ExchangeConfig, SweepSettings, placer_settings, process_env};
 use order_shared::placer::{PlacerPorts, handle_placement_batch};
+use order_shared::ports::AlertPublisher;
 use order_shared::sqs_event_source::{self, EventSource};
 use order_shared::sweeper::sweep_once;
 use order_shared::telemetry::{error_chain, init_tracing};
+use sqs_local::sdk::{QueueAlertPublisher, SqsEndpoint};
 
 /// Local settings; every default works with the README's run command.
 struct RunnerConfig {
@@ -36,6 +45,12 @@ struct RunnerConfig {
     poll_wait: Duration,
     /// An external exchange; without it the simulated exchange is started.
     exchange_base_url: Option<String>,
+    sqs_endpoint: SqsEndpoint,
+    /// Where the embedded SQS endpoint listens; default 127.0.0.1:9324 when free, else any port.
+    sqs_local_listen: Option<SocketAddr>,
+    /// `Some(true)`: alerts through SNS; `Some(false)`: straight into the inbox queue.
+    alerts_via_sns: Option<bool>,
+    print_alerts: bool,
 }
 
 impl RunnerConfig {
@@ -64,6 +79,23 @@ impl RunnerConfig {
             placer_pollers: env.parsed("PLACER_POLLERS", 4)?,
             poll_wait: env.seconds("POLL_WAIT_SECONDS", 2)?,
             exchange_base_url: env.optional("EXCHANGE_BASE_URL"),
+            sqs_endpoint: env
+                .optional("SQS_ENDPOINT")
+                .unwrap_or_default()
+                .parse()
+                .map_err(|e| anyhow::anyhow!("SQS_ENDPOINT: {e}"))?,
+            sqs_local_listen: env
+                .optional("SQS_LOCAL_LISTEN")
+                .map(|text| text.parse())
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("SQS_LOCAL_LISTEN: {e}"))?,
+            alerts_via_sns: match env.optional("ALERT_SINK").as_deref() {
+                None => None,
+                Some("sns") => Some(true),
+                Some("queue") => Some(false),
+                Some(other) => anyhow::bail!("ALERT_SINK={other:?}: expected `sns` or `queue`"),
+            },
+            print_alerts: env.parsed("PRINT_ALERTS", true)?,
         })
     }
 }
@@ -76,6 +108,12 @@ async fn main() -> anyhow::Result<()> {
     // Locally many requests share one process, unlike a Lambda instance.
     let database = env.database(16)?;
     let sdk = aws_sdk_config().await;
+    // SQS clients use this connection; SNS and Secrets Manager keep the SDK's configuration.
+    let sqs_connection =
+        sqs_local::sdk::connect(&config.sqs_endpoint, &sdk, config.sqs_local_listen)
+            .await
+            .context("starting the embedded SQS endpoint")?;
+    let sqs_sdk = &sqs_connection.sdk;
 
     let store = PostgresOrderStore::connect(&database, &sdk)
         .await
@@ -85,14 +123,10 @@ async fn main() -> anyhow::Result<()> {
         .context("applying migrations")?;
     tracing::info!(?applied, "migrations applied");
 
-    let sqs = SqsClient::new(&sdk);
+    let sqs = SqsClient::new(sqs_sdk);
     let queues = ensure_queues(&sqs, &config.topology)
         .await
-        .context("creating the queues (is the SQS endpoint in AWS_ENDPOINT_URL running?)")?;
-    let sns = SnsClient::new(&sdk);
-    let topic_arn = ensure_topic(&sns, &config.alert_topic_name)
-        .await
-        .context("creating the alert topic")?;
+        .context("creating the queues (is the SQS endpoint running?)")?;
     let inbox = sqs
         .create_queue()
         .queue_name(&config.alerts_inbox_name)
@@ -102,9 +136,26 @@ async fn main() -> anyhow::Result<()> {
         .queue_url
         .unwrap_or_default();
     let inbox_arn = sqs_event_source::queue_arn(&sqs, &inbox).await?;
-    subscribe_queue(&sns, &topic_arn, &inbox_arn)
-        .await
-        .context("subscribing the alerts inbox to the topic")?;
+    let alerts_via_sns = config
+        .alerts_via_sns
+        .unwrap_or(!sqs_connection.is_embedded());
+    let (alerts, alert_route): (Arc<dyn AlertPublisher>, String) = if alerts_via_sns {
+        let sns = SnsClient::new(&sdk);
+        let topic_arn = ensure_topic(&sns, &config.alert_topic_name)
+            .await
+            .context("creating the alert topic")?;
+        subscribe_queue(&sns, &topic_arn, &inbox_arn)
+            .await
+            .context("subscribing the alerts inbox to the topic")?;
+        let publisher = SnsAlertPublisher::new(&sdk, topic_arn.clone());
+        (
+            Arc::new(publisher),
+            format!("SNS topic {topic_arn} -> {inbox}"),
+        )
+    } else {
+        let publisher = QueueAlertPublisher::new(sqs_sdk, inbox.clone());
+        (Arc::new(publisher), format!("queue {inbox}"))
+    };
 
     // The exchange: an external one, or the simulator in this process.
     let (exchange_url, _simulator) = match &config.exchange_base_url {
@@ -137,8 +188,7 @@ async fn main() -> anyhow::Result<()> {
     )?);
 
     let store = Arc::new(store);
-    let retries = Arc::new(SqsRetryScheduler::new(&sdk, queues.orders.clone()));
-    let alerts = Arc::new(SnsAlertPublisher::new(&sdk, topic_arn.clone()));
+    let retries = Arc::new(SqsRetryScheduler::new(sqs_sdk, queues.orders.clone()));
     let orders_arn = sqs_event_source::queue_arn(&sqs, &queues.orders).await?;
     let dlq_arn = sqs_event_source::queue_arn(&sqs, &queues.dead_letters).await?;
 
@@ -197,7 +247,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     // What an admin would receive by e-mail, printed.
-    {
+    if config.print_alerts {
         let source = EventSource {
             queue_url: inbox.clone(),
             queue_arn: inbox_arn,
@@ -219,7 +269,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let sweeper_store = store.clone();
-    let sweep_queue = SqsOrderQueue::new(&sdk, queues.orders.clone());
+    let sweep_queue = SqsOrderQueue::new(sqs_sdk, queues.orders.clone());
     let sweep = config.sweep.clone();
     let sweep_every = config.sweep_every;
     tokio::spawn(async move {
@@ -233,7 +283,7 @@ async fn main() -> anyhow::Result<()> {
     });
 
     let request_queue = Arc::new(SqsOrderQueue::for_requests(
-        &sdk,
+        sqs_sdk,
         queues.orders.clone(),
         config.enqueue_timeout,
     ));
@@ -251,7 +301,15 @@ async fn main() -> anyhow::Result<()> {
     println!("exchange         {exchange_url}  (stats: {exchange_url}/stats)");
     println!("orders queue     {}", queues.orders);
     println!("dead letters     {}", queues.dead_letters);
-    println!("alert topic      {topic_arn}  (printed here as ADMIN ALERT)");
+    println!("SQS endpoint     {}", sqs_connection.describe());
+    println!(
+        "admin alerts     {alert_route}{}",
+        if config.print_alerts {
+            "  (printed here as ADMIN ALERT)"
+        } else {
+            ""
+        }
+    );
     println!("sweeper          every {}s", sweep_every.as_secs());
     tracing::info!(%address, orders_queue = %queues.orders, "local runner listening");
     axum::serve(listener, app)
