@@ -123,6 +123,7 @@ async fn signal(pid: u32, signal: &str) -> anyhow::Result<()> {
 struct Postgres {
     bin: PathBuf,
     data: PathBuf,
+    log: PathBuf,
     port: u16,
     as_postgres_user: bool,
 }
@@ -146,6 +147,7 @@ impl Postgres {
         let cluster = Self {
             bin,
             data,
+            log: work_dir.join("postgres.log"),
             port,
             as_postgres_user,
         };
@@ -163,7 +165,7 @@ impl Postgres {
                 ],
             )
             .await?;
-        let log = work_dir.join("postgres.log");
+        let log = cluster.log.clone();
         if as_postgres_user {
             std::fs::File::create(&log)?;
             run("chown", &["postgres:postgres", log.to_str().unwrap()]).await?;
@@ -198,19 +200,13 @@ impl Postgres {
         format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
     }
 
+    /// `-l` again: pg_ctl does not remember it, and without it the new server would keep our
+    /// output pipe open (and `output()` would wait for it forever).
     async fn restart(&self) -> anyhow::Result<()> {
-        self.pg(
-            "pg_ctl",
-            &[
-                "-D",
-                self.data.to_str().unwrap(),
-                "-m",
-                "fast",
-                "-w",
-                "restart",
-            ],
-        )
-        .await
+        let log = self.log.to_str().unwrap().to_owned();
+        let data = self.data.to_str().unwrap().to_owned();
+        self.pg("pg_ctl", &["-D", &data, "-m", "fast", "-l", &log, "-w", "restart"])
+            .await
     }
 
     async fn stop(&self) {
@@ -745,6 +741,7 @@ impl Postgres {
         let clone = Postgres {
             bin: self.bin.clone(),
             data: self.data.clone(),
+            log: self.log.clone(),
             port: self.port,
             as_postgres_user: self.as_postgres_user,
         };
