@@ -1,5 +1,5 @@
 # The two commands of the README, plus the checks CI runs.
-.PHONY: run test lint
+.PHONY: run test lint infra-check soak soak-long bench
 
 ## run: start Postgres checks, moto and the local runner (API on http://127.0.0.1:3000)
 run:
@@ -13,3 +13,19 @@ test:
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+
+## infra-check: offline checks of the AWS SAM deployment (cfn-lint and its canary, serverless rules, sam validate, sam build arm64)
+infra-check:
+	./scripts/validate-infra.sh
+
+## soak: the chaos soak's short form (1 000 orders, one fault of each kind; runs in CI)
+soak:
+	./scripts/soak.sh short
+
+## soak-long: the long form (10 000 orders; on demand)
+soak-long:
+	./scripts/soak.sh long
+
+## bench: the benchmarks of docs/BENCHMARKS.md (release build; on demand)
+bench:
+	./scripts/bench.sh

@@ -12,4 +12,7 @@ fi
 # Build the binaries first: the end-to-end test starts the local runner through the run command.
 cargo build --workspace --bins
 # nextest runs the test binaries without holding cargo's build lock, which the run command needs.
+# The SQS conformance suite inside runs against the embedded endpoint; below, against moto.
+SQS_CONFORMANCE_ENDPOINT="http://127.0.0.1:$MOTO_PORT" \
+  cargo nextest run -p sqs-local --test conformance --no-fail-fast
 cargo nextest run --workspace --no-fail-fast "$@"

@@ -159,6 +159,9 @@ async fn run_command_places_orders_end_to_end() {
     let suffix = Uuid::new_v4().simple().to_string();
     let exchange_port = free_port();
     let runner = LocalRunner::start(&[
+        // Through moto (SQS and SNS), so the system tests keep covering it; the first test
+        // uses the runner's default embedded SQS endpoint.
+        ("SQS_ENDPOINT", "external".into()),
         ("EXCHANGE_SIM_LISTEN", format!("127.0.0.1:{exchange_port}")),
         ("EXCHANGE_SIM_LATENCY_MS", "20".into()),
         ("EXCHANGE_SIM_FAILURE_RATE", "0.1".into()),
@@ -205,6 +208,9 @@ async fn run_command_fails_and_alerts_when_the_exchange_is_down() {
     let topic_name = format!("e2e-alerts-{suffix}");
     let exchange_port = free_port();
     let runner = LocalRunner::start(&[
+        // Through moto (SQS and SNS), so the system tests keep covering it; the first test
+        // uses the runner's default embedded SQS endpoint.
+        ("SQS_ENDPOINT", "external".into()),
         ("EXCHANGE_SIM_LISTEN", format!("127.0.0.1:{exchange_port}")),
         ("EXCHANGE_SIM_LATENCY_MS", "5".into()),
         ("EXCHANGE_SIM_FAILURE_RATE", "1.0".into()),

@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# Offline validation of the SAM deployment (infra/template.yaml + samconfig.toml). Needs no AWS
+# account and no credentials; it reaches only PyPI (to install the pinned tools once) and
+# crates.io (cargo). Run from anywhere; CI runs it through `make infra-check`.
+#
+#   1. cfn-lint infra/template.yaml                      (cfn-lint pinned to 1.53.3)
+#   2. cfn-lint must REJECT tests/fixtures/broken-template.yaml   (guards the pin)
+#   3. cfn-lint -a cfn_lint_serverless.rules -- infra/template.yaml   (no errors, no warnings)
+#   4. sam validate --lint
+#   5. sam build (cargo-lambda, release, arm64) and the size and architecture of each bootstrap
+#
+# The template's invariants (visibility timeout, redrive, alarms, IAM, environment, ...) are a
+# Rust test: `cargo test -p system-tests --test infra` (part of `make test`).
+#
+# Environment:
+#   INFRA_VENV=DIR        virtualenv for the tools (default .local/infra-venv)
+#   INFRA_SKIP_BUILD=1    stop after step 4 (quick check while editing the template)
+#   INFRA_ARCH=x86_64     build x86_64 artifacts even if the aarch64 target is available
+# Never run here: `sam local` (needs Docker), `sam deploy`/`sam package` (need AWS).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+VENV="${INFRA_VENV:-$ROOT/.local/infra-venv}"
+REQS="$ROOT/scripts/requirements-infra.txt"
+TEMPLATE="infra/template.yaml"
+BROKEN="tests/fixtures/broken-template.yaml"
+# The error the broken template must produce: the SAM transform refusing the misspelled property.
+BROKEN_EXPECTED="FunctionResponseType not defined"
+
+# No telemetry, no update checks, a region for the SAM transform; never any credentials.
+export SAM_CLI_TELEMETRY=0
+export AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}"
+export AWS_REGION="$AWS_DEFAULT_REGION"
+
+TOTAL_START=$SECONDS
+SUMMARY=()
+step_start() {
+  STEP_NAME="$1"
+  STEP_START=$SECONDS
+  echo
+  echo "==> $STEP_NAME"
+}
+step_done() {
+  local took=$((SECONDS - STEP_START))
+  echo "    ok ($took s)"
+  SUMMARY+=("$(printf '%4d s  %s' "$took" "$STEP_NAME")")
+}
+
+# --- 0. Tools: a project-local virtualenv with the pinned requirements ---------------------------
+step_start "tools: $VENV from scripts/requirements-infra.txt"
+if [[ ! -x "$VENV/bin/sam" ]] || ! cmp -s "$REQS" "$VENV/.installed-requirements"; then
+  echo "    installing (once; about a minute) ..."
+  rm -rf "$VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQS"
+  "$VENV/bin/pip" check
+  cp "$REQS" "$VENV/.installed-requirements"
+fi
+# sam build finds cargo-lambda on PATH, and cargo-lambda finds zig through `python3 -m ziglang`.
+export PATH="$VENV/bin:$PATH"
+echo "    $(cfn-lint --version), $(sam --version), cargo-lambda $(pip show cargo-lambda 2>/dev/null | sed -n 's/^Version: //p'), ziglang $(python3 -m ziglang version)"
+step_done
+
+# --- 1. cfn-lint ---------------------------------------------------------------------------------
+step_start "cfn-lint $TEMPLATE"
+cfn-lint "$TEMPLATE"
+step_done
+
+# --- 2. the lint's canary: a template with a broken AWS::Serverless::Function property ----------
+step_start "cfn-lint rejects $BROKEN"
+set +e
+BROKEN_OUTPUT="$(cfn-lint "$BROKEN" 2>&1)"
+BROKEN_STATUS=$?
+set -e
+if [[ $BROKEN_STATUS -eq 0 ]]; then
+  echo "error: cfn-lint passed $BROKEN, which misspells an SQS event property." >&2
+  echo "       This cfn-lint no longer validates AWS::Serverless::* properties (cfn-lint >= 1.54" >&2
+  echo "       dropped the SAM transform); keep cfn-lint==1.53.3 in scripts/requirements-infra.txt." >&2
+  exit 1
+fi
+if ! grep -q "$BROKEN_EXPECTED" <<<"$BROKEN_OUTPUT"; then
+  echo "error: cfn-lint rejected $BROKEN, but not for the planted error ('$BROKEN_EXPECTED'):" >&2
+  echo "$BROKEN_OUTPUT" >&2
+  exit 1
+fi
+echo "    rejected as it must be: $(grep -m1 "$BROKEN_EXPECTED" <<<"$BROKEN_OUTPUT")"
+step_done
+
+# --- 3. serverless rules (waivers: Metadata.cfn-lint + Metadata.WaiverReasons in the template) --
+step_start "cfn-lint -a cfn_lint_serverless.rules -- $TEMPLATE"
+cfn-lint -a cfn_lint_serverless.rules -- "$TEMPLATE"
+step_done
+
+# --- 4. sam validate --lint ----------------------------------------------------------------------
+step_start "sam validate --lint"
+sam validate --lint --template-file "$TEMPLATE" --region "$AWS_DEFAULT_REGION"
+step_done
+
+if [[ "${INFRA_SKIP_BUILD:-0}" == "1" ]]; then
+  echo
+  echo "INFRA_SKIP_BUILD=1: not building the artifacts."
+  printf '%s\n' "${SUMMARY[@]}"
+  exit 0
+fi
+
+# --- 5. sam build --------------------------------------------------------------------------------
+# Lambda runs the functions on arm64 (Graviton). cargo-lambda cross-compiles with zig, but the
+# Rust standard library for aarch64 must be installed. Where it is missing and cannot be
+# installed, build x86_64 instead (the template's Architecture parameter, for this build only)
+# and say so loudly: those artifacts are fine for checking the build, not for deploying the
+# default (arm64) stack.
+ARCH="${INFRA_ARCH:-arm64}"
+ARCH_REASON=""
+if [[ "$ARCH" == "arm64" ]]; then
+  if ! command -v rustup >/dev/null 2>&1; then
+    ARCH=x86_64
+    ARCH_REASON="rustup is not installed, so the aarch64-unknown-linux-gnu target cannot be added"
+  elif ! rustup target list --installed | grep -qx aarch64-unknown-linux-gnu; then
+    echo "    adding the Rust target aarch64-unknown-linux-gnu ..."
+    if ! timeout 300 rustup target add aarch64-unknown-linux-gnu; then
+      ARCH=x86_64
+      ARCH_REASON="the Rust target aarch64-unknown-linux-gnu is missing and 'rustup target add' failed (no network to the Rust distribution server?)"
+    fi
+  fi
+elif [[ "$ARCH" != "x86_64" ]]; then
+  echo "error: INFRA_ARCH must be arm64 or x86_64" >&2
+  exit 1
+fi
+
+BUILD_ARGS=()
+if [[ "$ARCH" == "x86_64" ]]; then
+  BUILD_ARGS+=(--parameter-overrides "Architecture=x86_64")
+  echo
+  echo "!!! WARNING: building x86_64 artifacts, not arm64: ${ARCH_REASON:-INFRA_ARCH=x86_64}."
+  echo "!!! They prove that the functions build for Lambda; deploy from a machine with the"
+  echo "!!! aarch64 target (rustup target add aarch64-unknown-linux-gnu) for the arm64 stack."
+fi
+
+# sam build runs one `cargo lambda build --release [--arm64] --bin <name>` per function, one after
+# the other. Building the five binaries in one cargo invocation first compiles the shared code
+# once and links the binaries in parallel; sam build's own invocations then find them up to
+# date (same flags, same features) and only copy them. Set INFRA_PREBUILD=0 to skip.
+if [[ "${INFRA_PREBUILD:-1}" == "1" ]]; then
+  step_start "cargo lambda build --release ($ARCH) of the five functions"
+  CARGO_LAMBDA_ARCH=()
+  [[ "$ARCH" == "arm64" ]] && CARGO_LAMBDA_ARCH=(--arm64)
+  cargo lambda build --release "${CARGO_LAMBDA_ARCH[@]}" \
+    --bin api --bin placer --bin alerter --bin sweeper --bin migrator
+  step_done
+fi
+
+step_start "sam build ($ARCH, release, cargo-lambda; artifacts in .aws-sam/build)"
+# Run from the repository root so that samconfig.toml's build settings apply, as for ops.
+rm -rf .aws-sam/build
+sam build ${BUILD_ARGS[@]+"${BUILD_ARGS[@]}"}
+step_done
+
+echo
+echo "Lambda artifacts ($ARCH):"
+# ELF e_machine (2 bytes at offset 18): 183 = AArch64, 62 = x86-64.
+EXPECTED_MACHINE=$([[ "$ARCH" == "arm64" ]] && echo 183 || echo 62)
+FUNCTIONS=0
+for bootstrap in .aws-sam/build/*/bootstrap; do
+  [[ -f "$bootstrap" ]] || continue
+  FUNCTIONS=$((FUNCTIONS + 1))
+  function_name="$(basename "$(dirname "$bootstrap")")"
+  bytes=$(stat -c %s "$bootstrap")
+  machine=$(od -An -t u2 -j 18 -N 2 "$bootstrap" | tr -d ' ')
+  case "$machine" in
+    183) machine_name="ELF aarch64" ;;
+    62) machine_name="ELF x86-64" ;;
+    *) machine_name="ELF machine $machine" ;;
+  esac
+  printf '  %-18s %9d bytes (%4.1f MiB)  %s\n' "$function_name" "$bytes" \
+    "$(awk "BEGIN { print $bytes / 1048576 }")" "$machine_name"
+  if [[ "$machine" != "$EXPECTED_MACHINE" ]]; then
+    echo "error: $bootstrap is $machine_name, expected $ARCH" >&2
+    exit 1
+  fi
+done
+if [[ $FUNCTIONS -ne 5 ]]; then
+  echo "error: expected 5 function artifacts in .aws-sam/build, found $FUNCTIONS" >&2
+  exit 1
+fi
+if [[ "$ARCH" == "x86_64" ]]; then
+  echo "  NOTE: these are x86_64 artifacts (${ARCH_REASON:-INFRA_ARCH=x86_64}); the stack deploys arm64."
+fi
+
+echo
+echo "Infrastructure validation passed in $((SECONDS - TOTAL_START)) s:"
+printf '%s\n' "${SUMMARY[@]}"
