@@ -205,8 +205,11 @@ impl Postgres {
     async fn restart(&self) -> anyhow::Result<()> {
         let log = self.log.to_str().unwrap().to_owned();
         let data = self.data.to_str().unwrap().to_owned();
-        self.pg("pg_ctl", &["-D", &data, "-m", "fast", "-l", &log, "-w", "restart"])
-            .await
+        self.pg(
+            "pg_ctl",
+            &["-D", &data, "-m", "fast", "-l", &log, "-w", "restart"],
+        )
+        .await
     }
 
     async fn stop(&self) {
