@@ -93,10 +93,13 @@ async fn orders_with_transient_failures_are_all_placed_exactly_once() {
         total_attempts as u64, stats.total_calls,
         "every attempt is one exchange call: {stats:?}"
     );
-    assert_eq!(
-        state.placer_failures as u64,
-        stats.total_calls - ids.len() as u64,
-        "exactly the failed calls were reported for redelivery"
+    // Every failed call is reported for redelivery. Under load a record may also be reported
+    // once more without a call (its visibility ran out mid-handling and the duplicate found the
+    // lease held), which costs a receive, never a placement.
+    assert!(
+        state.placer_failures as u64 >= stats.total_calls - ids.len() as u64,
+        "every failed call was reported for redelivery: {} reported, {stats:?}",
+        state.placer_failures
     );
     assert!(state.alerts.is_empty(), "{:?}", state.alerts);
 }
