@@ -1,5 +1,5 @@
 # The two commands of the README, plus the checks CI runs.
-.PHONY: run test lint infra-check soak soak-long bench
+.PHONY: run test lint infra-check soak soak-long bench fuzz
 
 ## run: start Postgres checks, moto and the local runner (API on http://127.0.0.1:3000)
 run:
@@ -25,6 +25,10 @@ soak:
 ## soak-long: the long form (10 000 orders; on demand)
 soak-long:
 	./scripts/soak.sh long
+
+## fuzz: the request parser under cargo-fuzz for FUZZ_SECONDS (default 60; runs in CI)
+fuzz:
+	./scripts/fuzz.sh $(or $(FUZZ_SECONDS),60)
 
 ## bench: the benchmarks of docs/BENCHMARKS.md (release build; on demand)
 bench:

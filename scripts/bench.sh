@@ -38,8 +38,13 @@ EXCHANGE_SIM_LISTEN=127.0.0.1:$EX_PORT EXCHANGE_SIM_LATENCY_MS=500 EXCHANGE_SIM_
   "$BIN/exchange-sim" >"$LOCAL_DIR/bench/exchange.log" 2>&1 & PIDS+=($!)
 wait_ok "http://127.0.0.1:$EX_PORT/health"
 
+# The benchmark's client: its key is registered by the runner (LOCAL_API_KEY) with limits far
+# above any load here, so authentication and the limit bookkeeping are measured, not the limits.
+BENCH_API_KEY="sok_$(od -An -tx1 -N8 /dev/urandom | tr -d ' \n')_$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')"
+export BENCH_API_KEY
 start_runner() { # $1 = database, $2 = placer pollers
   API_PORT=$(free_port)
+  LOCAL_API_KEY="$BENCH_API_KEY" LOCAL_CLIENT_ID=bench LOCAL_REQUESTS_PER_SECOND=1000000 LOCAL_MAX_OPEN_ORDERS=1000000000 \
   LISTEN_ADDR=127.0.0.1:$API_PORT DATABASE_URL="postgres://$PGUSER_NAME@$PGHOST_ADDR:$PGPORT_NUM/$1" \
   SQS_ENDPOINT=external AWS_ENDPOINT_URL=http://127.0.0.1:$SQS_PORT ALERT_SINK=queue \
   ORDERS_QUEUE_NAME="orders-$1" ORDERS_DLQ_NAME="orders-dlq-$1" ALERTS_INBOX_QUEUE_NAME="alerts-$1" \
@@ -54,6 +59,9 @@ echo "== 1. POST /orders (api only: PLACER_POLLERS=0)"
 fresh_db bench_post
 start_runner bench_post 0
 "$BIN/load-bench" post --url "http://127.0.0.1:$API_PORT" --seconds "$SECONDS_PER_RUN" --runs "$RUNS"
+echo "-- where the CPU goes at 64 connections (one more run)"
+python3 scripts/bench/cpu_split.py -- "$BIN/load-bench" --out-dir "$LOCAL_DIR/bench/cpu-split" post \
+  --url "http://127.0.0.1:$API_PORT" --connections 64 --seconds "$SECONDS_PER_RUN" --runs 1
 kill "$RUNNER"
 
 echo "== 2. floor: pgbench"

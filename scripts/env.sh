@@ -18,3 +18,7 @@ export AWS_EC2_METADATA_DISABLED=true
 export DATABASE_URL="${DATABASE_URL:-postgres://$PGUSER_NAME@$PGHOST_ADDR:$PGPORT_NUM/orders}"
 # The tests create one throwaway database per test through this admin connection.
 export TEST_ADMIN_DATABASE_URL="${TEST_ADMIN_DATABASE_URL:-postgres://$PGUSER_NAME@$PGHOST_ADDR:$PGPORT_NUM/postgres}"
+
+# The pepper of the stored API key hashes. This one is public and only for local runs and tests;
+# in AWS it comes from Secrets Manager (API_KEY_PEPPER_SECRET_ARN). At least 32 bytes.
+export API_KEY_PEPPER="${API_KEY_PEPPER:-local-development-pepper-not-a-secret-000}"

@@ -24,5 +24,17 @@ if ! psql "$TEST_ADMIN_DATABASE_URL" -tAc "SELECT 1 FROM pg_database WHERE datna
   psql "$TEST_ADMIN_DATABASE_URL" -qc "CREATE DATABASE \"$DB_NAME\""
 fi
 
+# A local API key for client `local`, made once and kept in .local/api-key, so that curl works
+# right away: curl -H "Authorization: Bearer $(cat .local/api-key)" http://127.0.0.1:3000/orders
+if [[ -z "${LOCAL_API_KEY:-}" ]]; then
+  mkdir -p "$LOCAL_DIR"
+  if [[ ! -s "$LOCAL_DIR/api-key" ]]; then
+    (umask 077; echo "sok_$(od -An -tx1 -N8 /dev/urandom | tr -d ' \n')_$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" >"$LOCAL_DIR/api-key")
+  fi
+  LOCAL_API_KEY="$(cat "$LOCAL_DIR/api-key")"
+  export LOCAL_API_KEY
+  echo "API key for client 'local' in $LOCAL_DIR/api-key"
+fi
+
 cd "$ROOT"
 exec cargo run --quiet -p local-runner

@@ -15,4 +15,14 @@ cargo build --workspace --bins
 # The SQS conformance suite inside runs against the embedded endpoint; below, against moto.
 SQS_CONFORMANCE_ENDPOINT="http://127.0.0.1:$MOTO_PORT" \
   cargo nextest run -p sqs-local --test conformance --no-fail-fast
-cargo nextest run --workspace --no-fail-fast "$@"
+# Runner logs of this run only: the secrets check below searches them.
+export TEST_LOG_DIR="$LOCAL_DIR/test-logs"
+rm -rf "$TEST_LOG_DIR"
+mkdir -p "$TEST_LOG_DIR"
+STATUS=0
+cargo nextest run --workspace --no-fail-fast "$@" || STATUS=$?
+# Only a full run has the logs the check expects; a filtered run (arguments) skips it.
+if [[ $# -eq 0 ]]; then
+  "$ROOT/scripts/check-logs-for-secrets.sh" "$TEST_LOG_DIR" || STATUS=1
+fi
+exit $STATUS

@@ -95,7 +95,7 @@ enum Resolution {
     UnknownOrder,
     /// Failed and not yet alerted; `lookup` says what the exchange answered.
     Alert {
-        order: Order,
+        order: Box<Order>,
         lookup: String,
     },
     /// A placer holds a valid lease on it: look again when the dead letter comes back.
@@ -117,7 +117,7 @@ async fn resolve(order_id: OrderId, ports: AlerterPorts<'_>) -> Result<Resolutio
         }
         OrderStatus::Failed => {
             return Ok(Resolution::Alert {
-                order,
+                order: Box::new(order),
                 lookup: "not repeated (the order was already failed)".into(),
             });
         }
@@ -144,7 +144,10 @@ async fn resolve(order_id: OrderId, ports: AlerterPorts<'_>) -> Result<Resolutio
     if let Some(order) = ports.store.mark_failed(order_id, &reason).await? {
         crate::metrics::order_failed();
         tracing::warn!(attempts = order.attempts, last_error = ?order.last_error, "order failed");
-        return Ok(Resolution::Alert { order, lookup });
+        return Ok(Resolution::Alert {
+            order: Box::new(order),
+            lookup,
+        });
     }
     // Not failed: a placer holds the lease, or the order moved on meanwhile.
     match ports.store.find_order(order_id).await? {
@@ -152,7 +155,10 @@ async fn resolve(order_id: OrderId, ports: AlerterPorts<'_>) -> Result<Resolutio
             Ok(Resolution::Later)
         }
         Some(order) if order.status == OrderStatus::Failed && order.alerted_at.is_none() => {
-            Ok(Resolution::Alert { order, lookup })
+            Ok(Resolution::Alert {
+                order: Box::new(order),
+                lookup,
+            })
         }
         Some(_) => Ok(Resolution::Nothing),
         None => Ok(Resolution::UnknownOrder),
@@ -184,6 +190,7 @@ async fn publish_failure(order: &Order, lookup: &str, ports: AlerterPorts<'_>) -
         body: json!({
             "kind": "order_failed",
             "order_id": order.id.to_string(),
+            "client_id": order.client_id.as_str(),
             "instrument": order.details.instrument().as_str(),
             "side": order.details.side().as_str(),
             "type": order.details.order_type().as_str(),

@@ -15,6 +15,26 @@ pub enum ConfigError {
     Invalid { name: &'static str, reason: String },
     #[error("set exactly one of DATABASE_URL and DATABASE_SECRET_ARN")]
     DatabaseSource,
+    #[error("set exactly one of API_KEY_PEPPER and API_KEY_PEPPER_SECRET_ARN")]
+    PepperSource,
+}
+
+/// Where the API key pepper (the HMAC key of the stored key hashes) comes from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum PepperSource {
+    /// The pepper itself (local runs and tests); never printed.
+    Value(String),
+    /// A Secrets Manager secret holding it (AWS); read once at cold start.
+    SecretArn(String),
+}
+
+impl std::fmt::Debug for PepperSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Value(_) => f.write_str("PepperSource::Value(***)"),
+            Self::SecretArn(arn) => write!(f, "PepperSource::SecretArn({arn})"),
+        }
+    }
 }
 
 /// Reads variables through a lookup function so tests can pass a map instead of mutating the
@@ -58,6 +78,18 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
 
     pub fn seconds(&self, name: &'static str, default_s: u64) -> Result<Duration, ConfigError> {
         self.parsed(name, default_s).map(Duration::from_secs)
+    }
+
+    /// The pepper of the API key hashes: needed by the api and by the admin tool.
+    pub fn pepper(&self) -> Result<PepperSource, ConfigError> {
+        match (
+            self.optional("API_KEY_PEPPER"),
+            self.optional("API_KEY_PEPPER_SECRET_ARN"),
+        ) {
+            (Some(value), None) => Ok(PepperSource::Value(value)),
+            (None, Some(arn)) => Ok(PepperSource::SecretArn(arn)),
+            _ => Err(ConfigError::PepperSource),
+        }
     }
 
     /// The database settings shared by every function.
@@ -116,6 +148,7 @@ pub struct ApiConfig {
     pub queue_url: String,
     /// The one SQS attempt a request makes; the sweeper retries whatever this misses.
     pub enqueue_timeout: Duration,
+    pub pepper: PepperSource,
 }
 
 impl ApiConfig {
@@ -126,6 +159,7 @@ impl ApiConfig {
             database: env.database(2)?,
             queue_url: env.required("ORDERS_QUEUE_URL")?,
             enqueue_timeout: env.millis("ENQUEUE_TIMEOUT_MS", 1_000)?,
+            pepper: env.pepper()?,
         })
     }
 }
@@ -196,6 +230,26 @@ mod tests {
             ("ORDERS_QUEUE_URL", "http://q"),
         ]));
         assert_eq!(both.unwrap_err(), ConfigError::DatabaseSource);
+        let no_pepper = ApiConfig::from_env(&env(&[
+            ("DATABASE_URL", "postgres://x/y"),
+            ("ORDERS_QUEUE_URL", "http://q"),
+        ]));
+        assert_eq!(no_pepper.unwrap_err(), ConfigError::PepperSource);
+    }
+
+    #[test]
+    fn the_pepper_comes_from_exactly_one_place_and_is_never_printed() {
+        let value = env(&[("API_KEY_PEPPER", "p3pper-value")]).pepper().unwrap();
+        assert!(!format!("{value:?}").contains("p3pper"));
+        let arn = env(&[("API_KEY_PEPPER_SECRET_ARN", "arn:x")])
+            .pepper()
+            .unwrap();
+        assert_eq!(arn, PepperSource::SecretArn("arn:x".into()));
+        let both = env(&[
+            ("API_KEY_PEPPER", "p"),
+            ("API_KEY_PEPPER_SECRET_ARN", "arn:x"),
+        ]);
+        assert_eq!(both.pepper().unwrap_err(), ConfigError::PepperSource);
     }
 
     #[test]
@@ -213,6 +267,7 @@ mod tests {
         let err = ApiConfig::from_env(&env(&[
             ("DATABASE_URL", "postgres://x/y"),
             ("ORDERS_QUEUE_URL", "http://q"),
+            ("API_KEY_PEPPER", "p"),
             ("ENQUEUE_TIMEOUT_MS", "soon"),
         ]))
         .unwrap_err();

@@ -35,7 +35,7 @@ impl Harness {
     async fn start() -> Self {
         let db = TestDatabase::create().await;
         let queue = TestQueue::create().await;
-        let api = TestApi::new(Arc::new(db.store.clone()), Arc::new(queue.adapter()));
+        let api = TestApi::new(Arc::new(db.store.clone()), Arc::new(queue.adapter())).await;
         Self { db, queue, api }
     }
 
@@ -1157,7 +1157,8 @@ async fn order_is_accepted_but_left_unmarked_when_the_queue_is_unreachable() {
     let api = TestApi::new(
         Arc::new(db.store.clone()),
         Arc::new(unreachable_queue().await),
-    );
+    )
+    .await;
 
     let started = Instant::now();
     let response = api.post_order(LIMIT_ORDER, None).await;
@@ -1219,7 +1220,7 @@ async fn hanging_queue() -> (SqsOrderQueue, tokio::task::JoinHandle<()>) {
 async fn order_is_accepted_promptly_when_the_queue_hangs() {
     let db = TestDatabase::create().await;
     let (queue, holder) = hanging_queue().await;
-    let api = TestApi::new(Arc::new(db.store.clone()), Arc::new(queue));
+    let api = TestApi::new(Arc::new(db.store.clone()), Arc::new(queue)).await;
 
     let started = Instant::now();
     let response = api.post_order(MARKET_ORDER, None).await;
@@ -1272,7 +1273,8 @@ async fn database_outage_gives_the_exact_500_and_sends_nothing() {
     let api = TestApi::new(
         Arc::new(unreachable_store().await),
         Arc::new(queue.adapter()),
-    );
+    )
+    .await;
     let internal = json!({"message": "Internal server error while placing the order"});
     assert_eq!(internal["message"], INTERNAL_ERROR_MESSAGE);
 
@@ -1293,11 +1295,22 @@ async fn database_outage_gives_the_exact_500_and_sends_nothing() {
     assert_eq!(health.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(health.json["message"].is_string(), "{}", health.json);
 
-    // Bad input is still bad input, not a 500.
+    // Keys are checked first, against the database: during the outage even bad input gets the
+    // 500 (nothing can be authenticated), while a request without a key is still a plain 401.
     let invalid = api
         .post_order(&limit_with("quantity", "0"), Some("during-outage"))
         .await;
-    assert_eq!(invalid.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(invalid.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(invalid.json, internal);
+    let anonymous = api
+        .send_as_is(
+            Request::post("/orders")
+                .header("content-type", "application/json")
+                .body(Body::from(LIMIT_ORDER))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
     assert_eq!(queue.drain().await, Vec::<Value>::new());
 }
 
@@ -1349,7 +1362,8 @@ async fn health_is_503_when_the_database_is_down() {
     let api = TestApi::new(
         Arc::new(unreachable_store().await),
         Arc::new(queue.adapter()),
-    );
+    )
+    .await;
     let response = api.get("/health").await;
     assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(response.json["message"].is_string(), "{}", response.json);

@@ -14,7 +14,7 @@ use uuid::Uuid;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_command_serves_orders_over_http() {
     let runner = LocalRunner::start(&[]).await;
-    let client = reqwest::Client::new();
+    let client = runner.client();
 
     let created = client
         .post(format!("{}/orders", runner.base_url))
@@ -175,7 +175,7 @@ async fn run_command_places_orders_end_to_end() {
     ])
     .await;
     let exchange = format!("http://127.0.0.1:{exchange_port}");
-    let client = reqwest::Client::new();
+    let client = runner.client();
 
     let mut ids = post_orders(&client, &runner, 100, LIMIT_ORDER).await;
     ids.extend(post_orders(&client, &runner, 100, MARKET_ORDER).await);
@@ -243,7 +243,7 @@ async fn run_command_fails_and_alerts_when_the_exchange_is_down() {
         .await
         .expect("subscribe the observer");
 
-    let client = reqwest::Client::new();
+    let client = runner.client();
     let ids = post_orders(&client, &runner, 5, LIMIT_ORDER).await;
     let views = wait_for_status(&client, &runner, &ids, "failed", Duration::from_secs(60)).await;
     for view in views.values() {
@@ -317,5 +317,136 @@ async fn run_command_fails_and_alerts_when_the_exchange_is_down() {
         }
         assert!(Instant::now() < deadline, "alerts not printed:\n{log}");
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Runs the `orders-admin` binary (built by the test command) against the runner's database.
+fn orders_admin(runner: &LocalRunner, args: &[&str]) -> std::process::Output {
+    let binary = system_tests::local_runner::repo_root().join("target/debug/orders-admin");
+    let output = std::process::Command::new(&binary)
+        .args(args)
+        .env("DATABASE_URL", &runner.database_url)
+        .env("API_KEY_PEPPER", system_tests::local_runner::CANARY_PEPPER)
+        .env_remove("API_KEY_PEPPER_SECRET_ARN")
+        .output()
+        .unwrap_or_else(|e| panic!("{} (cargo build --workspace --bins): {e}", binary.display()));
+    assert!(
+        output.status.success(),
+        "orders-admin {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_made_with_the_admin_tool_work_until_revoked_and_no_secret_is_logged() {
+    let runner = LocalRunner::start(&[]).await;
+    let anonymous = reqwest::Client::new();
+    let orders_url = format!("{}/orders", runner.base_url);
+
+    let refused = anonymous.get(&orders_url).send().await.unwrap();
+    assert_eq!(refused.status(), 401);
+    assert_eq!(refused.headers()["www-authenticate"], "Bearer");
+    let health = anonymous
+        .get(format!("{}/health", runner.base_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+
+    // An admin creates a key: printed once on stdout; the list shows its id, never the secret.
+    let created = orders_admin(
+        &runner,
+        &["keys", "create", "--client", "acme", "--label", "e2e"],
+    );
+    let key = String::from_utf8(created.stdout).unwrap().trim().to_owned();
+    let key_id = key
+        .strip_prefix("sok_")
+        .and_then(|rest| rest.split('_').next())
+        .expect("sok_<id>_<secret>")
+        .to_owned();
+    let listed = orders_admin(&runner, &["keys", "list", "--client", "acme"]);
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    assert!(listed.contains(&key_id), "{listed}");
+    assert!(
+        !listed.contains(&key),
+        "the list never shows a key: {listed}"
+    );
+
+    let posted = anonymous
+        .post(&orders_url)
+        .bearer_auth(&key)
+        .header("content-type", "application/json")
+        .body(LIMIT_ORDER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 201, "log:\n{}", runner.log());
+    let order: Value = posted.json().await.unwrap();
+    let order_url = format!("{orders_url}/{}", order["id"].as_str().unwrap());
+    let mine = anonymous
+        .get(&order_url)
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mine.status(), 200);
+    // The runner's own client (`local`) does not see acme's order.
+    let theirs = runner.client().get(&order_url).send().await.unwrap();
+    assert_eq!(theirs.status(), 404);
+
+    // Revoked: the same 401 as no key at all, from the next request on.
+    orders_admin(&runner, &["keys", "revoke", &key_id]);
+    let after = anonymous
+        .get(&order_url)
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), 401);
+    let body: Value = after.json().await.unwrap();
+    let anonymous_body: Value = anonymous
+        .get(&order_url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body, anonymous_body);
+
+    // Limits set with the tool apply to the next request.
+    orders_admin(
+        &runner,
+        &[
+            "clients",
+            "set",
+            "acme",
+            "--requests-per-second",
+            "1",
+            "--max-open-orders",
+            "5",
+        ],
+    );
+    let clients = String::from_utf8(orders_admin(&runner, &["clients", "list"]).stdout).unwrap();
+    assert!(
+        clients
+            .lines()
+            .any(|l| l.starts_with("acme") && l.contains(" 1 ") && l.contains(" 5 ")),
+        "{clients}"
+    );
+
+    // Nothing secret in this runner's log (the test command searches every runner's log too).
+    let log = runner.log();
+    assert!(log.lines().count() > 10, "the runner logged: {log}");
+    for secret in [
+        key.as_str(),
+        &key[key.len() - 64..],
+        runner.api_key.expose().as_str(),
+        system_tests::local_runner::CANARY_PEPPER,
+        system_tests::local_runner::CANARY_EXCHANGE_KEY,
+        system_tests::local_runner::CANARY_DB_PASSWORD,
+    ] {
+        assert!(!log.contains(secret), "a secret is in the runner's log");
     }
 }

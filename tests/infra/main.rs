@@ -856,7 +856,7 @@ fn every_function_has_its_own_least_privilege_role() {
 
 /// The variables each function requires at start-up besides its database source.
 const REQUIRED: [(&str, &[&str]); 5] = [
-    ("api", &["ORDERS_QUEUE_URL"]),
+    ("api", &["ORDERS_QUEUE_URL", "API_KEY_PEPPER_SECRET_ARN"]),
     ("placer", &["ORDERS_QUEUE_URL", "EXCHANGE_BASE_URL"]),
     ("alerter", &["EXCHANGE_BASE_URL", "ALERT_TOPIC_ARN"]),
     ("sweeper", &["ORDERS_QUEUE_URL"]),
@@ -923,6 +923,50 @@ fn template_environments_pass_the_functions_start_up_validation() {
     assert!(
         placer.exchange.api_key_secret_arn.is_some(),
         "placer: exchange key secret"
+    );
+}
+
+#[test]
+fn only_the_api_reads_the_generated_api_key_pepper() {
+    let secret = t().resource("ApiKeyPepperSecret");
+    assert_eq!(secret["Type"], "AWS::SecretsManager::Secret");
+    let generate = &secret["Properties"]["GenerateSecretString"];
+    assert!(
+        t().number(&generate["PasswordLength"]) >= 32.0,
+        "at least KeyHasher::MIN_PEPPER_BYTES"
+    );
+    let pepper_ref = json!({ "Ref": "ApiKeyPepperSecret" });
+    for (binary, name) in t().functions_by_binary() {
+        let variables = t().function(&name)["Environment"]["Variables"].clone();
+        let role = t().resource(&name)["Properties"]["Role"]["Fn::GetAtt"][0]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let reads_pepper = iam_statements().iter().any(|(owner, s)| {
+            owner == &role
+                && s["Action"] == json!("secretsmanager:GetSecretValue")
+                && match &s["Resource"] {
+                    Value::Array(items) => items.contains(&pepper_ref),
+                    other => *other == pepper_ref,
+                }
+        });
+        if binary == "api" {
+            assert_eq!(
+                t().resolve(&variables["API_KEY_PEPPER_SECRET_ARN"]),
+                pepper_ref
+            );
+            assert!(reads_pepper, "api: may read the pepper");
+        } else {
+            assert!(
+                variables.get("API_KEY_PEPPER_SECRET_ARN").is_none(),
+                "{binary}"
+            );
+            assert!(!reads_pepper, "{binary}: must not read the pepper");
+        }
+    }
+    assert_eq!(
+        t().root["Outputs"]["ApiKeyPepperSecretArn"]["Value"],
+        pepper_ref
     );
 }
 

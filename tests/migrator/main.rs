@@ -13,7 +13,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use deadpool_postgres::Pool;
-use order_shared::adapters::postgres::{build_pool, run_migrations};
+use order_shared::adapters::postgres::{build_pool, run_migrations, run_migrations_up_to};
 use order_shared::migrator::{CustomResourceRequest, handle_custom_resource, send_response};
 use order_shared::ports::BoxError;
 use serde_json::Value;
@@ -347,21 +347,12 @@ async fn update_applies_only_new_migrations_and_keeps_the_physical_id() {
 async fn update_of_an_older_schema_applies_the_missing_migrations() {
     let server = ResponseServer::start().await;
     let database = EmptyDatabase::create().await;
-    // The schema of an earlier release: migrations applied, then the newest one "not yet".
-    run_migrations(&database.pool).await.expect("migrate");
-    let client = database.client().await;
-    let newest: i32 = client
-        .query_one("SELECT max(version) FROM refinery_schema_history", &[])
+    // The schema of the release before the newest migration (versions are V1, V2, … in order).
+    let newest = migration_files();
+    run_migrations_up_to(&database.pool, (newest - 1) as i32)
         .await
-        .unwrap()
-        .get(0);
-    client
-        .execute(
-            "DELETE FROM refinery_schema_history WHERE version = $1",
-            &[&newest],
-        )
-        .await
-        .unwrap();
+        .expect("migrate");
+    assert_eq!(database.applied_migrations().await, newest - 1);
 
     let (raw, update) = event("update.json", &server, "");
     let (_, sent) = invoke(&update, &database.pool).await;
@@ -474,4 +465,67 @@ async fn a_refused_answer_is_reported_as_an_error() {
     let error = sent.expect_err("a 403 from S3 is an error");
     assert!(error.to_string().contains("403"), "{error}");
     assert_eq!(server.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn orders_from_before_clients_move_to_the_default_client() {
+    let database = EmptyDatabase::create().await;
+    // The schema before V3 (clients and API keys), with an order and a keyed order in it.
+    run_migrations_up_to(&database.pool, 2)
+        .await
+        .expect("migrate to V2");
+    let client = database.client().await;
+    client
+        .batch_execute(
+            "INSERT INTO orders (id, order_type, side, instrument, quantity, idempotency_key, \
+                                 request_fingerprint) \
+             VALUES ('01a21428-06e2-733b-831c-f04b396f4b48', 'market', 'buy', 'US0378331005', 1, \
+                     'old-key', 'fp'), \
+                    ('01a21428-06e2-733b-831c-f04b396f4b49', 'market', 'sell', 'US0378331005', 2, \
+                     NULL, 'fp')",
+        )
+        .await
+        .expect("an order of the old schema");
+
+    run_migrations(&database.pool)
+        .await
+        .expect("migrate to the newest");
+    let owners: Vec<String> = client
+        .query("SELECT client_id FROM orders ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(owners, vec!["default", "default"]);
+    let default_client: i64 = client
+        .query_one("SELECT count(*) FROM clients WHERE id = 'default'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(default_client, 1);
+    // The old key is now the default client's; another client may use the same key.
+    client
+        .batch_execute(
+            "INSERT INTO clients (id) VALUES ('acme'); \
+             INSERT INTO orders (id, client_id, order_type, side, instrument, quantity, \
+                                 idempotency_key, request_fingerprint) \
+             VALUES ('01a21428-06e2-733b-831c-f04b396f4b50', 'acme', 'market', 'buy', \
+                     'US0378331005', 1, 'old-key', 'fp')",
+        )
+        .await
+        .expect("the same key for another client");
+    let duplicate = client
+        .batch_execute(
+            "INSERT INTO orders (id, order_type, side, instrument, quantity, idempotency_key, \
+                                 request_fingerprint) \
+             VALUES ('01a21428-06e2-733b-831c-f04b396f4b51', 'market', 'buy', 'US0378331005', 1, \
+                     'old-key', 'fp')",
+        )
+        .await;
+    assert!(
+        duplicate.is_err(),
+        "the key stays unique within the default client"
+    );
+    database.close();
 }

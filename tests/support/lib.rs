@@ -11,11 +11,15 @@ use axum::body::Body;
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::BodyExt;
 use order_shared::adapters::postgres::{
-    DatabaseConfig, DatabaseCredentials, PostgresOrderStore, TlsMode, build_pool, run_migrations,
+    DatabaseConfig, DatabaseCredentials, PostgresAccessControl, PostgresOrderStore, TlsMode,
+    build_pool, run_migrations,
 };
 use order_shared::adapters::sqs::SqsOrderQueue;
 use order_shared::api::{ApiContext, router};
+use order_shared::auth::{ApiKey, KeyHasher};
 use order_shared::config::SweepSettings;
+use order_shared::domain::ClientId;
+use order_shared::ports::{ClientLimits, ClientRegistry};
 use order_shared::ports::{OrderQueue, OrderStore};
 use serde_json::Value;
 use tower::ServiceExt;
@@ -197,10 +201,21 @@ pub fn sweep_now() -> SweepSettings {
     }
 }
 
-/// The api Router wired to the given store and queue, called in-process.
+/// The pepper every in-process test uses (at least 32 bytes, as production requires).
+pub const TEST_PEPPER: &str = "test-pepper-for-in-process-api-tests-0123456789";
+
+pub fn test_hasher() -> KeyHasher {
+    KeyHasher::new(TEST_PEPPER.as_bytes()).expect("long enough")
+}
+
+/// The api Router wired to the given store and queue, called in-process, with a client and an
+/// API key of its own: `send` adds the key unless the request carries an `Authorization` header.
 #[derive(Clone)]
 pub struct TestApi {
     pub router: Router,
+    pub access: PostgresAccessControl,
+    pub client: ClientId,
+    pub key: ApiKey,
 }
 
 /// A response, decoded.
@@ -212,17 +227,91 @@ pub struct TestResponse {
 }
 
 impl TestApi {
-    pub fn new(store: Arc<dyn OrderStore>, queue: Arc<dyn OrderQueue>) -> Self {
+    /// Registers the client `test-client` with generous limits and a fresh key (when the
+    /// database is reachable; with an unreachable store the key is simply unknown).
+    pub async fn new(store: Arc<PostgresOrderStore>, queue: Arc<dyn OrderQueue>) -> Self {
+        Self::for_client(
+            store,
+            queue,
+            "test-client",
+            ClientLimits {
+                requests_per_second: Some(100_000),
+                max_open_orders: Some(100_000),
+            },
+        )
+        .await
+    }
+
+    /// Like `new`, for a named client with the given limits.
+    pub async fn for_client(
+        store: Arc<PostgresOrderStore>,
+        queue: Arc<dyn OrderQueue>,
+        client: &str,
+        limits: ClientLimits,
+    ) -> Self {
+        let access = PostgresAccessControl::new(store.pool().clone(), test_hasher());
+        let client = ClientId::parse(client).expect("valid client id");
+        let key = ApiKey::generate().expect("OS randomness");
+        if access.upsert_client(&client, limits).await.is_ok() {
+            access
+                .create_key(&client, &key, "tests")
+                .await
+                .expect("create key")
+                .expect("client exists");
+        }
+        let store: Arc<dyn OrderStore> = store;
         Self {
             router: router(ApiContext {
                 store,
                 queue,
+                access: Arc::new(access.clone()),
                 enqueue_timeout: Duration::from_secs(2),
             }),
+            access,
+            client,
+            key,
         }
     }
 
-    pub async fn send(&self, request: Request<Body>) -> TestResponse {
+    /// Another client of the same system, with its own key: shares the Router and the database.
+    pub async fn other_client(&self, client: &str, limits: ClientLimits) -> Self {
+        let client = ClientId::parse(client).expect("valid client id");
+        let key = ApiKey::generate().expect("OS randomness");
+        self.access
+            .upsert_client(&client, limits)
+            .await
+            .expect("create client");
+        self.access
+            .create_key(&client, &key, "tests")
+            .await
+            .expect("create key")
+            .expect("client exists");
+        Self {
+            router: self.router.clone(),
+            access: self.access.clone(),
+            client,
+            key,
+        }
+    }
+
+    /// `Authorization` header value for this client's key.
+    pub fn bearer(&self) -> String {
+        format!("Bearer {}", self.key.expose())
+    }
+
+    /// Sends the request as this client (unless it already carries an `Authorization` header).
+    pub async fn send(&self, mut request: Request<Body>) -> TestResponse {
+        if !request.headers().contains_key(http::header::AUTHORIZATION) {
+            request.headers_mut().insert(
+                http::header::AUTHORIZATION,
+                self.bearer().parse().expect("header value"),
+            );
+        }
+        self.send_as_is(request).await
+    }
+
+    /// Sends the request exactly as given (for authentication tests).
+    pub async fn send_as_is(&self, request: Request<Body>) -> TestResponse {
         let response = self
             .router
             .clone()

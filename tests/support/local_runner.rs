@@ -7,14 +7,34 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use order_shared::auth::ApiKey;
 use uuid::Uuid;
+
+/// Secrets every runner the tests start is given, so that a search of the logs can prove that
+/// none of them is ever written out (`scripts/test.sh` searches all runner logs of the run).
+/// The database password is accepted and ignored by the local server's trust authentication.
+pub const CANARY_PEPPER: &str = "canary-pepper-3f9c1e7a-must-never-be-logged";
+pub const CANARY_EXCHANGE_KEY: &str = "canary-exchange-key-b71d40-must-never-be-logged";
+pub const CANARY_DB_PASSWORD: &str = "canary-db-password-5e2a91";
+
+/// Where runner logs go: one file per runner, all searched for secrets at the end of the run.
+pub fn log_dir() -> PathBuf {
+    let dir = std::env::var_os("TEST_LOG_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".local/test-logs"));
+    std::fs::create_dir_all(&dir).expect("log directory");
+    dir
+}
 
 /// A running `make run`; killed (with everything it started) on drop.
 pub struct LocalRunner {
     child: Child,
     pub base_url: String,
+    /// The database URL without the (canary) password.
     pub database_url: String,
     pub log_path: PathBuf,
+    /// The key of client `local`, registered by the runner at start (`LOCAL_API_KEY`).
+    pub api_key: ApiKey,
 }
 
 pub fn repo_root() -> PathBuf {
@@ -43,14 +63,31 @@ impl LocalRunner {
                 .map(|(base, _)| base.to_owned())
                 .unwrap_or_default()
         );
-        let log_path = std::env::temp_dir().join(format!("local-runner-{suffix}.log"));
+        let (scheme_and_user, host_and_db) = database_url
+            .split_once('@')
+            .expect("the admin URL names a user");
+        let database_url_with_password =
+            format!("{scheme_and_user}:{CANARY_DB_PASSWORD}@{host_and_db}");
+        let api_key = ApiKey::generate().expect("OS randomness");
+        let log_path = log_dir().join(format!("local-runner-{suffix}.log"));
         let log = std::fs::File::create(&log_path).expect("log file");
         let mut command = Command::new("make");
         command
             .arg("run")
             .current_dir(repo_root())
             .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-            .env("DATABASE_URL", &database_url)
+            .env("DATABASE_URL", &database_url_with_password)
+            .env("API_KEY_PEPPER", CANARY_PEPPER)
+            .env("EXCHANGE_SIM_API_KEY", CANARY_EXCHANGE_KEY)
+            .env("LOCAL_API_KEY", api_key.expose())
+            .env("LOCAL_REQUESTS_PER_SECOND", "100000")
+            .env("LOCAL_MAX_OPEN_ORDERS", "100000")
+            // Debug level (but for the transport crates' per-packet chatter), so that the
+            // search for secrets sees the most.
+            .env(
+                "RUST_LOG",
+                "debug,hyper=info,hyper_util=info,h2=info,rustls=info,aws_smithy_runtime=info",
+            )
             .env("ORDERS_QUEUE_NAME", format!("orders-{suffix}"))
             .env("ORDERS_DLQ_NAME", format!("orders-dlq-{suffix}"))
             .stdin(Stdio::null())
@@ -66,6 +103,7 @@ impl LocalRunner {
             base_url: format!("http://127.0.0.1:{port}"),
             database_url,
             log_path,
+            api_key,
         };
         runner.wait_healthy(Duration::from_secs(300)).await;
         runner
@@ -86,6 +124,21 @@ impl LocalRunner {
             "the local runner did not become healthy; its log:\n{}",
             self.log()
         );
+    }
+
+    /// An HTTP client that sends the runner's API key on every request.
+    pub fn client(&self) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {}", self.api_key.expose())
+                .parse()
+                .expect("header value"),
+        );
+        reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .expect("client")
     }
 
     pub fn log(&self) -> String {

@@ -270,7 +270,8 @@ impl Pipeline {
                 queues.orders.clone(),
                 Duration::from_secs(2),
             )),
-        );
+        )
+        .await;
         Self {
             options,
             db,

@@ -22,7 +22,8 @@ async fn stranded_orders(db: &TestDatabase, count: usize) -> Vec<Uuid> {
     let api = TestApi::new(
         Arc::new(db.store.clone()),
         Arc::new(unreachable_queue().await),
-    );
+    )
+    .await;
     let mut ids = Vec::with_capacity(count);
     for i in 0..count {
         let body = if i % 2 == 0 {
@@ -200,7 +201,7 @@ async fn orders_younger_than_the_grace_period_are_left_alone() {
 async fn orders_enqueued_by_the_api_are_never_swept() {
     let db = TestDatabase::create().await;
     let queue = TestQueue::create().await;
-    let api = TestApi::new(Arc::new(db.store.clone()), Arc::new(queue.adapter()));
+    let api = TestApi::new(Arc::new(db.store.clone()), Arc::new(queue.adapter())).await;
     for body in [LIMIT_ORDER, MARKET_ORDER, LIMIT_ORDER] {
         let response = api.post_order(body, None).await;
         assert_eq!(response.status, StatusCode::CREATED, "{}", response.json);

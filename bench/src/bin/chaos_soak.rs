@@ -409,8 +409,19 @@ async fn soak(
     let api_port = free_port()?;
     let api_url = format!("http://127.0.0.1:{api_port}");
     let alerts_queue = format!("soak-alerts-{}", uuid::Uuid::new_v4().simple());
+    // The soak's own client and key, registered by the runner at start (and again, harmlessly,
+    // at every restart); limits high enough never to shape the load.
+    let api_key = order_shared::auth::ApiKey::generate()?;
     let runner_env: Vec<(&str, String)> = vec![
         ("LISTEN_ADDR", format!("127.0.0.1:{api_port}")),
+        (
+            "API_KEY_PEPPER",
+            "chaos-soak-pepper-not-a-secret-0123456789".into(),
+        ),
+        ("LOCAL_API_KEY", api_key.expose()),
+        ("LOCAL_CLIENT_ID", "soak".into()),
+        ("LOCAL_REQUESTS_PER_SECOND", "100000".into()),
+        ("LOCAL_MAX_OPEN_ORDERS", "1000000".into()),
         ("DATABASE_URL", postgres.url("orders")),
         ("DATABASE_CONNECT_TIMEOUT_MS", "1000".into()),
         ("SQS_ENDPOINT", "external".into()),
@@ -541,7 +552,13 @@ async fn soak(
 
     // --- load: one task per order, started at a steady rate; each retries with its idempotency
     // key until it gets a 201 (what a real client does when the API is unreachable).
+    let mut auth = reqwest::header::HeaderMap::new();
+    auth.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {}", api_key.expose()).parse()?,
+    );
     let client = reqwest::Client::builder()
+        .default_headers(auth)
         .timeout(Duration::from_secs(10))
         .pool_max_idle_per_host(64)
         .build()?;

@@ -162,7 +162,11 @@ fn api_event() -> Value {
     let body = r#"{"type":"limit","side":"buy","instrument":"US0378331005","limit_price":"120.50","quantity":10}"#;
     json!({
         "version": "2.0", "routeKey": "$default", "rawPath": "/orders", "rawQueryString": "",
-        "headers": {"content-type": "application/json", "host": "bench.execute-api.us-east-1.amazonaws.com"},
+        "headers": {
+            "content-type": "application/json",
+            "host": "bench.execute-api.us-east-1.amazonaws.com",
+            "authorization": format!("Bearer {}", std::env::var("BENCH_API_KEY").unwrap_or_default()),
+        },
         "requestContext": {
             "accountId": "123456789012", "apiId": "bench", "domainName": "bench.execute-api.us-east-1.amazonaws.com",
             "domainPrefix": "bench", "requestId": uuid::Uuid::new_v4().to_string(), "routeKey": "$default", "stage": "$default",

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use order_shared::adapters::aws_sdk_config;
-use order_shared::adapters::postgres::PostgresOrderStore;
+use order_shared::adapters::postgres::{PostgresAccessControl, PostgresOrderStore};
+use order_shared::adapters::secrets::key_hasher;
 use order_shared::adapters::sqs::SqsOrderQueue;
 use order_shared::api::{ApiContext, router};
 use order_shared::config::{ApiConfig, process_env};
@@ -18,10 +19,13 @@ async fn main() -> Result<(), lambda_http::Error> {
     let config = ApiConfig::from_env(&process_env())?;
     let sdk = aws_sdk_config().await;
     let store = PostgresOrderStore::connect(&config.database, &sdk).await?;
+    let hasher = key_hasher(&config.pepper, &sdk).await?;
+    let access = PostgresAccessControl::new(store.pool().clone(), hasher);
     let queue = SqsOrderQueue::for_requests(&sdk, config.queue_url.clone(), config.enqueue_timeout);
     let app = router(ApiContext {
         store: Arc::new(store),
         queue: Arc::new(queue),
+        access: Arc::new(access),
         enqueue_timeout: config.enqueue_timeout,
     });
     // One EMF line per request, written after the response is produced.

@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 use exchange_sim::{ControlPatch, SimHandle, SimSettings};
 use order_shared::adapters::http_exchange::HttpExchange;
 use order_shared::domain::{
-    Isin, NewOrder, Order, OrderId, OrderStatus, OrderType, Price, Quantity, Side,
+    ClientId, Isin, NewOrder, Order, OrderId, OrderStatus, OrderType, Price, Quantity, Side,
 };
 use order_shared::ports::{Exchange, LookupOutcome, PlacementOutcome};
 use serde_json::{Value, json};
@@ -82,6 +82,7 @@ fn market_order() -> Order {
 fn order(details: NewOrder) -> Order {
     Order {
         id: OrderId::generate(),
+        client_id: ClientId::parse("default").unwrap(),
         created_at: OffsetDateTime::now_utc(),
         details,
         status: OrderStatus::Pending,

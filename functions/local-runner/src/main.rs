@@ -17,16 +17,19 @@ use std::time::Duration;
 use anyhow::Context;
 use order_shared::adapters::aws_sdk_config;
 use order_shared::adapters::http_exchange::HttpExchange;
-use order_shared::adapters::postgres::{PostgresOrderStore, run_migrations};
+use order_shared::adapters::postgres::{PostgresAccessControl, PostgresOrderStore, run_migrations};
+use order_shared::adapters::secrets::key_hasher;
 use order_shared::adapters::sns::{SnsAlertPublisher, SnsClient, ensure_topic, subscribe_queue};
 use order_shared::adapters::sqs::{
     QueueTopology, SqsClient, SqsOrderQueue, SqsRetryScheduler, ensure_queues,
 };
 use order_shared::alerter::{AlerterPorts, handle_dead_letters};
 use order_shared::api::{ApiContext, router};
+use order_shared::auth::ApiKey;
 use order_shared::config::{Env, ExchangeConfig, SweepSettings, placer_settings, process_env};
+use order_shared::domain::ClientId;
 use order_shared::placer::{PlacerPorts, handle_placement_batch};
-use order_shared::ports::AlertPublisher;
+use order_shared::ports::{AlertPublisher, ClientLimits, ClientRegistry};
 use order_shared::sqs_event_source::{self, EventSource};
 use order_shared::sweeper::sweep_once;
 use order_shared::telemetry::{error_chain, init_tracing};
@@ -122,6 +125,19 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("applying migrations")?;
     tracing::info!(?applied, "migrations applied");
+
+    let hasher = key_hasher(&env.pepper()?, &sdk)
+        .await
+        .map_err(|e| anyhow::anyhow!("the API key pepper (API_KEY_PEPPER): {e}"))?;
+    let access = PostgresAccessControl::new(store.pool().clone(), hasher);
+    let local_client = match env.optional("LOCAL_API_KEY") {
+        Some(text) => Some(
+            register_local_key(&access, &text, &env)
+                .await
+                .context("registering LOCAL_API_KEY")?,
+        ),
+        None => None,
+    };
 
     let sqs = SqsClient::new(sqs_sdk);
     let queues = ensure_queues(&sqs, &config.topology)
@@ -291,6 +307,7 @@ async fn main() -> anyhow::Result<()> {
     let app = router(ApiContext {
         store,
         queue: request_queue,
+        access: Arc::new(access),
         enqueue_timeout: config.enqueue_timeout,
     });
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -312,11 +329,61 @@ async fn main() -> anyhow::Result<()> {
         }
     );
     println!("sweeper          every {}s", sweep_every.as_secs());
+    match &local_client {
+        Some(client) => println!("API key          LOCAL_API_KEY, client `{client}`"),
+        None => {
+            println!("API key          none registered: orders-admin keys create --client <id>")
+        }
+    }
     tracing::info!(%address, orders_queue = %queues.orders, "local runner listening");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     Ok(())
+}
+
+/// Makes `LOCAL_API_KEY` a valid key of client `LOCAL_CLIENT_ID` (default `local`), with the
+/// limits `LOCAL_REQUESTS_PER_SECOND` and `LOCAL_MAX_OPEN_ORDERS` when given. For local runs, the
+/// soak and the benchmarks, which need a key before anyone could run the admin tool; idempotent,
+/// so a restarted runner keeps working with the same key. Never done by the Lambda functions.
+async fn register_local_key<F: Fn(&str) -> Option<String>>(
+    access: &PostgresAccessControl,
+    text: &str,
+    env: &Env<F>,
+) -> anyhow::Result<ClientId> {
+    let key = ApiKey::parse(text.trim()).map_err(|e| {
+        anyhow::anyhow!("LOCAL_API_KEY: {e} (make one with `orders-admin keys new`)")
+    })?;
+    let client = ClientId::parse(
+        &env.optional("LOCAL_CLIENT_ID")
+            .unwrap_or_else(|| "local".into()),
+    )
+    .map_err(|e| anyhow::anyhow!("LOCAL_CLIENT_ID: {e}"))?;
+    let limits = ClientLimits {
+        requests_per_second: env
+            .optional("LOCAL_REQUESTS_PER_SECOND")
+            .map(|v| v.parse())
+            .transpose()
+            .context("LOCAL_REQUESTS_PER_SECOND")?,
+        max_open_orders: env
+            .optional("LOCAL_MAX_OPEN_ORDERS")
+            .map(|v| v.parse())
+            .transpose()
+            .context("LOCAL_MAX_OPEN_ORDERS")?,
+    };
+    access.upsert_client(&client, limits).await?;
+    let known = access.list_keys(Some(&client)).await?;
+    if known
+        .iter()
+        .any(|k| k.key_id == *key.id() && k.revoked_at.is_none())
+    {
+        return Ok(client);
+    }
+    if known.iter().any(|k| k.key_id == *key.id()) {
+        anyhow::bail!("LOCAL_API_KEY {} was revoked", key.id());
+    }
+    access.create_key(&client, &key, "LOCAL_API_KEY").await?;
+    Ok(client)
 }
 
 /// Ctrl-C in a terminal, SIGTERM from a supervisor or a test harness.

@@ -40,10 +40,7 @@ async fn read_api_key(sdk: &aws_config::SdkConfig, arn: &str) -> Result<String, 
 }
 
 fn parse_api_key(text: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(text)
-        .ok()
-        .and_then(|v| v.get("api_key").and_then(|k| k.as_str()).map(str::to_owned))
-        .unwrap_or_else(|| text.trim().to_owned())
+    super::secrets::field_or_bare(text, "api_key")
 }
 
 #[cfg(test)]

@@ -63,4 +63,48 @@ impl SecretReader {
             .ok_or_else(|| EmptySecret { arn: arn.into() })?;
         Ok(serde_json::from_str(text)?)
     }
+
+    /// The API key pepper: the secret's whole string, or the `pepper` field of a JSON secret
+    /// (what `GenerateSecretString` with a `SecretStringTemplate` produces).
+    pub async fn pepper(&self, arn: &str) -> Result<String, BoxError> {
+        let output = self.client.get_secret_value().secret_id(arn).send().await?;
+        let text = output
+            .secret_string()
+            .ok_or_else(|| EmptySecret { arn: arn.into() })?;
+        Ok(pepper_from_secret(text))
+    }
+}
+
+fn pepper_from_secret(text: &str) -> String {
+    field_or_bare(text, "pepper")
+}
+
+/// A secret that is either the value itself or JSON with the value in `field` (what a
+/// `SecretStringTemplate` or the console's key/value editor produce).
+pub(crate) fn field_or_bare(text: &str, field: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|v| v.get(field).and_then(|p| p.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| text.trim().to_owned())
+}
+
+/// The key hasher from the configured pepper (read from Secrets Manager in AWS).
+pub async fn key_hasher(
+    source: &crate::config::PepperSource,
+    sdk: &aws_config::SdkConfig,
+) -> Result<crate::auth::KeyHasher, BoxError> {
+    let pepper = match source {
+        crate::config::PepperSource::Value(value) => value.clone(),
+        crate::config::PepperSource::SecretArn(arn) => SecretReader::new(sdk).pepper(arn).await?,
+    };
+    Ok(crate::auth::KeyHasher::new(pepper.as_bytes())?)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_pepper_is_read_bare_or_from_json() {
+        assert_eq!(super::pepper_from_secret("abc\n"), "abc");
+        assert_eq!(super::pepper_from_secret(r#"{"pepper":"p-1"}"#), "p-1");
+    }
 }

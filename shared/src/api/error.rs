@@ -1,7 +1,9 @@
 //! The one place where failures become HTTP statuses and JSON bodies.
 
 use axum::Json;
-use axum::http::StatusCode;
+use std::time::Duration;
+
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -32,6 +34,19 @@ pub enum ApiError {
         message: String,
         errors: Vec<FieldError>,
     },
+    /// 401: no valid API key. One message for a missing, malformed, unknown or revoked key, so
+    /// that the answer tells an attacker nothing about which keys exist.
+    #[error("A valid API key is required: send `Authorization: Bearer <key>`")]
+    Unauthenticated,
+    /// 429: over the client's requests-per-second limit.
+    #[error("Rate limit exceeded: at most {limit} requests per second for this client")]
+    RateLimited { limit: u32, retry_after: Duration },
+    /// 429: the client has too many orders that are not final yet.
+    #[error(
+        "Too many open orders: at most {limit} orders of this client may be pending or placing; \
+         retry when some have been placed"
+    )]
+    TooManyOpenOrders { limit: u32, retry_after: Duration },
     /// 404: no such order (or route).
     #[error("{0}")]
     NotFound(&'static str),
@@ -60,6 +75,10 @@ impl ApiError {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Self::RateLimited { .. } | Self::TooManyOpenOrders { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unhealthy(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -86,6 +105,18 @@ pub struct FieldErrorBody {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let extra_header = match &self {
+            Self::Unauthenticated => {
+                Some((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")))
+            }
+            Self::RateLimited { retry_after, .. } | Self::TooManyOpenOrders { retry_after, .. } => {
+                Some((
+                    header::RETRY_AFTER,
+                    HeaderValue::from(retry_after.as_secs().max(1)),
+                ))
+            }
+            _ => None,
+        };
         let body = match self {
             Self::Internal(error) => {
                 tracing::error!(error = %error_chain(&error), "request failed");
@@ -118,7 +149,11 @@ impl IntoResponse for ApiError {
                 errors: None,
             },
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let Some((name, value)) = extra_header {
+            response.headers_mut().insert(name, value);
+        }
+        response
     }
 }
 

@@ -22,6 +22,7 @@ pub(super) fn router() -> Router<ApiContext> {
     get,
     tag = "operations",
     path = "/health",
+    security(()),
     responses(
         (status = 200, description = "The database answers", body = Health),
         (status = 503, description = "The database does not answer", body = super::error::ErrorBody),

@@ -2,7 +2,8 @@
 
 use axum::routing::get;
 use axum::{Json, Router};
-use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
 
 use super::ApiContext;
 
@@ -25,9 +26,33 @@ use super::ApiContext;
         super::error::ErrorBody,
         super::error::FieldErrorBody,
         super::health::Health,
-    ))
+    )),
+    modifiers(&BearerApiKey),
+    security(("api_key" = []))
 )]
 pub struct ApiDoc;
+
+/// Every route but `/health` needs `Authorization: Bearer <key>`; keys come from `orders-admin`.
+struct BearerApiKey;
+
+impl Modify for BearerApiKey {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("sok_<16 hex digits>_<64 hex digits>")
+                    .description(Some(
+                        "An API key made with `orders-admin keys create`; shown once, stored \
+                         only as a hash. Every route but `/health` needs one.",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
 
 pub(super) fn router() -> Router<ApiContext> {
     Router::new().route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))

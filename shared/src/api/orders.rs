@@ -8,13 +8,15 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde_json::Value;
 use tracing::Instrument;
 
 use super::order_views::{OrderList, OrderView};
-use super::{ApiContext, ApiError, MAX_BODY_BYTES};
-use crate::domain::{FieldError, IdempotencyKey, NewOrder, OrderId, OrderRejection, OrderStatus};
+use super::{ApiContext, ApiError, Caller, MAX_BODY_BYTES};
+use crate::domain::{
+    ClientId, FieldError, IdempotencyKey, NewOrder, OrderId, OrderRejection, OrderStatus,
+};
 use crate::ports::{CreateOutcome, ListFilter};
 use crate::telemetry::error_chain;
 
@@ -42,11 +44,16 @@ pub(super) fn router() -> Router<ApiContext> {
         (status = 413, description = "Body larger than 16 KiB", body = super::error::ErrorBody),
         (status = 415, description = "Content-Type is not application/json", body = super::error::ErrorBody),
         (status = 422, description = "Invalid order, or idempotency key reused with another order", body = super::error::ErrorBody),
+        (status = 401, description = "Missing, malformed, unknown or revoked API key", body = super::error::ErrorBody,
+         headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 429, description = "Over the client's request rate or open-order limit", body = super::error::ErrorBody,
+         headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
         (status = 500, description = "Nothing was stored", body = super::error::ErrorBody),
     )
 )]
 pub(super) async fn create_order(
     State(context): State<ApiContext>,
+    Extension(Caller(client)): Extension<Caller>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -67,7 +74,11 @@ pub(super) async fn create_order(
     };
     let (order, key) = order;
 
-    let (stored, replayed) = match context.store.create_order(&order, key.as_ref()).await? {
+    let (stored, replayed) = match context
+        .store
+        .create_order(&client, &order, key.as_ref())
+        .await?
+    {
         CreateOutcome::Created(stored) => {
             crate::metrics::order_accepted();
             (stored, false)
@@ -173,17 +184,26 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, FieldE
     params(("id" = String, Path, description = "Order id (UUID)")),
     responses(
         (status = 200, description = "The order", body = OrderView),
-        (status = 404, description = "No such order", body = super::error::ErrorBody),
+        (status = 404, description = "No such order, or another client's", body = super::error::ErrorBody),
+        (status = 401, description = "Missing, malformed, unknown or revoked API key", body = super::error::ErrorBody,
+         headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 429, description = "Over the client's request rate or open-order limit", body = super::error::ErrorBody,
+         headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
         (status = 500, description = "Internal error", body = super::error::ErrorBody),
     )
 )]
 pub(super) async fn get_order(
     State(context): State<ApiContext>,
+    Extension(Caller(client)): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<OrderView>, ApiError> {
     const NOT_FOUND: ApiError = ApiError::NotFound("Order not found");
     let id: OrderId = id.parse().map_err(|_| NOT_FOUND)?;
-    let order = context.store.find_order(id).await?.ok_or(NOT_FOUND)?;
+    let order = context
+        .store
+        .find_client_order(&client, id)
+        .await?
+        .ok_or(NOT_FOUND)?;
     Ok(Json(OrderView::from(&order)))
 }
 
@@ -200,18 +220,23 @@ pub(super) async fn get_order(
     responses(
         (status = 200, description = "A page of orders", body = OrderList),
         (status = 422, description = "Invalid query parameter", body = super::error::ErrorBody),
+        (status = 401, description = "Missing, malformed, unknown or revoked API key", body = super::error::ErrorBody,
+         headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 429, description = "Over the client's request rate or open-order limit", body = super::error::ErrorBody,
+         headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
         (status = 500, description = "Internal error", body = super::error::ErrorBody),
     )
 )]
 pub(super) async fn list_orders(
     State(context): State<ApiContext>,
+    Extension(Caller(client)): Extension<Caller>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<OrderList>, ApiError> {
     let Query(params) = query.map_err(|e| ApiError::Unprocessable {
         message: "Invalid query string".into(),
         errors: vec![FieldError::new("query", e.body_text())],
     })?;
-    let filter = list_filter(&params).map_err(|errors| ApiError::Unprocessable {
+    let filter = list_filter(client, &params).map_err(|errors| ApiError::Unprocessable {
         message: "Invalid query parameters".into(),
         errors,
     })?;
@@ -222,7 +247,10 @@ pub(super) async fn list_orders(
     }))
 }
 
-fn list_filter(params: &HashMap<String, String>) -> Result<ListFilter, Vec<FieldError>> {
+fn list_filter(
+    client: ClientId,
+    params: &HashMap<String, String>,
+) -> Result<ListFilter, Vec<FieldError>> {
     let mut errors = Vec::new();
     let mut unknown: Vec<&String> = params
         .keys()
@@ -270,6 +298,7 @@ fn list_filter(params: &HashMap<String, String>) -> Result<ListFilter, Vec<Field
     };
     if errors.is_empty() {
         Ok(ListFilter {
+            client,
             status,
             before,
             limit,

@@ -8,8 +8,10 @@ use deadpool_postgres::{Pool, tokio_postgres};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
+use super::store_errors::{checkout, query_error};
 use crate::domain::{
-    IdempotencyKey, Isin, NewOrder, Order, OrderId, OrderStatus, OrderType, Price, Quantity, Side,
+    ClientId, IdempotencyKey, Isin, NewOrder, Order, OrderId, OrderStatus, OrderType, Price,
+    Quantity, Side,
 };
 use crate::ports::{
     ClaimOutcome, CreateOutcome, FailedOrder, ListFilter, OrderLifecycle, OrderPage, OrderStore,
@@ -22,7 +24,7 @@ pub struct PostgresOrderStore {
     pool: Pool,
 }
 
-const ORDER_COLUMNS: &str = "id, created_at, order_type, side, instrument, limit_price, quantity, \
+const ORDER_COLUMNS: &str = "id, client_id, created_at, order_type, side, instrument, limit_price, quantity, \
      status, attempts, last_error, exchange_order_id, placed_at, alerted_at";
 
 impl PostgresOrderStore {
@@ -49,24 +51,7 @@ impl PostgresOrderStore {
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        self.pool
-            .get()
-            .await
-            .map_err(|e| StoreError::Unavailable(Box::new(e)))
-    }
-}
-
-fn query_error(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> StoreError {
-    move |source| {
-        if source.is_closed() || source.as_db_error().is_none() && source.code().is_none() {
-            // Connection-level failures (reset, closed, I/O) mean the database is unreachable.
-            StoreError::Unavailable(Box::new(source))
-        } else {
-            StoreError::Query {
-                what,
-                source: Box::new(source),
-            }
-        }
+        checkout(&self.pool).await
     }
 }
 
@@ -74,6 +59,7 @@ fn query_error(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> Stor
 impl OrderStore for PostgresOrderStore {
     async fn create_order(
         &self,
+        owner: &ClientId,
         order: &NewOrder,
         idempotency_key: Option<&IdempotencyKey>,
     ) -> Result<CreateOutcome, StoreError> {
@@ -82,9 +68,9 @@ impl OrderStore for PostgresOrderStore {
             .prepare_cached(&format!(
                 "WITH inserted AS ( \
                    INSERT INTO orders (id, order_type, side, instrument, limit_price, quantity, \
-                                       idempotency_key, request_fingerprint) \
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                   ON CONFLICT (idempotency_key) DO NOTHING \
+                                       idempotency_key, request_fingerprint, client_id) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                   ON CONFLICT (client_id, idempotency_key) DO NOTHING \
                    RETURNING {ORDER_COLUMNS} \
                  ), event AS ( \
                    INSERT INTO order_events (order_id, from_status, to_status, reason, attempt) \
@@ -113,6 +99,7 @@ impl OrderStore for PostgresOrderStore {
                         &order.quantity().get(),
                         &key,
                         &fingerprint,
+                        &owner.as_str(),
                     ],
                 )
                 .await
@@ -124,9 +111,9 @@ impl OrderStore for PostgresOrderStore {
                 .query_opt(
                     &format!(
                         "SELECT {ORDER_COLUMNS}, request_fingerprint FROM orders \
-                         WHERE idempotency_key = $1"
+                         WHERE client_id = $1 AND idempotency_key = $2"
                     ),
-                    &[&key],
+                    &[&owner.as_str(), &key],
                 )
                 .await
                 .map_err(query_error("find order by idempotency key"))?;
@@ -173,14 +160,34 @@ impl OrderStore for PostgresOrderStore {
         row.as_ref().map(order_from_row).transpose()
     }
 
+    async fn find_client_order(
+        &self,
+        owner: &ClientId,
+        id: OrderId,
+    ) -> Result<Option<Order>, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&format!(
+                "SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1 AND client_id = $2"
+            ))
+            .await
+            .map_err(query_error("prepare find client order"))?;
+        let row = client
+            .query_opt(&statement, &[&id.as_uuid(), &owner.as_str()])
+            .await
+            .map_err(query_error("find client order"))?;
+        row.as_ref().map(order_from_row).transpose()
+    }
+
     async fn list_orders(&self, filter: &ListFilter) -> Result<OrderPage, StoreError> {
         let client = self.client().await?;
         // One statement per filter combination, so each gets a plan that uses its index.
-        let mut conditions = Vec::new();
+        let owner = filter.client.as_str();
+        let mut conditions = vec!["client_id = $2".to_owned()];
         let status = filter.status.map(OrderStatus::as_str);
         let before = filter.before.map(|id| id.as_uuid());
         let fetch = i64::from(filter.limit) + 1;
-        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&fetch];
+        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&fetch, &owner];
         if let Some(status) = &status {
             params.push(status);
             conditions.push(format!("status = ${}", params.len()));
@@ -189,11 +196,7 @@ impl OrderStore for PostgresOrderStore {
             params.push(before);
             conditions.push(format!("id < ${}", params.len()));
         }
-        let where_clause = if conditions.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", conditions.join(" AND "))
-        };
+        let where_clause = format!("WHERE {}", conditions.join(" AND "));
         let statement = client
             .prepare_cached(&format!(
                 "SELECT {ORDER_COLUMNS} FROM orders {where_clause} ORDER BY id DESC LIMIT $1"
@@ -521,8 +524,10 @@ fn order_from_row(row: &Row) -> Result<Order, StoreError> {
     let quantity = Quantity::new(row.get("quantity")).map_err(corrupt)?;
     let details = NewOrder::new(order_type, side, instrument, limit_price, quantity)
         .map_err(|e| corrupt(e.message))?;
+    let client_id = ClientId::parse(row.get("client_id")).map_err(corrupt)?;
     Ok(Order {
         id: OrderId::from(id),
+        client_id,
         created_at: row.get("created_at"),
         details,
         status: row.get::<_, &str>("status").parse().map_err(corrupt)?,

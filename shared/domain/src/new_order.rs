@@ -9,7 +9,8 @@ use serde_json::{Map, Value};
 use super::{FieldError, Isin, OrderRejection, Price, Quantity};
 
 /// Market orders execute at the best available price; limit orders carry a price bound.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum OrderType {
     Market,
@@ -44,7 +45,8 @@ impl fmt::Display for OrderType {
 }
 
 /// Whether the client buys or sells.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Side {
     Buy,

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{NewOrder, OrderStatus};
+use super::{ClientId, NewOrder, OrderStatus};
 
 /// An order's identity: a UUIDv7, so ids sort by creation time (the list's keyset) and the id
 /// doubles as the client order id the exchange de-duplicates on.
@@ -50,6 +50,8 @@ impl fmt::Display for OrderId {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Order {
     pub id: OrderId,
+    /// The client whose API key created it; only that client can read it.
+    pub client_id: ClientId,
     pub created_at: OffsetDateTime,
     pub details: NewOrder,
     pub status: OrderStatus,

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 /// Where an order is in its life. Only the transitions in [`OrderStatus::can_become`] exist; the
 /// store enforces them with conditional updates so that late or duplicate messages cannot move an
 /// order backwards.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum OrderStatus {
     /// Committed; its placement is guaranteed from here on.

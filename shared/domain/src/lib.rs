@@ -1,7 +1,8 @@
-//! The order domain: types that can only hold valid values, the request parser that builds them
+//! `order-domain`: the order domain: types that can only hold valid values, the request parser that builds them
 //! once at the edge, and the order state machine. Nothing here knows about HTTP, SQL or AWS, so the
 //! rules can be tested (and changed) without any of them.
 
+mod client;
 mod field_error;
 mod idempotency;
 mod isin;
@@ -11,6 +12,7 @@ mod price;
 mod quantity;
 mod status;
 
+pub use client::ClientId;
 pub use field_error::{FieldError, OrderRejection};
 pub use idempotency::IdempotencyKey;
 pub use isin::Isin;
@@ -19,3 +21,6 @@ pub use order::{Order, OrderId};
 pub use price::Price;
 pub use quantity::Quantity;
 pub use status::OrderStatus;
+
+/// The exact decimal type of prices, for callers that check bounds.
+pub use rust_decimal::Decimal;
