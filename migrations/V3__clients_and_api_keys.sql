@@ -15,8 +15,8 @@ CREATE TABLE clients (
     -- Fixed one-second window of the request counter (Unix seconds) and its count.
     rate_window          bigint NOT NULL DEFAULT 0,
     rate_count           integer NOT NULL DEFAULT 0,
-    -- The open-order count, recounted at most once a second and raised by one per accepted
-    -- POST in between, so that a POST costs no scan of the client's open orders.
+    -- The open-order count, recounted at most once a second and raised by one per POST within
+    -- the rate in between, so that a POST costs no scan of the client's open orders.
     open_orders          integer NOT NULL DEFAULT 0,
     open_counted_at      timestamptz
 );
@@ -47,10 +47,6 @@ ALTER TABLE orders
 -- A client's newest-first list, with and without a status filter.
 CREATE INDEX orders_client_id_idx ON orders (client_id, id DESC);
 CREATE INDEX orders_client_status_id_idx ON orders (client_id, status, id DESC);
--- Whether the last POST was refused for the open-order limit: how the one UPDATE that counts a
--- request reports its decision back (RETURNING sees only the new row).
-ALTER TABLE clients ADD COLUMN open_limit_hit boolean NOT NULL DEFAULT false;
-
 -- The once-a-second recount of a client's open orders.
 CREATE INDEX orders_open_by_client_idx ON orders (client_id)
     WHERE status IN ('pending', 'placing');

@@ -64,7 +64,13 @@ python3 scripts/bench/cpu_split.py -- "$BIN/load-bench" --out-dir "$LOCAL_DIR/be
   --url "http://127.0.0.1:$API_PORT" --connections 64 --seconds "$SECONDS_PER_RUN" --runs 1
 kill "$RUNNER"
 
-echo "== 2. floor: pgbench"
+echo "== 2. floor: pgbench (and the disk's own sync rate, which bounds a single committing client)"
+PG_TEST_FSYNC=$(ls /usr/lib/postgresql/*/bin/pg_test_fsync 2>/dev/null | tail -1 || true)
+if [[ -n "$PG_TEST_FSYNC" ]]; then
+  (cd "$LOCAL_DIR/bench" && "$PG_TEST_FSYNC" -s 2 -f "$LOCAL_DIR/bench/fsync.tmp" 2>&1 \
+    | grep -E "^ +fdatasync|^ +open_datasync" | head -2 | sed 's/^ */fsync: /')
+  rm -f "$LOCAL_DIR/bench/fsync.tmp"
+fi
 fresh_db bench_floor
 # The runner applies the migrations at start; stopped again before pgbench runs.
 start_runner bench_floor 0; kill "$RUNNER"

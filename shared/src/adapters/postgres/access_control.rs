@@ -52,6 +52,15 @@ impl PostgresAccessControl {
 /// a hash as hex, a boolean), because `SET LOCAL` needs the simple-query protocol, which has no
 /// parameters; the two statements then run as one implicit transaction in one round trip.
 fn admission_sql(key_id: &KeyId, hash_hex: &str, place_order: bool) -> String {
+    // `stale`: a POST, and the open-order count is older than a second. The recount then runs
+    // under the client row's lock (SET expressions of a row being updated), so one statement a
+    // second recounts while concurrent ones wait a moment and see the fresh value.
+    let stale = format!(
+        "{place_order} AND (clients.open_counted_at IS NULL \
+         OR clients.open_counted_at < now() - interval '1 second')"
+    );
+    let next_rate_count =
+        "CASE WHEN clients.rate_window = w.second THEN clients.rate_count + 1 ELSE 1 END";
     format!(
         "SET LOCAL synchronous_commit = off;
          WITH k AS (
@@ -59,45 +68,29 @@ fn admission_sql(key_id: &KeyId, hash_hex: &str, place_order: bool) -> String {
              WHERE key_id = '{key_id}' AND revoked_at IS NULL
          ), w AS (
              SELECT floor(extract(epoch FROM clock_timestamp()))::bigint AS second
-         ), s AS (
-             SELECT cl.id, cl.max_open_orders,
-                    {place_order} AND (cl.open_counted_at IS NULL
-                        OR cl.open_counted_at < now() - interval '1 second') AS stale
-             FROM clients cl JOIN k ON cl.id = k.client_id
-         ), r AS (
-             SELECT s.id,
-                    CASE WHEN s.stale THEN (
-                        SELECT count(*)::int FROM (
-                            SELECT 1 FROM orders o
-                            WHERE o.client_id = s.id AND o.status IN ('pending', 'placing')
-                            LIMIT s.max_open_orders
-                        ) open
-                    ) END AS recount
-             FROM s
          ), c AS (
              UPDATE clients SET
-                 rate_count = CASE WHEN clients.rate_window = w.second
-                                   THEN clients.rate_count + 1 ELSE 1 END,
+                 rate_count = {next_rate_count},
                  rate_window = w.second,
-                 open_limit_hit = {place_order}
-                     AND COALESCE(r.recount, clients.open_orders) >= clients.max_open_orders,
-                 open_orders = COALESCE(r.recount, clients.open_orders)
+                 open_orders = CASE WHEN {stale} THEN (
+                         SELECT count(*)::int FROM (
+                             SELECT 1 FROM orders o
+                             WHERE o.client_id = clients.id
+                               AND o.status IN ('pending', 'placing')
+                             LIMIT clients.max_open_orders
+                         ) open
+                     ) ELSE clients.open_orders END
                      + CASE WHEN {place_order}
-                             AND (CASE WHEN clients.rate_window = w.second
-                                       THEN clients.rate_count + 1 ELSE 1 END)
-                                 <= clients.requests_per_second
-                             AND COALESCE(r.recount, clients.open_orders) < clients.max_open_orders
+                                 AND {next_rate_count} <= clients.requests_per_second
                             THEN 1 ELSE 0 END,
-                 open_counted_at = CASE WHEN r.recount IS NOT NULL
-                                        THEN now() ELSE clients.open_counted_at END
-             FROM k, w, r
-             WHERE clients.id = k.client_id AND r.id = k.client_id
-               AND k.key_hash = '\\x{hash_hex}'::bytea
+                 open_counted_at = CASE WHEN {stale} THEN now() ELSE clients.open_counted_at END
+             FROM k, w
+             WHERE clients.id = k.client_id AND k.key_hash = '\\x{hash_hex}'::bytea
              RETURNING clients.id, clients.rate_count, clients.requests_per_second,
-                       clients.open_limit_hit, clients.max_open_orders
+                       clients.open_orders, clients.max_open_orders
          )
          SELECT k.client_id, encode(k.key_hash, 'hex') AS key_hash, c.rate_count,
-                c.requests_per_second, c.open_limit_hit, c.max_open_orders
+                c.requests_per_second, c.open_orders, c.max_open_orders
          FROM k LEFT JOIN c ON true"
     )
 }
@@ -158,9 +151,12 @@ impl AccessControl for PostgresAccessControl {
                 retry_after: RATE_RETRY_AFTER,
             });
         }
-        if row.get("open_limit_hit") == Some("t") {
+        // Every POST within the rate counts itself in: past the limit means refused. (A refused
+        // or invalid POST thus over-counts by one until the next recount, at most a second.)
+        let open_limit = number(row, "max_open_orders")?;
+        if kind == RequestKind::PlaceOrder && number(row, "open_orders")? > open_limit {
             return Ok(Admission::TooManyOpenOrders {
-                limit: number(row, "max_open_orders")?,
+                limit: open_limit,
                 retry_after: OPEN_ORDERS_RETRY_AFTER,
             });
         }
