@@ -11,14 +11,22 @@ CREATE TABLE clients (
     created_at           timestamptz NOT NULL DEFAULT now(),
     -- Limits: requests per second over all routes, and orders not yet final (pending/placing).
     requests_per_second  integer NOT NULL DEFAULT 50 CHECK (requests_per_second > 0),
-    max_open_orders      integer NOT NULL DEFAULT 1000 CHECK (max_open_orders > 0),
+    max_open_orders      integer NOT NULL DEFAULT 1000 CHECK (max_open_orders > 0)
+);
+
+-- What each client used of its limits: soft state, rewritten on every request. UNLOGGED, so
+-- that updating it writes no WAL and its commits never wait for a disk flush (a transaction that
+-- wrote only unlogged tables commits asynchronously); after a crash it is empty and refills
+-- itself. No foreign key: checking one would lock the client row, which is WAL-logged.
+CREATE UNLOGGED TABLE client_usage (
+    client_id        text PRIMARY KEY,
     -- Fixed one-second window of the request counter (Unix seconds) and its count.
-    rate_window          bigint NOT NULL DEFAULT 0,
-    rate_count           integer NOT NULL DEFAULT 0,
+    rate_window      bigint NOT NULL DEFAULT 0,
+    rate_count       integer NOT NULL DEFAULT 0,
     -- The open-order count, recounted at most once a second and raised by one per POST within
     -- the rate in between, so that a POST costs no scan of the client's open orders.
-    open_orders          integer NOT NULL DEFAULT 0,
-    open_counted_at      timestamptz
+    open_orders      integer NOT NULL DEFAULT 0,
+    open_counted_at  timestamptz
 );
 
 -- Every order that exists now was made before clients existed.

@@ -465,3 +465,37 @@ fn no_byte_string_makes_the_router_answer_5xx() {
         prop_assert!(response.status.is_client_error(), "{} for {:?}", response.status, bytes);
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn usage_counters_refill_after_a_crash_empties_them() {
+    let (db, _queue, api) = harness().await;
+    assert_eq!(api.get("/orders").await.status, StatusCode::OK);
+    // After a crash Postgres empties unlogged tables; the next request must just work.
+    db.client()
+        .await
+        .batch_execute("TRUNCATE client_usage")
+        .await
+        .unwrap();
+    let posted = api.post_order(LIMIT_ORDER, None).await;
+    assert_eq!(posted.status, StatusCode::CREATED, "{}", posted.json);
+    let rows = db
+        .count(
+            "SELECT count(*) FROM client_usage WHERE client_id = 'test-client' AND rate_count >= 1",
+        )
+        .await;
+    assert_eq!(rows, 1);
+    let persistence: String = db
+        .client()
+        .await
+        .query_one(
+            "SELECT relpersistence::text FROM pg_class WHERE relname = 'client_usage'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        persistence, "u",
+        "client_usage is UNLOGGED: its commits never wait for fsync"
+    );
+}

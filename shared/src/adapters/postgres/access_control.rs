@@ -7,15 +7,18 @@
 //! on the hash the query returns. (A timing difference in the database's comparison could at most
 //! reveal a prefix of HMAC(pepper, guess), which tells nothing without the pepper.)
 //!
-//! The counter update is committed without waiting for fsync (`synchronous_commit = off`): the
-//! client's row is locked from the update to the commit, so a synchronous commit would serialise
-//! all of one client's requests behind one disk flush each; a crash forgets at most a few counts.
+//! The counters live in the UNLOGGED table `client_usage`: updating it writes no WAL, so the
+//! transaction commits without waiting for a disk flush even though it is an ordinary prepared
+//! statement. That matters because a client's usage row is locked from the update to the commit:
+//! a flush inside that window would serialise all of one client's requests behind one disk
+//! write each. After a crash the table is empty and refills itself (a few counts are forgotten,
+//! never an order).
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Pool, tokio_postgres};
-use tokio_postgres::{Row, SimpleQueryMessage};
+use tokio_postgres::Row;
 
 use super::store_errors::{checkout, query_error};
 use crate::auth::{ApiKey, KeyHasher, KeyId};
@@ -48,52 +51,47 @@ impl PostgresAccessControl {
     }
 }
 
-/// The admission statement. Only validated values are spliced in (a key id of 16 hex digits,
-/// a hash as hex, a boolean), because `SET LOCAL` needs the simple-query protocol, which has no
-/// parameters; the two statements then run as one implicit transaction in one round trip.
-fn admission_sql(key_id: &KeyId, hash_hex: &str, place_order: bool) -> String {
-    // `stale`: a POST, and the open-order count is older than a second. The recount then runs
-    // under the client row's lock (SET expressions of a row being updated), so one statement a
-    // second recounts while concurrent ones wait a moment and see the fresh value.
-    let stale = format!(
-        "{place_order} AND (clients.open_counted_at IS NULL \
-         OR clients.open_counted_at < now() - interval '1 second')"
-    );
-    let next_rate_count =
-        "CASE WHEN clients.rate_window = w.second THEN clients.rate_count + 1 ELSE 1 END";
-    format!(
-        "SET LOCAL synchronous_commit = off;
-         WITH k AS (
-             SELECT client_id, key_hash FROM api_keys
-             WHERE key_id = '{key_id}' AND revoked_at IS NULL
-         ), w AS (
-             SELECT floor(extract(epoch FROM clock_timestamp()))::bigint AS second
-         ), c AS (
-             UPDATE clients SET
-                 rate_count = {next_rate_count},
-                 rate_window = w.second,
-                 open_orders = CASE WHEN {stale} THEN (
-                         SELECT count(*)::int FROM (
-                             SELECT 1 FROM orders o
-                             WHERE o.client_id = clients.id
-                               AND o.status IN ('pending', 'placing')
-                             LIMIT clients.max_open_orders
-                         ) open
-                     ) ELSE clients.open_orders END
-                     + CASE WHEN {place_order}
-                                 AND {next_rate_count} <= clients.requests_per_second
-                            THEN 1 ELSE 0 END,
-                 open_counted_at = CASE WHEN {stale} THEN now() ELSE clients.open_counted_at END
-             FROM k, w
-             WHERE clients.id = k.client_id AND k.key_hash = '\\x{hash_hex}'::bytea
-             RETURNING clients.id, clients.rate_count, clients.requests_per_second,
-                       clients.open_orders, clients.max_open_orders
-         )
-         SELECT k.client_id, encode(k.key_hash, 'hex') AS key_hash, c.rate_count,
-                c.requests_per_second, c.open_orders, c.max_open_orders
-         FROM k LEFT JOIN c ON true"
+/// The admission statement: $1 key id, $2 HMAC of the presented secret, $3 "this is a POST".
+/// The usage row is updated only when the hash matches; the open-order recount runs under that
+/// row's lock (a SET expression of the row being updated), so one statement a second recounts
+/// while concurrent ones wait a moment and then see the fresh value.
+const ADMISSION_SQL: &str = "
+    WITH k AS (
+        SELECT a.client_id, a.key_hash, c.requests_per_second, c.max_open_orders
+        FROM api_keys a JOIN clients c ON c.id = a.client_id
+        WHERE a.key_id = $1 AND a.revoked_at IS NULL
+    ), w AS (
+        SELECT floor(extract(epoch FROM clock_timestamp()))::bigint AS second
+    ), u AS (
+        UPDATE client_usage SET
+            rate_count = CASE WHEN client_usage.rate_window = w.second
+                              THEN client_usage.rate_count + 1 ELSE 1 END,
+            rate_window = w.second,
+            open_orders = CASE
+                    WHEN $3 AND (client_usage.open_counted_at IS NULL
+                                 OR client_usage.open_counted_at < now() - interval '1 second')
+                    THEN (SELECT count(*)::int FROM (
+                              SELECT 1 FROM orders o
+                              WHERE o.client_id = k.client_id
+                                AND o.status IN ('pending', 'placing')
+                              LIMIT k.max_open_orders
+                          ) open)
+                    ELSE client_usage.open_orders END
+                + CASE WHEN $3 AND (CASE WHEN client_usage.rate_window = w.second
+                                         THEN client_usage.rate_count + 1 ELSE 1 END)
+                                   <= k.requests_per_second
+                       THEN 1 ELSE 0 END,
+            open_counted_at = CASE
+                    WHEN $3 AND (client_usage.open_counted_at IS NULL
+                                 OR client_usage.open_counted_at < now() - interval '1 second')
+                    THEN now() ELSE client_usage.open_counted_at END
+        FROM k, w
+        WHERE client_usage.client_id = k.client_id AND k.key_hash = $2
+        RETURNING client_usage.rate_count, client_usage.open_orders
     )
-}
+    SELECT k.client_id, k.key_hash, k.requests_per_second, k.max_open_orders,
+           u.rate_count, u.open_orders
+    FROM k LEFT JOIN u ON true";
 
 fn corrupt(problem: impl Into<String>) -> StoreError {
     StoreError::Corrupt {
@@ -102,50 +100,58 @@ fn corrupt(problem: impl Into<String>) -> StoreError {
     }
 }
 
-fn number(row: &tokio_postgres::SimpleQueryRow, column: &str) -> Result<u32, StoreError> {
-    row.get(column)
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| corrupt(format!("{column} is not a count")))
-}
-
 #[async_trait]
 impl AccessControl for PostgresAccessControl {
     async fn admit(&self, key: &ApiKey, kind: RequestKind) -> Result<Admission, StoreError> {
         let hash = self.hasher.hash(key);
-        let sql = admission_sql(
-            key.id(),
-            &hex::encode(hash.0),
-            kind == RequestKind::PlaceOrder,
-        );
+        let place_order = kind == RequestKind::PlaceOrder;
         let client = self.client().await?;
-        let messages = client
-            .simple_query(&sql)
+        let statement = client
+            .prepare_cached(ADMISSION_SQL)
+            .await
+            .map_err(query_error("prepare admission"))?;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+            [&key.id().as_str(), &&hash.0[..], &place_order];
+        let mut row = client
+            .query_opt(&statement, &params)
             .await
             .map_err(query_error("admit request"))?;
-        let row = messages.iter().find_map(|m| match m {
-            SimpleQueryMessage::Row(row) => Some(row),
-            _ => None,
-        });
-        let stored = row
-            .and_then(|r| r.get("key_hash"))
-            .map(hex::decode)
-            .transpose()
-            .map_err(|_| corrupt("key_hash is not hex"))?;
+        let stored: Option<Vec<u8>> = row.as_ref().map(|r| r.get("key_hash"));
         // Always verified, also with no row, so that unknown keys take as long as wrong ones.
         if !self.hasher.verify(key, stored.as_deref()) {
             return Ok(Admission::Unauthenticated);
         }
-        let row = row.expect("a stored hash comes from a row");
-        let client_id = ClientId::parse(row.get("client_id").unwrap_or_default())
-            .map_err(|e| corrupt(format!("client_id: {e}")))?;
-        if row.get("rate_count").is_none() {
-            // The key matched but its client row did not update: the key was revoked or its
-            // client removed between the two halves of the statement. Treat as unknown.
-            return Ok(Admission::Unauthenticated);
+        if row
+            .as_ref()
+            .is_some_and(|r| r.get::<_, Option<i32>>("rate_count").is_none())
+        {
+            // A valid key whose client has no usage row yet (its first request, or the first
+            // after a crash emptied the unlogged table): create it, then count once more.
+            let owner: String = row.as_ref().expect("checked").get("client_id");
+            client
+                .execute(
+                    "INSERT INTO client_usage (client_id) VALUES ($1) ON CONFLICT DO NOTHING",
+                    &[&owner],
+                )
+                .await
+                .map_err(query_error("create usage row"))?;
+            row = client
+                .query_opt(&statement, &params)
+                .await
+                .map_err(query_error("admit request"))?;
         }
-        let rate_count = number(row, "rate_count")?;
-        let rate_limit = number(row, "requests_per_second")?;
-        if rate_count > rate_limit {
+        let Some(row) = row else {
+            // The key was revoked between the two statements.
+            return Ok(Admission::Unauthenticated);
+        };
+        let Some(rate_count) = row.get::<_, Option<i32>>("rate_count") else {
+            return Ok(Admission::Unauthenticated);
+        };
+        let client_id = ClientId::parse(row.get("client_id"))
+            .map_err(|e| corrupt(format!("client_id: {e}")))?;
+        let count = |v: i32| u32::try_from(v).unwrap_or(0);
+        let rate_limit = count(row.get("requests_per_second"));
+        if count(rate_count) > rate_limit {
             return Ok(Admission::RateLimited {
                 limit: rate_limit,
                 retry_after: RATE_RETRY_AFTER,
@@ -153,8 +159,9 @@ impl AccessControl for PostgresAccessControl {
         }
         // Every POST within the rate counts itself in: past the limit means refused. (A refused
         // or invalid POST thus over-counts by one until the next recount, at most a second.)
-        let open_limit = number(row, "max_open_orders")?;
-        if kind == RequestKind::PlaceOrder && number(row, "open_orders")? > open_limit {
+        let open_limit = count(row.get("max_open_orders"));
+        let open_orders = count(row.get::<_, Option<i32>>("open_orders").unwrap_or(0));
+        if place_order && open_orders > open_limit {
             return Ok(Admission::TooManyOpenOrders {
                 limit: open_limit,
                 retry_after: OPEN_ORDERS_RETRY_AFTER,
