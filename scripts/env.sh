@@ -22,3 +22,13 @@ export TEST_ADMIN_DATABASE_URL="${TEST_ADMIN_DATABASE_URL:-postgres://$PGUSER_NA
 # The pepper of the stored API key hashes. This one is public and only for local runs and tests;
 # in AWS it comes from Secrets Manager (API_KEY_PEPPER_SECRET_ARN). At least 32 bytes.
 export API_KEY_PEPPER="${API_KEY_PEPPER:-local-development-pepper-not-a-secret-000}"
+
+# Waits up to 10 s for the PostgreSQL server the scripts use; fails with what to set otherwise.
+wait_for_postgres() {
+  for _ in $(seq 1 20); do
+    if pg_isready -q -h "$PGHOST_ADDR" -p "$PGPORT_NUM"; then return 0; fi
+    sleep 0.5
+  done
+  echo "error: no PostgreSQL server on $PGHOST_ADDR:$PGPORT_NUM (set PGHOST_ADDR/PGPORT_NUM or start one)" >&2
+  return 1
+}

@@ -8,14 +8,7 @@ if [[ "${START_MOTO:-0}" == 1 || ( "${SQS_ENDPOINT:-embedded}" == external \
       && "$AWS_ENDPOINT_URL" == "http://127.0.0.1:$MOTO_PORT" ) ]]; then
   "$ROOT/scripts/start-services.sh"
 else
-  for _ in $(seq 1 20); do
-    if pg_isready -q -h "$PGHOST_ADDR" -p "$PGPORT_NUM"; then break; fi
-    sleep 0.5
-  done
-  if ! pg_isready -q -h "$PGHOST_ADDR" -p "$PGPORT_NUM"; then
-    echo "error: no PostgreSQL server on $PGHOST_ADDR:$PGPORT_NUM (set PGHOST_ADDR/PGPORT_NUM or start one)" >&2
-    exit 1
-  fi
+  wait_for_postgres
 fi
 
 DB_NAME="${DATABASE_URL##*/}"

@@ -6,14 +6,7 @@ source "$(dirname "$0")/env.sh"
 mkdir -p "$LOCAL_DIR"
 
 # --- Postgres: this machine kind runs one on 127.0.0.1:5432; elsewhere start your own.
-for _ in $(seq 1 20); do
-  if pg_isready -q -h "$PGHOST_ADDR" -p "$PGPORT_NUM"; then break; fi
-  sleep 0.5
-done
-if ! pg_isready -q -h "$PGHOST_ADDR" -p "$PGPORT_NUM"; then
-  echo "error: no PostgreSQL server on $PGHOST_ADDR:$PGPORT_NUM (set PGHOST_ADDR/PGPORT_NUM or start one)" >&2
-  exit 1
-fi
+wait_for_postgres
 
 # --- moto (SQS, SNS, Secrets Manager emulator) in .local/venv, pinned in requirements-dev.txt.
 VENV="$LOCAL_DIR/venv"

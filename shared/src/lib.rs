@@ -16,6 +16,7 @@ pub mod migrator;
 pub mod placement_message;
 pub mod placer;
 pub mod ports;
+pub mod shutdown;
 pub mod sqs_event_source;
 pub mod sweeper;
 pub mod telemetry;

@@ -4,6 +4,7 @@
 
 use anyhow::Context;
 use exchange_sim::SimSettings;
+use order_shared::shutdown::shutdown_signal;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -20,26 +21,4 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!("exchange simulator stopping");
     handle.shutdown().await;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminate.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

@@ -30,6 +30,7 @@ use order_shared::config::{Env, ExchangeConfig, SweepSettings, placer_settings, 
 use order_shared::domain::ClientId;
 use order_shared::placer::{PlacerPorts, handle_placement_batch};
 use order_shared::ports::{AlertPublisher, ClientLimits, ClientRegistry};
+use order_shared::shutdown::shutdown_signal;
 use order_shared::sqs_event_source::{self, EventSource};
 use order_shared::sweeper::sweep_once;
 use order_shared::telemetry::{error_chain, init_tracing};
@@ -384,15 +385,4 @@ async fn register_local_key<F: Fn(&str) -> Option<String>>(
     }
     access.create_key(&client, &key, "LOCAL_API_KEY").await?;
     Ok(client)
-}
-
-/// Ctrl-C in a terminal, SIGTERM from a supervisor or a test harness.
-async fn shutdown_signal() {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
-    tracing::info!("shutting down");
 }
