@@ -124,6 +124,8 @@ struct Postgres {
     bin: PathBuf,
     data: PathBuf,
     log: PathBuf,
+    /// Where the server log is copied at the end (the postgres user may not reach work_dir).
+    work_dir: PathBuf,
     port: u16,
     as_postgres_user: bool,
 }
@@ -132,8 +134,10 @@ impl Postgres {
     async fn start(work_dir: &Path) -> anyhow::Result<Self> {
         let bin = postgres_bin_dir()?;
         let port = free_port()?;
-        let data =
-            std::env::temp_dir().join(format!("chaos-soak-pg-{}", uuid::Uuid::new_v4().simple()));
+        // Data directory and log under the temp dir: when this runs as root the server runs as
+        // the postgres user, who cannot enter a checkout in a private (0700) directory.
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let data = std::env::temp_dir().join(format!("chaos-soak-pg-{id}"));
         std::fs::create_dir_all(&data)?;
         let as_postgres_user = is_root().await;
         if as_postgres_user {
@@ -147,7 +151,8 @@ impl Postgres {
         let cluster = Self {
             bin,
             data,
-            log: work_dir.join("postgres.log"),
+            log: std::env::temp_dir().join(format!("chaos-soak-pg-{id}.log")),
+            work_dir: work_dir.to_path_buf(),
             port,
             as_postgres_user,
         };
@@ -227,6 +232,8 @@ impl Postgres {
             )
             .await;
         let _ = std::fs::remove_dir_all(&self.data);
+        let _ = std::fs::copy(&self.log, self.work_dir.join("postgres.log"));
+        let _ = std::fs::remove_file(&self.log);
     }
 
     async fn pg(&self, tool: &str, args: &[&str]) -> anyhow::Result<()> {
@@ -234,7 +241,11 @@ impl Postgres {
         let output = if self.as_postgres_user {
             let mut all = vec!["-u", "postgres", "--", program.to_str().unwrap()];
             all.extend_from_slice(args);
-            Command::new("runuser").args(&all).output().await?
+            Command::new("runuser")
+                .args(&all)
+                .current_dir(std::env::temp_dir())
+                .output()
+                .await?
         } else {
             Command::new(&program).args(args).output().await?
         };
