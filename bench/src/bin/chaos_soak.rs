@@ -773,6 +773,7 @@ impl Postgres {
             bin: self.bin.clone(),
             data: self.data.clone(),
             log: self.log.clone(),
+            work_dir: self.work_dir.clone(),
             port: self.port,
             as_postgres_user: self.as_postgres_user,
         };
