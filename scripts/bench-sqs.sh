@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Throughput of the embedded SQS endpoint (the sqs-local binary, release build) and of moto,
-# measured by the same client (functions/sqs-local/examples/sqs_bench.rs, aws-sdk-sqs, release)
+# measured by the same client (tools/sqs-local/examples/sqs_bench.rs, aws-sdk-sqs, release)
 # with the same workload: sequential and concurrent sends, sequential and concurrent
 # receive+delete; the median of BENCH_RUNS runs. Results go in docs/SQS-LOCAL.md.
 #

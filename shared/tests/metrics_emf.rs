@@ -1,6 +1,6 @@
 //! The EMF recorder is process-wide, so its test lives in its own test binary.
 
-use order_shared::metrics;
+use order_shared::telemetry::metrics;
 
 #[test]
 fn business_metrics_are_written_as_embedded_metric_format() {

@@ -4,10 +4,10 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use local_runner::event_source::queue_arn;
 use serde_json::Value;
 use system_tests::local_runner::LocalRunner;
 use system_tests::order_shared::adapters::sns::{ensure_topic, subscribe_queue};
-use system_tests::order_shared::sqs_event_source::queue_arn;
 use system_tests::{LIMIT_ORDER, MARKET_ORDER, sdk_config};
 use uuid::Uuid;
 
@@ -54,14 +54,6 @@ async fn run_command_serves_orders_over_http() {
         .await
         .unwrap();
     assert_eq!(invalid.status(), 422);
-}
-
-/// A port nothing listens on right now (for the simulated exchange the runner starts).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// Posts `count` copies of `body`, a few at a time; returns the order ids.
@@ -157,7 +149,7 @@ async fn exchange_stats(client: &reqwest::Client, exchange: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_command_places_orders_end_to_end() {
     let suffix = Uuid::new_v4().simple().to_string();
-    let exchange_port = free_port();
+    let exchange_port = local_process::free_port().expect("a free port");
     let runner = LocalRunner::start(&[
         // Through moto (SQS and SNS), so the system tests keep covering it; the first test
         // uses the runner's default embedded SQS endpoint.
@@ -206,7 +198,7 @@ async fn run_command_places_orders_end_to_end() {
 async fn run_command_fails_and_alerts_when_the_exchange_is_down() {
     let suffix = Uuid::new_v4().simple().to_string();
     let topic_name = format!("e2e-alerts-{suffix}");
-    let exchange_port = free_port();
+    let exchange_port = local_process::free_port().expect("a free port");
     let runner = LocalRunner::start(&[
         // Through moto (SQS and SNS), so the system tests keep covering it; the first test
         // uses the runner's default embedded SQS endpoint.

@@ -574,7 +574,7 @@ fn alert_topic_has_an_email_subscription_from_a_parameter() {
 
 #[test]
 fn dashboard_shows_the_emf_metrics_and_the_dlq() {
-    use order_shared::metrics::*;
+    use order_shared::telemetry::metrics::*;
     let (_, dashboard) = t()
         .of_type("AWS::CloudWatch::Dashboard")
         .next()

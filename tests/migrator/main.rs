@@ -3,6 +3,7 @@
 //! does not know), reports a failure as FAILED, and in every case answers CloudFormation with a
 //! PUT to the event's ResponseURL. The ResponseURL of the event fixtures in
 //! `tests/fixtures/custom-resource/` is pointed at a local HTTP server that records the PUT.
+//! `checksums` guards the migrations themselves (no database): a committed one is never edited.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,11 +15,15 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use deadpool_postgres::Pool;
 use order_shared::adapters::postgres::{build_pool, run_migrations, run_migrations_up_to};
-use order_shared::migrator::{CustomResourceRequest, handle_custom_resource, send_response};
+use order_shared::handlers::migrator::{
+    CustomResourceRequest, handle_custom_resource, send_response,
+};
 use order_shared::ports::BoxError;
 use serde_json::Value;
 use system_tests::{admin_url, database_config};
 use uuid::Uuid;
+
+mod checksums;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/custom-resource");
 const MIGRATIONS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations");
@@ -305,7 +310,7 @@ async fn create_applies_every_migration_and_answers_success() {
     let body = assert_answer(&server.only_answer(), &raw, "SUCCESS");
     assert_eq!(
         body["PhysicalResourceId"],
-        order_shared::migrator::PHYSICAL_RESOURCE_ID
+        order_shared::handlers::migrator::PHYSICAL_RESOURCE_ID
     );
     let tables = database.tables().await;
     for table in ["orders", "order_events", "refinery_schema_history"] {

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use exchange_sim::{ControlPatch, SimSettings};
 use order_shared::adapters::sns::SnsAlertPublisher;
-use order_shared::admin::{RetryResult, retry_failed_order};
-use order_shared::backoff::Backoff;
 use order_shared::domain::OrderId;
-use order_shared::placement_message::PlacementMessage;
-use order_shared::placer::handle_placement_batch;
+use order_shared::handlers::admin::{RetryResult, retry_failed_order};
+use order_shared::handlers::placer::handle_placement_batch;
+use order_shared::ports::PlacementMessage;
+use order_shared::usecases::backoff::Backoff;
 use serde_json::Value;
 use system_tests::pipeline::{EventRow, Pipeline, PipelineOptions, record};
 use system_tests::{LIMIT_ORDER, MARKET_ORDER};

@@ -15,10 +15,10 @@ use order_shared::adapters::postgres::{
     build_pool, run_migrations,
 };
 use order_shared::adapters::sqs::SqsOrderQueue;
-use order_shared::api::{ApiContext, router};
 use order_shared::auth::{ApiKey, KeyHasher};
-use order_shared::config::SweepSettings;
 use order_shared::domain::ClientId;
+use order_shared::handlers::api::{ApiContext, router};
+use order_shared::handlers::sweeper::SweepSettings;
 use order_shared::ports::{ClientLimits, ClientRegistry};
 use order_shared::ports::{OrderQueue, OrderStore};
 use serde_json::Value;
@@ -138,7 +138,7 @@ impl TestQueue {
 
     /// The adapter the api uses, pointed at this queue.
     pub fn adapter(&self) -> SqsOrderQueue {
-        SqsOrderQueue::for_requests(&self.sdk, self.url.clone(), Duration::from_secs(2))
+        SqsOrderQueue::single_attempt(&self.sdk, self.url.clone())
     }
 
     /// Receives every message currently in the queue (and hides them for a minute).
@@ -179,11 +179,7 @@ pub async fn unreachable_queue() -> SqsOrderQueue {
         ))
         .load()
         .await;
-    SqsOrderQueue::for_requests(
-        &sdk,
-        "http://127.0.0.1:9/123456789012/orders".into(),
-        Duration::from_secs(1),
-    )
+    SqsOrderQueue::single_attempt(&sdk, "http://127.0.0.1:9/123456789012/orders".into())
 }
 
 /// A store whose database does not exist at all: every call fails like an outage.
@@ -250,6 +246,36 @@ impl TestApi {
         limits: ClientLimits,
     ) -> Self {
         let access = PostgresAccessControl::new(store.pool().clone(), test_hasher());
+        let store: Arc<dyn OrderStore> = store;
+        let context = ApiContext {
+            store,
+            queue,
+            access: Arc::new(access.clone()),
+            enqueue_timeout: Duration::from_secs(2),
+        };
+        Self::with_client(context, access, client, limits).await
+    }
+
+    /// The api of an already wired system (the pipeline's `LocalSystem`), with `test-client`.
+    pub async fn for_context(context: ApiContext, access: PostgresAccessControl) -> Self {
+        Self::with_client(
+            context,
+            access,
+            "test-client",
+            ClientLimits {
+                requests_per_second: Some(100_000),
+                max_open_orders: Some(100_000),
+            },
+        )
+        .await
+    }
+
+    async fn with_client(
+        context: ApiContext,
+        access: PostgresAccessControl,
+        client: &str,
+        limits: ClientLimits,
+    ) -> Self {
         let client = ClientId::parse(client).expect("valid client id");
         let key = ApiKey::generate().expect("OS randomness");
         if access.upsert_client(&client, limits).await.is_ok() {
@@ -259,14 +285,8 @@ impl TestApi {
                 .expect("create key")
                 .expect("client exists");
         }
-        let store: Arc<dyn OrderStore> = store;
         Self {
-            router: router(ApiContext {
-                store,
-                queue,
-                access: Arc::new(access.clone()),
-                enqueue_timeout: Duration::from_secs(2),
-            }),
+            router: router(context),
             access,
             client,
             key,

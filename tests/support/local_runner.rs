@@ -1,7 +1,6 @@
 //! Starts the local system exactly as a developer does — the README's run command, `make run` —
 //! on free ports and fresh queue/database names, and stops the whole process group afterwards.
 
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -44,18 +43,11 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 impl LocalRunner {
     /// Runs `make run` with extra environment and waits until `/health` answers 200.
     pub async fn start(extra_env: &[(&str, String)]) -> Self {
         let suffix = Uuid::new_v4().simple().to_string();
-        let port = free_port();
+        let port = local_process::free_port().expect("a free port");
         let database_url = format!(
             "{}/e2e_{suffix}",
             crate::admin_url()

@@ -1,5 +1,5 @@
-//! The placement pipeline in one test process, wired exactly as the local runner wires it but
-//! driven step by step: a fresh database, a fresh orders queue with redrive to a fresh DLQ, a
+//! The placement pipeline in one test process, wired by the local runner's own `LocalSystem`
+//! but driven step by step: a fresh database, a fresh orders queue with redrive to a fresh DLQ, a
 //! fresh SNS topic whose raw deliveries land in an inbox queue (what an admin would receive), the
 //! simulated exchange on a free port behind the real HTTP exchange client, and the api Router so
 //! that orders are really committed and enqueued.
@@ -12,28 +12,27 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
-use aws_sdk_sns::Client as SnsClient;
 use aws_sdk_sqs::Client as SqsClient;
 use aws_sdk_sqs::types::QueueAttributeName;
 use exchange_sim::{ControlPatch, SimHandle, SimSettings, Stats};
 use http::StatusCode;
-use order_shared::adapters::http_exchange::HttpExchange;
-use order_shared::adapters::sns::{SnsAlertPublisher, ensure_topic, subscribe_queue};
-use order_shared::adapters::sqs::{
-    QueueTopology, QueueUrls, SqsOrderQueue, SqsRetryScheduler, ensure_queues,
-};
-use order_shared::alerter::{AlerterPorts, handle_dead_letters};
-use order_shared::backoff::Backoff;
+use local_runner::event_source::poll_once;
+use local_runner::{Background, ExchangeChoice, LocalConfig, LocalSystem};
+use order_shared::adapters::postgres::PostgresOrderStore;
+use order_shared::adapters::secrets::PepperSource;
+use order_shared::adapters::sqs::{QueueTopology, QueueUrls, SqsOrderQueue};
 use order_shared::domain::OrderId;
-use order_shared::placement_message::PlacementMessage;
-use order_shared::placer::{PlacerPorts, PlacerSettings, handle_placement_batch};
+use order_shared::handlers::alerter::handle_dead_letters;
+use order_shared::handlers::placer::{PlacerPorts, PlacerSettings, handle_placement_batch};
+use order_shared::ports::PlacementMessage;
 use order_shared::ports::{AlertPublisher, Exchange, LookupOutcome, OrderStore};
-use order_shared::sqs_event_source::{EventSource, poll_once, queue_arn};
+use order_shared::usecases::backoff::Backoff;
 use serde_json::Value;
+use sqs_local::sdk::SqsEndpoint;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::{TestApi, TestDatabase, sdk_config};
+use crate::{TEST_PEPPER, TestApi, TestDatabase, database_config, sdk_config, sweep_now};
 
 /// The knobs a test may turn; the defaults make a fast, reliable pipeline.
 #[derive(Debug, Clone)]
@@ -162,23 +161,16 @@ impl PumpState {
     }
 }
 
-/// The whole pipeline, in process.
+/// The whole pipeline, in process: the local runner's own wiring (`LocalSystem`), with moto for
+/// SQS and SNS, a fresh database and fresh queue and topic names, and no background pollers.
 pub struct Pipeline {
     pub options: PipelineOptions,
     pub db: TestDatabase,
-    pub store: Arc<order_shared::adapters::postgres::PostgresOrderStore>,
+    pub system: LocalSystem,
+    pub store: Arc<PostgresOrderStore>,
     pub sdk: aws_config::SdkConfig,
     pub sqs: SqsClient,
-    pub sns: SnsClient,
     pub queues: QueueUrls,
-    pub orders_source: EventSource,
-    pub dead_letter_source: EventSource,
-    pub topic_arn: String,
-    pub inbox_url: String,
-    pub sim: SimHandle,
-    pub exchange: HttpExchange,
-    pub retries: SqsRetryScheduler,
-    pub alerts: SnsAlertPublisher,
     pub settings: PlacerSettings,
     pub api: TestApi,
     seen_alerts: Mutex<Vec<Value>>,
@@ -188,107 +180,63 @@ impl Pipeline {
     pub async fn start(options: PipelineOptions) -> Self {
         let suffix = Uuid::new_v4().simple().to_string();
         let db = TestDatabase::create().await;
-        let store = Arc::new(db.store.clone());
         let sdk = sdk_config().await;
-        let sqs = SqsClient::new(&sdk);
-        let sns = SnsClient::new(&sdk);
-
-        let queues = ensure_queues(
-            &sqs,
-            &QueueTopology {
+        let config = LocalConfig {
+            database: database_config(db.url.clone()),
+            pepper: PepperSource::Value(TEST_PEPPER.into()),
+            local_key: None,
+            sqs_endpoint: SqsEndpoint::External,
+            sqs_local_listen: None,
+            topology: QueueTopology {
                 orders_name: format!("pipe-orders-{suffix}"),
                 dead_letters_name: format!("pipe-dlq-{suffix}"),
                 max_receive_count: options.max_receive_count,
                 visibility_timeout_seconds: options.visibility_timeout_seconds,
+                // In AWS the alerter's event source mapping would bring a failed dead letter
+                // back after the DLQ's visibility timeout; short, so tests need not wait 30 s.
+                dead_letter_visibility_timeout_seconds: Some(
+                    options.dead_letter_visibility_timeout_seconds,
+                ),
             },
-        )
-        .await
-        .expect("moto must run (scripts/start-services.sh starts it)");
-        // In AWS the alerter's event source mapping would bring a failed dead letter back after
-        // the DLQ's visibility timeout; keep it short so that tests need not wait 30 s.
-        sqs.set_queue_attributes()
-            .queue_url(&queues.dead_letters)
-            .attributes(
-                QueueAttributeName::VisibilityTimeout,
-                options.dead_letter_visibility_timeout_seconds.to_string(),
-            )
-            .send()
-            .await
-            .expect("set the DLQ visibility timeout");
-        let orders_source = EventSource {
-            queue_arn: queue_arn(&sqs, &queues.orders).await.expect("orders ARN"),
-            queue_url: queues.orders.clone(),
-            batch_size: 10,
-            wait: Duration::ZERO,
+            alert_topic_name: format!("pipe-alerts-{suffix}"),
+            alerts_inbox_name: format!("pipe-inbox-{suffix}"),
+            alerts_via_sns: Some(true),
+            exchange: ExchangeChoice::Simulated(Box::new(SimSettings {
+                listen: "127.0.0.1:0".parse().expect("address"),
+                ..options.sim.clone()
+            })),
+            exchange_api_key: None,
+            exchange_connect_timeout: options.exchange_timeout,
+            exchange_timeout: options.exchange_timeout,
+            placer: PlacerSettings {
+                lease: options.lease,
+                concurrency: options.concurrency,
+                backoff: options.backoff,
+            },
+            sweep: sweep_now(),
+            enqueue_timeout: Duration::from_secs(2),
+            background: Background {
+                placer_pollers: options.placer_pollers,
+                // Each pump round polls once without waiting.
+                poll_wait: Duration::ZERO,
+                sweep_every: Duration::from_secs(3600),
+                print_alerts: false,
+            },
+            listen: "127.0.0.1:0".parse().expect("address"),
         };
-        let dead_letter_source = EventSource {
-            queue_arn: queue_arn(&sqs, &queues.dead_letters)
-                .await
-                .expect("DLQ ARN"),
-            queue_url: queues.dead_letters.clone(),
-            batch_size: 10,
-            wait: Duration::ZERO,
-        };
-
-        let topic_arn = ensure_topic(&sns, &format!("pipe-alerts-{suffix}"))
+        let system = LocalSystem::start(&config, &sdk)
             .await
-            .expect("create the alert topic");
-        let inbox_url = sqs
-            .create_queue()
-            .queue_name(format!("pipe-inbox-{suffix}"))
-            .send()
-            .await
-            .expect("create the alerts inbox")
-            .queue_url
-            .expect("inbox url");
-        let inbox_arn = queue_arn(&sqs, &inbox_url).await.expect("inbox ARN");
-        subscribe_queue(&sns, &topic_arn, &inbox_arn)
-            .await
-            .expect("subscribe the inbox to the topic");
-
-        let sim = exchange_sim::spawn("127.0.0.1:0".parse().expect("address"), options.sim.clone())
-            .await
-            .expect("start the simulated exchange");
-        let exchange = HttpExchange::new(
-            sim.base_url.clone(),
-            options.sim.api_key.clone(),
-            options.exchange_timeout,
-            options.exchange_timeout,
-        )
-        .expect("exchange client");
-        let retries = SqsRetryScheduler::new(&sdk, queues.orders.clone());
-        let alerts = SnsAlertPublisher::new(&sdk, topic_arn.clone());
-        let settings = PlacerSettings {
-            lease: options.lease,
-            concurrency: options.concurrency,
-            backoff: options.backoff,
-        };
-        let api = TestApi::new(
-            store.clone(),
-            Arc::new(SqsOrderQueue::for_requests(
-                &sdk,
-                queues.orders.clone(),
-                Duration::from_secs(2),
-            )),
-        )
-        .await;
+            .expect("the local system starts (scripts/start-services.sh starts moto)");
+        let api = TestApi::for_context(system.api_context(), system.access.clone()).await;
         Self {
             options,
             db,
-            store,
+            store: system.store.clone(),
             sdk,
-            sqs,
-            sns,
-            queues,
-            orders_source,
-            dead_letter_source,
-            topic_arn,
-            inbox_url,
-            sim,
-            exchange,
-            retries,
-            alerts,
-            settings,
+            sqs: system.sqs.clone(),
+            queues: system.queues.clone(),
+            settings: system.placer.clone(),
+            system,
             api,
             seen_alerts: Mutex::new(Vec::new()),
         }
@@ -296,24 +244,27 @@ impl Pipeline {
 
     /// The queue adapter background senders (the sweeper, the admin tool) use.
     pub fn order_queue(&self) -> SqsOrderQueue {
-        SqsOrderQueue::new(&self.sdk, self.queues.orders.clone())
+        self.system.background_queue()
     }
 
     pub fn placer_ports(&self) -> PlacerPorts<'_> {
-        PlacerPorts {
-            store: self.store.as_ref(),
-            exchange: &self.exchange,
-            retries: &self.retries,
-        }
+        self.system.placer_ports()
+    }
+
+    fn sim(&self) -> &SimHandle {
+        self.system
+            .simulator
+            .as_ref()
+            .expect("the pipeline runs the simulator")
     }
 
     /// Changes the simulated exchange while the pipeline runs.
     pub fn control(&self, patch: ControlPatch) {
-        self.sim.control(&patch).expect("valid control patch");
+        self.sim().control(&patch).expect("valid control patch");
     }
 
     pub fn stats(&self) -> Stats {
-        self.sim.stats()
+        self.sim().stats()
     }
 
     /// `POST /orders` through the api Router: committed and enqueued. Returns the order id.
@@ -361,16 +312,20 @@ impl Pipeline {
         let failed_ref = &failed;
         let ports = self.placer_ports();
         let settings = &self.settings;
-        let received = poll_once(&self.sqs, &self.orders_source, &move |event| async move {
-            let response = handle_placement_batch(event, ports, settings).await;
-            failed_ref.lock().unwrap().extend(
+        let received = poll_once(
+            &self.sqs,
+            &self.system.orders_source,
+            &move |event| async move {
+                let response = handle_placement_batch(event, ports, settings).await;
+                failed_ref.lock().unwrap().extend(
+                    response
+                        .batch_item_failures
+                        .iter()
+                        .map(|f| f.item_identifier.clone()),
+                );
                 response
-                    .batch_item_failures
-                    .iter()
-                    .map(|f| f.item_identifier.clone()),
-            );
-            response
-        })
+            },
+        )
         .await
         .expect("poll the orders queue");
         PollReport {
@@ -383,14 +338,10 @@ impl Pipeline {
     pub async fn run_alerter_once_with(&self, alerts: &dyn AlertPublisher) -> PollReport {
         let failed = Mutex::new(Vec::new());
         let failed_ref = &failed;
-        let ports = AlerterPorts {
-            store: self.store.as_ref(),
-            exchange: &self.exchange,
-            alerts,
-        };
+        let ports = self.system.alerter_ports(alerts);
         let received = poll_once(
             &self.sqs,
-            &self.dead_letter_source,
+            &self.system.dead_letter_source,
             &move |event| async move {
                 let response = handle_dead_letters(event, ports).await;
                 failed_ref.lock().unwrap().extend(
@@ -411,7 +362,8 @@ impl Pipeline {
     }
 
     pub async fn run_alerter_once(&self) -> PollReport {
-        self.run_alerter_once_with(&self.alerts).await
+        self.run_alerter_once_with(self.system.alerts.as_ref())
+            .await
     }
 
     /// Calls the alerter's handler directly with hand-made records (no queue involved).
@@ -421,11 +373,7 @@ impl Pipeline {
         event.records = records;
         let response = handle_dead_letters(
             event,
-            AlerterPorts {
-                store: self.store.as_ref(),
-                exchange: &self.exchange,
-                alerts: &self.alerts,
-            },
+            self.system.alerter_ports(self.system.alerts.as_ref()),
         )
         .await;
         PollReport {
@@ -444,7 +392,8 @@ impl Pipeline {
         within: Duration,
         done: impl FnMut(&PumpState) -> bool,
     ) -> PumpState {
-        self.pump_until_with(&self.alerts, within, done).await
+        self.pump_until_with(self.system.alerts.as_ref(), within, done)
+            .await
     }
 
     /// `pump_until` with the alerter publishing through `alerts`.
@@ -553,7 +502,7 @@ impl Pipeline {
             let output = self
                 .sqs
                 .receive_message()
-                .queue_url(&self.inbox_url)
+                .queue_url(&self.system.alerts_inbox.queue_url)
                 .max_number_of_messages(10)
                 .wait_time_seconds(0)
                 .send()
@@ -570,7 +519,7 @@ impl Pipeline {
                 self.seen_alerts.lock().unwrap().push(alert);
                 self.sqs
                     .delete_message()
-                    .queue_url(&self.inbox_url)
+                    .queue_url(&self.system.alerts_inbox.queue_url)
                     .set_receipt_handle(message.receipt_handle)
                     .send()
                     .await
@@ -603,6 +552,7 @@ impl Pipeline {
     /// What the exchange itself says it holds for a client order id.
     pub async fn exchange_order_id(&self, id: Uuid) -> Option<String> {
         match self
+            .system
             .exchange
             .lookup(OrderId::from(id))
             .await

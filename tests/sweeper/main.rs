@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use http::StatusCode;
 use serde_json::Value;
-use system_tests::order_shared::config::SweepSettings;
-use system_tests::order_shared::sweeper::{SweepReport, sweep_once};
+use system_tests::order_shared::handlers::sweeper::SweepSettings;
+use system_tests::order_shared::handlers::sweeper::{SweepReport, sweep_once};
 use system_tests::{
     LIMIT_ORDER, MARKET_ORDER, TestApi, TestDatabase, TestQueue, sweep_now, unreachable_queue,
     unreachable_store,

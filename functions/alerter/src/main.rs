@@ -7,10 +7,10 @@ use order_shared::adapters::aws_sdk_config;
 use order_shared::adapters::exchange_key::connect_exchange;
 use order_shared::adapters::postgres::PostgresOrderStore;
 use order_shared::adapters::sns::SnsAlertPublisher;
-use order_shared::alerter::{AlerterPorts, handle_dead_letters};
 use order_shared::config::{AlerterConfig, process_env};
-use order_shared::metrics::{flush_metrics, init_metrics};
+use order_shared::handlers::alerter::{AlerterPorts, handle_dead_letters};
 use order_shared::telemetry::init_tracing;
+use order_shared::telemetry::metrics::{flush_metrics, init_metrics};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {

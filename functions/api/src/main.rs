@@ -7,10 +7,10 @@ use order_shared::adapters::aws_sdk_config;
 use order_shared::adapters::postgres::{PostgresAccessControl, PostgresOrderStore};
 use order_shared::adapters::secrets::key_hasher;
 use order_shared::adapters::sqs::SqsOrderQueue;
-use order_shared::api::{ApiContext, router};
 use order_shared::config::{ApiConfig, process_env};
-use order_shared::metrics::{flush_metrics, init_metrics};
+use order_shared::handlers::api::{ApiContext, router};
 use order_shared::telemetry::init_tracing;
+use order_shared::telemetry::metrics::{flush_metrics, init_metrics};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
@@ -21,7 +21,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     let store = PostgresOrderStore::connect(&config.database, &sdk).await?;
     let hasher = key_hasher(&config.pepper, &sdk).await?;
     let access = PostgresAccessControl::new(store.pool().clone(), hasher);
-    let queue = SqsOrderQueue::for_requests(&sdk, config.queue_url.clone(), config.enqueue_timeout);
+    let queue = SqsOrderQueue::single_attempt(&sdk, config.queue_url.clone());
     let app = router(ApiContext {
         store: Arc::new(store),
         queue: Arc::new(queue),

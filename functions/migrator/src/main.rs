@@ -8,7 +8,9 @@ use lambda_runtime::{LambdaEvent, service_fn};
 use order_shared::adapters::aws_sdk_config;
 use order_shared::adapters::postgres::{PostgresOrderStore, run_migrations};
 use order_shared::config::process_env;
-use order_shared::migrator::{CustomResourceRequest, handle_custom_resource, send_response};
+use order_shared::handlers::migrator::{
+    CustomResourceRequest, handle_custom_resource, send_response,
+};
 use order_shared::ports::BoxError;
 use order_shared::telemetry::{error_chain, init_tracing};
 

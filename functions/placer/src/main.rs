@@ -8,9 +8,9 @@ use order_shared::adapters::exchange_key::connect_exchange;
 use order_shared::adapters::postgres::PostgresOrderStore;
 use order_shared::adapters::sqs::SqsRetryScheduler;
 use order_shared::config::{PlacerConfig, process_env};
-use order_shared::metrics::{flush_metrics, init_metrics};
-use order_shared::placer::{PlacerPorts, handle_placement_batch};
+use order_shared::handlers::placer::{PlacerPorts, handle_placement_batch};
 use order_shared::telemetry::init_tracing;
+use order_shared::telemetry::metrics::{flush_metrics, init_metrics};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {

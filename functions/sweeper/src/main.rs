@@ -6,7 +6,7 @@ use order_shared::adapters::aws_sdk_config;
 use order_shared::adapters::postgres::PostgresOrderStore;
 use order_shared::adapters::sqs::SqsOrderQueue;
 use order_shared::config::{SweeperConfig, process_env};
-use order_shared::sweeper::{SweepReport, sweep_once};
+use order_shared::handlers::sweeper::{SweepReport, sweep_once};
 use order_shared::telemetry::init_tracing;
 
 #[tokio::main]

@@ -20,7 +20,7 @@ pub use new_order::{NewOrder, OrderType, Side};
 pub use order::{Order, OrderId};
 pub use price::Price;
 pub use quantity::Quantity;
-pub use status::OrderStatus;
+pub use status::{OrderStatus, Transition};
 
 /// The exact decimal type of prices, for callers that check bounds.
 pub use rust_decimal::Decimal;

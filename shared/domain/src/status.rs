@@ -1,13 +1,14 @@
-//! The order state machine of the design.
+//! The order state machine of the design: the statuses and the one table of moves between them.
+//! The Postgres store builds the guards of its conditional updates from [`Transition`], so a
+//! status or a move added here reaches the SQL, and one added only in the SQL cannot exist.
 
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// Where an order is in its life. Only the transitions in [`OrderStatus::can_become`] exist; the
-/// store enforces them with conditional updates so that late or duplicate messages cannot move an
-/// order backwards.
+/// Where an order is in its life. Only the moves of [`Transition`] exist; the store enforces them
+/// with conditional updates so that late or duplicate messages cannot move an order backwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
@@ -33,6 +34,9 @@ impl OrderStatus {
         Self::Failed,
     ];
 
+    /// The status of a newly committed order (the design's "(new) → pending").
+    pub const INITIAL: OrderStatus = Self::Pending;
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
@@ -43,26 +47,89 @@ impl OrderStatus {
         }
     }
 
-    /// The transition table of the design, plus `pending → placed`: the alerter's lookup may find
-    /// that an attempt which timed out was placed after all.
+    /// Whether the moves of [`Transition`] allow this status to change into `next`. A claim that
+    /// takes over an expired lease keeps `placing`: it renews the lease and changes no status, so
+    /// it is not counted here.
     pub fn can_become(self, next: OrderStatus) -> bool {
-        use OrderStatus::*;
-        matches!(
-            (self, next),
-            (Pending, Placing)
-                | (Placing, Placed)
-                | (Pending, Placed)
-                | (Placing, Rejected)
-                | (Placing, Pending)
-                | (Pending, Failed)
-                | (Placing, Failed)
-                | (Failed, Pending)
-        )
+        self != next
+            && Transition::ALL
+                .iter()
+                .any(|t| t.to() == next && t.from().contains(&self))
     }
 
     /// Final for the placement pipeline: no message may change it (an admin retry may).
     pub fn is_final(self) -> bool {
         matches!(self, Self::Placed | Self::Rejected | Self::Failed)
+    }
+
+    /// Held by a placer under a lease (`lease_expires_at`) that runs out on its own.
+    pub fn is_leased(self) -> bool {
+        matches!(self, Self::Placing)
+    }
+}
+
+/// A move of the state machine: one row of the design's table (split where two actors make the
+/// same move differently), named for what happens. The store has one conditional update per
+/// variant, guarded by [`Transition::from`] and [`Transition::waits_for_expired_lease`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transition {
+    /// A placer claims the order under a lease: `pending` → `placing`, or it takes over
+    /// `placing` once the lease has expired (the exchange de-duplicates on the order id).
+    Claim,
+    /// The exchange acknowledged the placer's attempt: `placing` → `placed`.
+    Place,
+    /// The exchange refused the order for good: `placing` → `rejected`.
+    Reject,
+    /// A transient exchange error: `placing` → `pending`, and the message comes back.
+    Release,
+    /// The alerter's lookup found that an attempt which timed out was placed after all:
+    /// `pending`/`placing` → `placed`.
+    PlaceByLookup,
+    /// Retries exhausted: `pending`/`placing` → `failed`.
+    Fail,
+    /// An admin retries a failed order: `failed` → `pending`.
+    Requeue,
+}
+
+impl Transition {
+    pub const ALL: [Transition; 7] = [
+        Self::Claim,
+        Self::Place,
+        Self::Reject,
+        Self::Release,
+        Self::PlaceByLookup,
+        Self::Fail,
+        Self::Requeue,
+    ];
+
+    /// The statuses this move starts from.
+    pub fn from(self) -> &'static [OrderStatus] {
+        use OrderStatus::*;
+        match self {
+            Self::Claim => &[Pending, Placing],
+            Self::Place | Self::Reject | Self::Release => &[Placing],
+            Self::PlaceByLookup | Self::Fail => &[Pending, Placing],
+            Self::Requeue => &[Failed],
+        }
+    }
+
+    /// The status this move ends in.
+    pub fn to(self) -> OrderStatus {
+        match self {
+            Self::Claim => OrderStatus::Placing,
+            Self::Place | Self::PlaceByLookup => OrderStatus::Placed,
+            Self::Reject => OrderStatus::Rejected,
+            Self::Release | Self::Requeue => OrderStatus::Pending,
+            Self::Fail => OrderStatus::Failed,
+        }
+    }
+
+    /// Whether this move leaves a leased status only once the lease has expired. The lease
+    /// holder's own moves need no such wait, nor does a lookup that found the order placed (the
+    /// exchange's word beats the lease); a claim or a failure must not take an order away from a
+    /// placer that may be talking to the exchange right now.
+    pub fn waits_for_expired_lease(self) -> bool {
+        matches!(self, Self::Claim | Self::Fail)
     }
 }
 
@@ -80,7 +147,8 @@ impl FromStr for OrderStatus {
             .into_iter()
             .find(|status| status.as_str() == s)
             .ok_or_else(|| {
-                format!("must be one of pending, placing, placed, rejected, failed; got `{s}`")
+                let names: Vec<&str> = Self::ALL.iter().map(|status| status.as_str()).collect();
+                format!("must be one of {}; got `{s}`", names.join(", "))
             })
     }
 }
@@ -88,6 +156,7 @@ impl FromStr for OrderStatus {
 #[cfg(test)]
 mod tests {
     use super::OrderStatus::{self, *};
+    use super::Transition;
 
     #[test]
     fn transition_table_matches_the_design() {
@@ -114,6 +183,67 @@ mod tests {
     }
 
     #[test]
+    fn every_move_of_the_design_has_its_actor() {
+        use Transition::*;
+        // (move, from, to, waits for an expired lease): the design's table, row by row.
+        let design: [(Transition, &[OrderStatus], OrderStatus, bool); 7] = [
+            (Claim, &[Pending, Placing], Placing, true),
+            (Place, &[Placing], Placed, false),
+            (Reject, &[Placing], Rejected, false),
+            (Release, &[Placing], Pending, false),
+            (PlaceByLookup, &[Pending, Placing], Placed, false),
+            (Fail, &[Pending, Placing], Failed, true),
+            (Requeue, &[Failed], Pending, false),
+        ];
+        for (transition, from, to, waits) in design {
+            assert_eq!(transition.from(), from, "{transition:?}");
+            assert_eq!(transition.to(), to, "{transition:?}");
+            assert_eq!(
+                transition.waits_for_expired_lease(),
+                waits,
+                "{transition:?}"
+            );
+        }
+        assert_eq!(Transition::ALL, design.map(|(transition, ..)| transition));
+    }
+
+    #[test]
+    fn all_lists_every_status_and_every_transition() {
+        // A new variant fails to compile in these matches: add it to the list beside them, and
+        // to `ALL`.
+        for status in [Pending, Placing, Placed, Rejected, Failed] {
+            match status {
+                Pending | Placing | Placed | Rejected | Failed => {
+                    assert!(OrderStatus::ALL.contains(&status), "{status}")
+                }
+            }
+        }
+        use Transition::*;
+        for transition in [Claim, Place, Reject, Release, PlaceByLookup, Fail, Requeue] {
+            match transition {
+                Claim | Place | Reject | Release | PlaceByLookup | Fail | Requeue => {
+                    assert!(Transition::ALL.contains(&transition), "{transition:?}")
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn only_placing_is_leased_and_only_moves_out_of_it_wait_for_the_lease() {
+        for status in OrderStatus::ALL {
+            assert_eq!(status.is_leased(), status == Placing, "{status}");
+        }
+        for transition in Transition::ALL {
+            if transition.waits_for_expired_lease() {
+                assert!(
+                    transition.from().iter().any(|s| s.is_leased()),
+                    "{transition:?} waits for a lease it never meets"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn placed_and_rejected_never_change() {
         for to in OrderStatus::ALL {
             assert!(!Placed.can_become(to));
@@ -122,10 +252,19 @@ mod tests {
     }
 
     #[test]
+    fn new_orders_start_pending_and_pending_is_not_final() {
+        assert_eq!(OrderStatus::INITIAL, Pending);
+        assert!(!OrderStatus::INITIAL.is_final());
+    }
+
+    #[test]
     fn statuses_round_trip_through_text() {
         for status in OrderStatus::ALL {
             assert_eq!(status.as_str().parse::<OrderStatus>().unwrap(), status);
         }
-        assert!("PLACED".parse::<OrderStatus>().is_err());
+        assert_eq!(
+            "PLACED".parse::<OrderStatus>().unwrap_err(),
+            "must be one of pending, placing, placed, rejected, failed; got `PLACED`"
+        );
     }
 }

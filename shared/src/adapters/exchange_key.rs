@@ -4,8 +4,8 @@
 
 use aws_sdk_secretsmanager::Client;
 
+use crate::adapters::http_exchange::ExchangeConfig;
 use crate::adapters::http_exchange::HttpExchange;
-use crate::config::ExchangeConfig;
 use crate::ports::BoxError;
 
 /// The exchange client for the functions.

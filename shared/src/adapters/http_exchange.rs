@@ -415,3 +415,29 @@ mod tests {
         assert!(!format!("{error} {error:?}").contains("key-zz9"));
     }
 }
+
+/// How to reach the exchange.
+#[derive(Clone)]
+pub struct ExchangeConfig {
+    pub base_url: String,
+    /// The API key itself (local runs); never printed.
+    pub api_key: Option<String>,
+    /// A Secrets Manager secret holding the API key (AWS); read at start-up.
+    pub api_key_secret_arn: Option<String>,
+    pub connect_timeout: Duration,
+    /// Bounds one placement call; the exchange takes ≈0.5 s, so this leaves room for its slow
+    /// moments while keeping the lease (and the visibility timeout) short.
+    pub request_timeout: Duration,
+}
+
+impl std::fmt::Debug for ExchangeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExchangeConfig")
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "***"))
+            .field("api_key_secret_arn", &self.api_key_secret_arn)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .finish()
+    }
+}

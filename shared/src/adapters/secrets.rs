@@ -90,12 +90,12 @@ pub(crate) fn field_or_bare(text: &str, field: &str) -> String {
 
 /// The key hasher from the configured pepper (read from Secrets Manager in AWS).
 pub async fn key_hasher(
-    source: &crate::config::PepperSource,
+    source: &PepperSource,
     sdk: &aws_config::SdkConfig,
 ) -> Result<crate::auth::KeyHasher, BoxError> {
     let pepper = match source {
-        crate::config::PepperSource::Value(value) => value.clone(),
-        crate::config::PepperSource::SecretArn(arn) => SecretReader::new(sdk).pepper(arn).await?,
+        PepperSource::Value(value) => value.clone(),
+        PepperSource::SecretArn(arn) => SecretReader::new(sdk).pepper(arn).await?,
     };
     Ok(crate::auth::KeyHasher::new(pepper.as_bytes())?)
 }
@@ -106,5 +106,23 @@ mod tests {
     fn the_pepper_is_read_bare_or_from_json() {
         assert_eq!(super::pepper_from_secret("abc\n"), "abc");
         assert_eq!(super::pepper_from_secret(r#"{"pepper":"p-1"}"#), "p-1");
+    }
+}
+
+/// Where the API key pepper (the HMAC key of the stored key hashes) comes from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum PepperSource {
+    /// The pepper itself (local runs and tests); never printed.
+    Value(String),
+    /// A Secrets Manager secret holding it (AWS); read once at cold start.
+    SecretArn(String),
+}
+
+impl std::fmt::Debug for PepperSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Value(_) => f.write_str("PepperSource::Value(***)"),
+            Self::SecretArn(arn) => write!(f, "PepperSource::SecretArn({arn})"),
+        }
     }
 }

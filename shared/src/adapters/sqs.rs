@@ -7,11 +7,9 @@ use aws_sdk_sqs::Client;
 /// Re-exported so binaries can create queues without their own SDK dependency.
 pub use aws_sdk_sqs::Client as SqsClient;
 use aws_sdk_sqs::config::retry::RetryConfig;
-use aws_sdk_sqs::config::timeout::TimeoutConfig;
 
 use crate::domain::Order;
-use crate::placement_message::PlacementMessage;
-use crate::ports::{BoxError, OrderQueue, QueueError, RetryScheduler};
+use crate::ports::{BoxError, OrderQueue, PlacementMessage, QueueError, RetryScheduler};
 
 /// Sends placement messages to the orders queue.
 #[derive(Clone, Debug)]
@@ -21,18 +19,12 @@ pub struct SqsOrderQueue {
 }
 
 impl SqsOrderQueue {
-    /// A client for the request path: one attempt bounded by `timeout`, because the sweeper is
-    /// the retry — an SDK retry storm would only make `POST /orders` slow when SQS is down.
-    pub fn for_requests(sdk: &aws_config::SdkConfig, queue_url: String, timeout: Duration) -> Self {
+    /// A client for the request path: one attempt, because the sweeper is the retry — an SDK
+    /// retry storm would only make `POST /orders` slow when SQS is down. The attempt's bound is
+    /// the caller's (`usecases::enqueue`), not the SDK's.
+    pub fn single_attempt(sdk: &aws_config::SdkConfig, queue_url: String) -> Self {
         let config = aws_sdk_sqs::config::Builder::from(sdk)
             .retry_config(RetryConfig::disabled())
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(timeout)
-                    .operation_attempt_timeout(timeout)
-                    .operation_timeout(timeout)
-                    .build(),
-            )
             .build();
         Self {
             client: Client::from_conf(config),
@@ -121,6 +113,9 @@ pub struct QueueTopology {
     pub max_receive_count: u32,
     /// Must exceed the placer's worst-case handling time (the design asks for 6 × its timeout).
     pub visibility_timeout_seconds: u32,
+    /// How soon a dead letter the alerter reported as failed comes back; `None` keeps SQS's
+    /// default (30 s). The tests shorten it so that they need not wait.
+    pub dead_letter_visibility_timeout_seconds: Option<u32>,
 }
 
 /// Creates both queues if missing (CreateQueue is idempotent for equal attributes) and wires the
@@ -131,10 +126,15 @@ pub async fn ensure_queues(
 ) -> Result<QueueUrls, aws_sdk_sqs::Error> {
     use aws_sdk_sqs::types::QueueAttributeName;
 
-    let dead_letters = client
+    let mut create_dead_letters = client
         .create_queue()
         .queue_name(&topology.dead_letters_name)
-        .attributes(QueueAttributeName::MessageRetentionPeriod, "1209600")
+        .attributes(QueueAttributeName::MessageRetentionPeriod, "1209600");
+    if let Some(seconds) = topology.dead_letter_visibility_timeout_seconds {
+        create_dead_letters = create_dead_letters
+            .attributes(QueueAttributeName::VisibilityTimeout, seconds.to_string());
+    }
+    let dead_letters = create_dead_letters
         .send()
         .await?
         .queue_url

@@ -1,13 +1,18 @@
 //! Postgres: the connection pool (credentials, TLS), the order store on top of it, and the API
-//! keys with the per-client limits.
+//! keys with the per-client limits. The order store is one type, `PostgresOrderStore`, in two
+//! modules: `orders` (the `OrderStore` port) and `lifecycle` (the `OrderLifecycle` port, whose
+//! statements `transitions` renders from the domain's state machine).
 
 mod access_control;
 mod connect;
+mod lifecycle;
 mod migrate;
-mod order_store;
+mod order_rows;
+mod orders;
 mod store_errors;
+mod transitions;
 
 pub use access_control::{OPEN_ORDERS_RETRY_AFTER, PostgresAccessControl, RATE_RETRY_AFTER};
 pub use connect::{DatabaseConfig, DatabaseCredentials, PoolError, TlsMode, build_pool};
 pub use migrate::{MigrationError, run_migrations, run_migrations_up_to};
-pub use order_store::PostgresOrderStore;
+pub use orders::PostgresOrderStore;

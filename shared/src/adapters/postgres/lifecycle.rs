@@ -1,0 +1,212 @@
+//! The order lifecycle on Postgres (the `OrderLifecycle` port): the placer's, the alerter's and
+//! the admin's status changes, each one conditional update with its `order_events` row, plus the
+//! audit-trail reads beside them (attempt times, failed orders). The statement of each move, and
+//! so its guard, comes from the domain's `Transition` table through `transitions`.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::tokio_postgres;
+
+use super::order_rows::{ORDER_COLUMNS, order_from_row};
+use super::orders::PostgresOrderStore;
+use super::store_errors::query_error;
+use super::transitions::transition_sql;
+use crate::domain::{Order, OrderId, Transition};
+use crate::ports::{ClaimOutcome, FailedOrder, OrderLifecycle, OrderStore, StoreError};
+
+impl PostgresOrderStore {
+    /// Makes one move of the domain's state machine: the order after it, or `None` when the order
+    /// was in no status the move starts from. `params` are `$1` (id), `$2` (reason) and `$3` (the
+    /// move's own column, see `transitions`).
+    async fn transition(
+        &self,
+        transition: Transition,
+        what: &'static str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Option<Order>, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&transition_sql(transition))
+            .await
+            .map_err(query_error(what))?;
+        let row = client
+            .query_opt(&statement, params)
+            .await
+            .map_err(query_error(what))?;
+        row.as_ref().map(order_from_row).transpose()
+    }
+}
+
+#[async_trait]
+impl OrderLifecycle for PostgresOrderStore {
+    async fn claim_for_placement(
+        &self,
+        id: OrderId,
+        lease: Duration,
+    ) -> Result<ClaimOutcome, StoreError> {
+        let claimed = self
+            .transition(
+                Transition::Claim,
+                "claim order",
+                &[
+                    &id.as_uuid(),
+                    &"claimed for placement",
+                    &lease.as_secs_f64(),
+                ],
+            )
+            .await?;
+        if let Some(order) = claimed {
+            return Ok(ClaimOutcome::Claimed(order));
+        }
+        Ok(match self.find_order(id).await? {
+            None => ClaimOutcome::Unknown,
+            Some(order) if order.status.is_final() => ClaimOutcome::AlreadyFinal(order.status),
+            // Still `placing` under a valid lease (or it just changed hands): try again later.
+            Some(_) => ClaimOutcome::LeasedElsewhere,
+        })
+    }
+
+    async fn record_placed(
+        &self,
+        id: OrderId,
+        exchange_order_id: &str,
+    ) -> Result<Option<Order>, StoreError> {
+        self.transition(
+            Transition::Place,
+            "record placed",
+            &[
+                &id.as_uuid(),
+                &"acknowledged by the exchange",
+                &exchange_order_id,
+            ],
+        )
+        .await
+    }
+
+    async fn record_rejected(
+        &self,
+        id: OrderId,
+        reason: &str,
+    ) -> Result<Option<Order>, StoreError> {
+        let event = format!("rejected by the exchange: {reason}");
+        self.transition(
+            Transition::Reject,
+            "record rejected",
+            &[&id.as_uuid(), &event, &reason],
+        )
+        .await
+    }
+
+    async fn release_for_retry(
+        &self,
+        id: OrderId,
+        error: &str,
+    ) -> Result<Option<Order>, StoreError> {
+        let event = format!("transient exchange error: {error}");
+        self.transition(
+            Transition::Release,
+            "release for retry",
+            &[&id.as_uuid(), &event, &error],
+        )
+        .await
+    }
+
+    async fn record_placed_by_lookup(
+        &self,
+        id: OrderId,
+        exchange_order_id: &str,
+    ) -> Result<Option<Order>, StoreError> {
+        self.transition(
+            Transition::PlaceByLookup,
+            "record placed by lookup",
+            &[
+                &id.as_uuid(),
+                &"found placed by an exchange lookup after retries ran out",
+                &exchange_order_id,
+            ],
+        )
+        .await
+    }
+
+    async fn mark_failed(&self, id: OrderId, reason: &str) -> Result<Option<Order>, StoreError> {
+        // Never under a placer's valid lease (`Transition::Fail` waits for it to expire): its
+        // placement may be acknowledged any moment.
+        self.transition(
+            Transition::Fail,
+            "mark failed",
+            &[&id.as_uuid(), &reason, &reason],
+        )
+        .await
+    }
+
+    async fn mark_alerted(&self, id: OrderId) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "UPDATE orders SET alerted_at = now(), updated_at = now() WHERE id = $1",
+                &[&id.as_uuid()],
+            )
+            .await
+            .map_err(query_error("mark alerted"))?;
+        Ok(())
+    }
+
+    async fn requeue_failed(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
+        self.transition(
+            Transition::Requeue,
+            "requeue failed",
+            &[&id.as_uuid(), &"admin retry"],
+        )
+        .await
+    }
+
+    async fn attempt_times(
+        &self,
+        id: OrderId,
+    ) -> Result<(Option<time::OffsetDateTime>, Option<time::OffsetDateTime>), StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT min(created_at), max(created_at) FROM order_events \
+                 WHERE order_id = $1 AND to_status = 'placing'",
+                &[&id.as_uuid()],
+            )
+            .await
+            .map_err(query_error("attempt times"))?;
+        Ok((row.get(0), row.get(1)))
+    }
+
+    async fn list_failed(
+        &self,
+        since: Option<time::OffsetDateTime>,
+        limit: u32,
+    ) -> Result<Vec<FailedOrder>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {ORDER_COLUMNS}, \
+                       (SELECT max(created_at) FROM order_events e \
+                        WHERE e.order_id = orders.id AND e.to_status = 'failed') AS failed_at \
+                     FROM orders \
+                     WHERE status = 'failed' AND ($1::timestamptz IS NULL OR updated_at >= $1) \
+                     ORDER BY updated_at LIMIT $2"
+                ),
+                &[&since, &i64::from(limit)],
+            )
+            .await
+            .map_err(query_error("list failed orders"))?;
+        rows.iter()
+            .map(|row| {
+                let order = order_from_row(row)?;
+                let failed_at: Option<time::OffsetDateTime> = row.get("failed_at");
+                Ok(FailedOrder {
+                    failed_at: failed_at.unwrap_or(order.created_at),
+                    alerted_at: order.alerted_at,
+                    order,
+                })
+            })
+            .collect()
+    }
+}

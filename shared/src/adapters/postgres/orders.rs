@@ -1,0 +1,260 @@
+//! The orders themselves on Postgres (the `OrderStore` port): create with idempotency, find,
+//! list, the sweeper's claim of orders never enqueued, the enqueued mark and the health ping.
+//! Status changes live in `lifecycle`; both are methods of the one `PostgresOrderStore`.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Pool, tokio_postgres};
+
+use super::order_rows::{ORDER_COLUMNS, order_from_row};
+use super::store_errors::{checkout, query_error};
+use crate::domain::{ClientId, IdempotencyKey, NewOrder, Order, OrderId, OrderStatus};
+use crate::ports::{CreateOutcome, ListFilter, OrderPage, OrderStore, StoreError};
+
+/// The order store; cheap to clone (the pool is reference-counted).
+#[derive(Clone)]
+pub struct PostgresOrderStore {
+    pool: Pool,
+}
+
+impl PostgresOrderStore {
+    pub fn new(pool: Pool) -> Self {
+        Self { pool }
+    }
+
+    /// Builds the pool from configuration, reading the database secret when there is one.
+    pub async fn connect(
+        config: &super::DatabaseConfig,
+        sdk: &aws_config::SdkConfig,
+    ) -> Result<Self, super::PoolError> {
+        let secrets = match config.credentials {
+            super::DatabaseCredentials::Secret { .. } => {
+                Some(crate::adapters::secrets::SecretReader::new(sdk))
+            }
+            super::DatabaseCredentials::Url(_) => None,
+        };
+        Ok(Self::new(super::build_pool(config, secrets).await?))
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// A pooled connection, or `Unavailable` (shared with the lifecycle transitions).
+    pub(super) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        checkout(&self.pool).await
+    }
+}
+
+#[async_trait]
+impl OrderStore for PostgresOrderStore {
+    async fn create_order(
+        &self,
+        owner: &ClientId,
+        order: &NewOrder,
+        idempotency_key: Option<&IdempotencyKey>,
+    ) -> Result<CreateOutcome, StoreError> {
+        let client = self.client().await?;
+        let insert = client
+            .prepare_cached(&format!(
+                "WITH inserted AS ( \
+                   INSERT INTO orders (id, order_type, side, instrument, limit_price, quantity, \
+                                       idempotency_key, request_fingerprint, client_id) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                   ON CONFLICT (client_id, idempotency_key) DO NOTHING \
+                   RETURNING {ORDER_COLUMNS} \
+                 ), event AS ( \
+                   INSERT INTO order_events (order_id, from_status, to_status, reason, attempt) \
+                   SELECT id, NULL, '{initial}', 'order accepted', 0 FROM inserted \
+                 ) \
+                 SELECT {ORDER_COLUMNS} FROM inserted",
+                initial = OrderStatus::INITIAL,
+            ))
+            .await
+            .map_err(query_error("prepare insert order"))?;
+        let fingerprint = order.fingerprint();
+        let key = idempotency_key.map(IdempotencyKey::as_str);
+        let price = order.limit_price().map(|p| p.as_decimal());
+        // Two rounds at most: if the key's first owner rolled back between our conflicting
+        // insert and our read, the second insert wins the key.
+        for _ in 0..2 {
+            let id = OrderId::generate();
+            let rows = client
+                .query(
+                    &insert,
+                    &[
+                        &id.as_uuid(),
+                        &order.order_type().as_str(),
+                        &order.side().as_str(),
+                        &order.instrument().as_str(),
+                        &price,
+                        &order.quantity().get(),
+                        &key,
+                        &fingerprint,
+                        &owner.as_str(),
+                    ],
+                )
+                .await
+                .map_err(query_error("insert order"))?;
+            if let Some(row) = rows.first() {
+                return Ok(CreateOutcome::Created(order_from_row(row)?));
+            }
+            let existing = client
+                .query_opt(
+                    &format!(
+                        "SELECT {ORDER_COLUMNS}, request_fingerprint FROM orders \
+                         WHERE client_id = $1 AND idempotency_key = $2"
+                    ),
+                    &[&owner.as_str(), &key],
+                )
+                .await
+                .map_err(query_error("find order by idempotency key"))?;
+            if let Some(row) = existing {
+                let stored: String = row.get("request_fingerprint");
+                return Ok(if stored == fingerprint {
+                    CreateOutcome::Replayed(order_from_row(&row)?)
+                } else {
+                    CreateOutcome::KeyReused
+                });
+            }
+        }
+        Err(StoreError::Query {
+            what: "insert order",
+            source: "idempotency key conflict without an owning order".into(),
+        })
+    }
+
+    async fn mark_enqueued(&self, id: OrderId) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        // One simple-query round trip, run as one implicit transaction; `SET LOCAL` makes only
+        // this commit skip the fsync wait (a lost mark costs one duplicate message, no order).
+        client
+            .batch_execute(&format!(
+                "SET LOCAL synchronous_commit = off; \
+                 UPDATE orders SET enqueued_at = now(), updated_at = now() \
+                 WHERE id = '{}' AND enqueued_at IS NULL",
+                id.as_uuid()
+            ))
+            .await
+            .map_err(query_error("mark order enqueued"))
+    }
+
+    async fn find_order(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"))
+            .await
+            .map_err(query_error("prepare find order"))?;
+        let row = client
+            .query_opt(&statement, &[&id.as_uuid()])
+            .await
+            .map_err(query_error("find order"))?;
+        row.as_ref().map(order_from_row).transpose()
+    }
+
+    async fn find_client_order(
+        &self,
+        owner: &ClientId,
+        id: OrderId,
+    ) -> Result<Option<Order>, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&format!(
+                "SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1 AND client_id = $2"
+            ))
+            .await
+            .map_err(query_error("prepare find client order"))?;
+        let row = client
+            .query_opt(&statement, &[&id.as_uuid(), &owner.as_str()])
+            .await
+            .map_err(query_error("find client order"))?;
+        row.as_ref().map(order_from_row).transpose()
+    }
+
+    async fn list_orders(&self, filter: &ListFilter) -> Result<OrderPage, StoreError> {
+        let client = self.client().await?;
+        // One statement per filter combination, so each gets a plan that uses its index.
+        let owner = filter.client.as_str();
+        let mut conditions = vec!["client_id = $2".to_owned()];
+        let status = filter.status.map(OrderStatus::as_str);
+        let before = filter.before.map(|id| id.as_uuid());
+        let fetch = i64::from(filter.limit) + 1;
+        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&fetch, &owner];
+        if let Some(status) = &status {
+            params.push(status);
+            conditions.push(format!("status = ${}", params.len()));
+        }
+        if let Some(before) = &before {
+            params.push(before);
+            conditions.push(format!("id < ${}", params.len()));
+        }
+        let where_clause = format!("WHERE {}", conditions.join(" AND "));
+        let statement = client
+            .prepare_cached(&format!(
+                "SELECT {ORDER_COLUMNS} FROM orders {where_clause} ORDER BY id DESC LIMIT $1"
+            ))
+            .await
+            .map_err(query_error("prepare list orders"))?;
+        let rows = client
+            .query(&statement, &params)
+            .await
+            .map_err(query_error("list orders"))?;
+        let orders = rows
+            .iter()
+            .map(order_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(OrderPage::from_one_extra(orders, filter.limit))
+    }
+
+    async fn claim_unenqueued(
+        &self,
+        grace: Duration,
+        claim_for: Duration,
+        limit: u32,
+    ) -> Result<Vec<Order>, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&format!(
+                "UPDATE orders SET sweep_claimed_until = now() + make_interval(secs => $2), \
+                                   updated_at = now() \
+                 WHERE id IN ( \
+                   SELECT id FROM orders \
+                   WHERE status = 'pending' AND enqueued_at IS NULL \
+                     AND created_at < now() - make_interval(secs => $1) \
+                     AND (sweep_claimed_until IS NULL OR sweep_claimed_until < now()) \
+                   ORDER BY created_at \
+                   LIMIT $3 \
+                   FOR UPDATE SKIP LOCKED) \
+                 RETURNING {ORDER_COLUMNS}"
+            ))
+            .await
+            .map_err(query_error("prepare claim unenqueued orders"))?;
+        let rows = client
+            .query(
+                &statement,
+                &[
+                    &grace.as_secs_f64(),
+                    &claim_for.as_secs_f64(),
+                    &i64::from(limit),
+                ],
+            )
+            .await
+            .map_err(query_error("claim unenqueued orders"))?;
+        let mut orders = rows
+            .iter()
+            .map(order_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        orders.sort_by_key(|o| o.id);
+        Ok(orders)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .simple_query("SELECT 1")
+            .await
+            .map_err(query_error("ping"))?;
+        Ok(())
+    }
+}

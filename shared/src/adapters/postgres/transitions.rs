@@ -1,0 +1,340 @@
+//! The domain's state machine as SQL. Each [`Transition`] of the domain becomes one conditional
+//! update whose guard (`WHERE status …`) and target status are rendered from the domain's table,
+//! so the store cannot allow a move the domain lacks, nor lack one the domain has (the `match`
+//! below stops the build until a new move says what it writes). What stays here by hand is only
+//! what a move records besides its status.
+
+use crate::domain::{OrderStatus, Transition};
+
+use super::order_rows::ORDER_COLUMNS;
+
+/// The statement of one move with its audit row, atomic: lock the row if it is in a status the
+/// move starts from, update it, append the event. `$1` is the order id, `$2` the event's reason;
+/// the move's own columns use `$3` onwards.
+pub(super) fn transition_sql(transition: Transition) -> String {
+    let allowed = guard(transition);
+    let to = sql_literal(transition.to());
+    let extra_set = records(transition);
+    format!(
+        "WITH prev AS ( \
+           SELECT id, status AS from_status FROM orders WHERE id = $1 AND ({allowed}) FOR UPDATE \
+         ), upd AS ( \
+           UPDATE orders o SET status = {to}, updated_at = now() {extra_set} \
+           FROM prev WHERE o.id = prev.id \
+           RETURNING o.*, prev.from_status \
+         ), event AS ( \
+           INSERT INTO order_events (order_id, from_status, to_status, reason, attempt) \
+           SELECT id, from_status, status, $2, attempts FROM upd \
+         ) \
+         SELECT {ORDER_COLUMNS} FROM upd"
+    )
+}
+
+/// What a move writes besides the status (`$3` is its one parameter, if any).
+fn records(transition: Transition) -> &'static str {
+    match transition {
+        // $3: the lease in seconds.
+        Transition::Claim => {
+            ", attempts = o.attempts + 1, lease_expires_at = now() + make_interval(secs => $3)"
+        }
+        // $3: the exchange's order id.
+        Transition::Place | Transition::PlaceByLookup => {
+            ", exchange_order_id = $3, placed_at = now(), lease_expires_at = NULL"
+        }
+        // $3: the exchange's refusal or the transient error.
+        Transition::Reject | Transition::Release => ", last_error = $3, lease_expires_at = NULL",
+        // $3: the reason, kept only when no exchange error came before it.
+        Transition::Fail => ", lease_expires_at = NULL, last_error = COALESCE(o.last_error, $3)",
+        Transition::Requeue => {
+            ", enqueued_at = NULL, alerted_at = NULL, sweep_claimed_until = NULL, \
+               lease_expires_at = NULL"
+        }
+    }
+}
+
+/// The statuses a move starts from as a condition: `status = 'a'` or `status IN ('a', 'b')`, and
+/// a leased status only with its lease expired when the move waits for that.
+fn guard(transition: Transition) -> String {
+    let (after_lease, any_time): (Vec<OrderStatus>, Vec<OrderStatus>) = transition
+        .from()
+        .iter()
+        .partition(|status| status.is_leased() && transition.waits_for_expired_lease());
+    let mut conditions = Vec::new();
+    match any_time.as_slice() {
+        [] => {}
+        [status] => conditions.push(format!("status = {}", sql_literal(*status))),
+        statuses => conditions.push(format!("status IN ({})", sql_list(statuses))),
+    }
+    for status in after_lease {
+        conditions.push(format!(
+            "(status = {} AND lease_expires_at < now())",
+            sql_literal(status)
+        ));
+    }
+    conditions.join(" OR ")
+}
+
+/// A status as an SQL string literal; status names are lower-case words (a test checks), so
+/// quoting needs no escaping.
+fn sql_literal(status: OrderStatus) -> String {
+    format!("'{}'", status.as_str())
+}
+
+/// Statuses as the list of an SQL `IN (…)`.
+fn sql_list(statuses: &[OrderStatus]) -> String {
+    statuses
+        .iter()
+        .map(|status| sql_literal(*status))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+
+    /// Text as the tests compare SQL: lower case, every run of white space one blank.
+    fn normalized(text: &str) -> String {
+        text.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase()
+    }
+
+    /// The quoted words of `text`, in order.
+    fn quoted(text: &str) -> Vec<&str> {
+        text.split('\'').skip(1).step_by(2).collect()
+    }
+
+    /// The status names a guard mentions, and those it mentions only with an expired lease.
+    fn parse_guard(guard: &str) -> (BTreeSet<String>, BTreeSet<String>) {
+        let mut all = BTreeSet::new();
+        let mut after_lease = BTreeSet::new();
+        for condition in guard.split(" OR ") {
+            let names = quoted(condition);
+            if condition.contains("lease_expires_at < now()") {
+                assert_eq!(names.len(), 1, "{condition}");
+                after_lease.insert(names[0].to_owned());
+            }
+            all.extend(names.into_iter().map(str::to_owned));
+        }
+        (all, after_lease)
+    }
+
+    fn names(statuses: impl IntoIterator<Item = OrderStatus>) -> BTreeSet<String> {
+        statuses
+            .into_iter()
+            .map(|s| s.as_str().to_owned())
+            .collect()
+    }
+
+    fn shared_dir() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    }
+
+    /// Every `.rs` file under `dir`, with its text.
+    fn rust_sources(dir: &Path) -> Vec<(PathBuf, String)> {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).expect("read source dir") {
+            let path = entry.expect("dir entry").path();
+            if path.is_dir() {
+                files.extend(rust_sources(&path));
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).expect("read source");
+                files.push((path, text));
+            }
+        }
+        files
+    }
+
+    /// The migrations' SQL in version order (`V<n>__name.sql`).
+    fn migrations() -> Vec<(String, String)> {
+        let dir = shared_dir().join("../migrations");
+        let mut files: Vec<(u32, String, String)> = std::fs::read_dir(&dir)
+            .expect("read migrations")
+            .map(|entry| entry.expect("dir entry").path())
+            .filter(|path| path.extension().is_some_and(|e| e == "sql"))
+            .map(|path| {
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                let version = name[1..name.find("__").expect("V<n>__name.sql")]
+                    .parse()
+                    .expect("migration version");
+                (
+                    version,
+                    name,
+                    std::fs::read_to_string(&path).expect("read migration"),
+                )
+            })
+            .collect();
+        files.sort();
+        assert!(!files.is_empty(), "no migrations in {}", dir.display());
+        files
+            .into_iter()
+            .map(|(_, name, sql)| (name, sql))
+            .collect()
+    }
+
+    #[test]
+    fn every_guard_and_target_is_the_domains_table() {
+        let mut store_pairs = BTreeSet::new();
+        for transition in Transition::ALL {
+            assert!(
+                !transition.from().is_empty(),
+                "{transition:?} starts nowhere"
+            );
+            let (from, after_lease) = parse_guard(&guard(transition));
+            assert_eq!(
+                from,
+                names(transition.from().iter().copied()),
+                "{transition:?}"
+            );
+            let waiting = transition
+                .from()
+                .iter()
+                .copied()
+                .filter(|s| s.is_leased() && transition.waits_for_expired_lease());
+            assert_eq!(after_lease, names(waiting), "{transition:?}");
+
+            let sql = transition_sql(transition);
+            let target = format!("SET status = '{}',", transition.to());
+            assert_eq!(sql.matches("SET status").count(), 1, "{sql}");
+            assert!(sql.contains(&target), "{transition:?}: {sql}");
+            assert!(sql.contains(&format!("AND ({}) FOR UPDATE", guard(transition))));
+            assert!(
+                !records(transition).to_lowercase().contains("status"),
+                "{transition:?} writes a status beside its target"
+            );
+
+            for from in from {
+                let from: OrderStatus = from.parse().expect("a domain status");
+                if from != transition.to() {
+                    store_pairs.insert((from.as_str(), transition.to().as_str()));
+                }
+            }
+        }
+        // Both ways: every status change the statements make is one the domain allows, and
+        // every one the domain allows has a statement.
+        let mut domain_pairs = BTreeSet::new();
+        for from in OrderStatus::ALL {
+            for to in OrderStatus::ALL {
+                if from.can_become(to) {
+                    domain_pairs.insert((from.as_str(), to.as_str()));
+                }
+            }
+        }
+        assert_eq!(store_pairs, domain_pairs);
+    }
+
+    #[test]
+    fn status_names_need_no_sql_escaping() {
+        for status in OrderStatus::ALL {
+            assert!(
+                status.as_str().chars().all(|c| c.is_ascii_lowercase()),
+                "{status}"
+            );
+        }
+    }
+
+    /// A status set anywhere but in `transition_sql` would be a move the domain does not know.
+    #[test]
+    fn only_the_transition_statement_sets_a_status() {
+        for (path, text) in rust_sources(&shared_dir().join("src")) {
+            if path.ends_with("adapters/postgres/transitions.rs") {
+                continue;
+            }
+            let text = normalized(&text);
+            assert!(
+                !text.contains("set status") && !text.contains(", status ="),
+                "{} writes orders.status outside transition_sql",
+                path.display()
+            );
+        }
+    }
+
+    #[test]
+    fn the_schema_allows_exactly_the_domains_statuses() {
+        // The last CHECK on the status column in version order is the one in force.
+        let mut check = None;
+        let mut default = None;
+        for (name, sql) in migrations() {
+            let sql = normalized(&sql);
+            for (i, _) in sql.match_indices("check (status in (") {
+                let list = &sql[i..];
+                let list = &list[..list.find("))").expect("closed CHECK list")];
+                check = Some((name.clone(), quoted(list).join(", ")));
+            }
+            if let Some(i) = sql.find("status text not null default '") {
+                default = quoted(&sql[i..]).first().map(|s| s.to_string());
+            }
+        }
+        let (name, check) = check.expect("a CHECK (status IN (…)) on orders.status");
+        let domain: Vec<&str> = OrderStatus::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(check, domain.join(", "), "CHECK of {name}");
+        assert_eq!(default.as_deref(), Some(OrderStatus::INITIAL.as_str()));
+    }
+
+    /// The hand-written SQL: the other Postgres adapter modules and the migrations (this
+    /// module's statements are generated, and its tests quote patterns).
+    fn hand_written_sql() -> Vec<(String, String)> {
+        let mut texts: Vec<(String, String)> =
+            rust_sources(&shared_dir().join("src/adapters/postgres"))
+                .into_iter()
+                .filter(|(path, _)| !path.ends_with("transitions.rs"))
+                .map(|(path, text)| (path.display().to_string(), normalized(&text)))
+                .collect();
+        texts.extend(
+            migrations()
+                .into_iter()
+                .map(|(name, sql)| (name, normalized(&sql))),
+        );
+        texts
+    }
+
+    /// The quoted words compared with a status column (`status = 'x'`, `status in ('x', …)`).
+    fn status_literals(text: &str) -> Vec<&str> {
+        let mut words = Vec::new();
+        for (i, _) in text.match_indices("status = '") {
+            let rest = &text[i + "status = ".len()..];
+            words.extend(quoted(rest).first());
+        }
+        for (i, _) in text.match_indices("status in (") {
+            let rest = &text[i + "status in (".len()..];
+            words.extend(quoted(&rest[..rest.find(')').expect("closed IN list")]));
+        }
+        words
+    }
+
+    #[test]
+    fn every_status_written_in_sql_is_a_domain_status() {
+        let mut seen = 0;
+        for (name, text) in hand_written_sql() {
+            for word in status_literals(&text) {
+                assert!(
+                    word.parse::<OrderStatus>().is_ok(),
+                    "{name}: `{word}` is no order status"
+                );
+                seen += 1;
+            }
+        }
+        assert!(seen > 0, "the scan found no status in any SQL");
+    }
+
+    /// The access control counts a client's open orders with a partial index of V3; both must
+    /// mean "not final" as the domain does.
+    #[test]
+    fn open_orders_are_the_statuses_that_are_not_final() {
+        let open: Vec<OrderStatus> = OrderStatus::ALL
+            .into_iter()
+            .filter(|s| !s.is_final())
+            .collect();
+        let open = format!("status in ({})", sql_list(&open));
+        for (name, text) in hand_written_sql() {
+            if name.ends_with("access_control.rs") || text.contains("orders_open_by_client_idx") {
+                assert!(text.contains(&open), "{name}: open orders are not `{open}`");
+            }
+        }
+    }
+}

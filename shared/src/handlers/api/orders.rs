@@ -1,0 +1,309 @@
+//! `/orders`: accept an order (store, then enqueue), read one, list them.
+
+use std::collections::HashMap;
+
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use serde_json::Value;
+use tracing::Instrument;
+
+use super::order_views::{OrderList, OrderView};
+use super::{ApiContext, ApiError, Caller, MAX_BODY_BYTES};
+use crate::domain::{
+    ClientId, FieldError, IdempotencyKey, NewOrder, OrderId, OrderRejection, OrderStatus,
+};
+use crate::ports::{CreateOutcome, ListFilter};
+use crate::telemetry::error_chain;
+use crate::usecases::enqueue::send_for_placement;
+
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+const DEFAULT_PAGE: u32 = 20;
+const MAX_PAGE: u32 = 100;
+
+pub(super) fn router() -> Router<ApiContext> {
+    Router::new()
+        .route("/orders", get(list_orders).post(create_order))
+        .route("/orders/{id}", get(get_order))
+}
+
+/// Accepts an order. `201` means it is committed and its placement guaranteed.
+#[utoipa::path(
+    post,
+    tag = "orders",
+    path = "/orders",
+    request_body(content = super::order_views::OrderRequestSchema, content_type = "application/json"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "At most 100 characters; a retry with the same key and order returns the original order")),
+    responses(
+        (status = 201, description = "Stored; placement guaranteed", body = OrderView,
+         headers(("Location" = String, description = "URL of the order"))),
+        (status = 400, description = "Body is not JSON or not an object", body = super::error::ErrorBody),
+        (status = 413, description = "Body larger than 16 KiB", body = super::error::ErrorBody),
+        (status = 415, description = "Content-Type is not application/json", body = super::error::ErrorBody),
+        (status = 422, description = "Invalid order, or idempotency key reused with another order", body = super::error::ErrorBody),
+        (status = 401, description = "Missing, malformed, unknown or revoked API key", body = super::error::ErrorBody,
+         headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 429, description = "Over the client's request rate or open-order limit", body = super::error::ErrorBody,
+         headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+        (status = 500, description = "Nothing was stored", body = super::error::ErrorBody),
+    )
+)]
+pub(super) async fn create_order(
+    State(context): State<ApiContext>,
+    Extension(Caller(client)): Extension<Caller>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let json = read_json_body(&headers, body).await?;
+    let key = idempotency_key(&headers);
+    let order = NewOrder::parse_json(&json);
+    let order = match (order, key) {
+        (Ok(order), Ok(key)) => (order, key),
+        (Err(OrderRejection::NotAnObject), _) => return Err(ApiError::NotAnObject),
+        (order, key) => {
+            let mut errors = match order {
+                Err(OrderRejection::Invalid(errors)) => errors,
+                _ => Vec::new(),
+            };
+            errors.extend(key.err());
+            return Err(ApiError::invalid(errors));
+        }
+    };
+    let (order, key) = order;
+
+    let (stored, replayed) = match context
+        .store
+        .create_order(&client, &order, key.as_ref())
+        .await?
+    {
+        CreateOutcome::Created(stored) => {
+            crate::telemetry::metrics::order_accepted();
+            (stored, false)
+        }
+        CreateOutcome::Replayed(stored) => (stored, true),
+        CreateOutcome::KeyReused => {
+            return Err(ApiError::Unprocessable {
+                message: "Idempotency-Key was already used with a different order".into(),
+                errors: vec![FieldError::new(
+                    "Idempotency-Key",
+                    "was already used with a different order",
+                )],
+            });
+        }
+    };
+
+    let span = tracing::info_span!("order", order_id = %stored.id);
+    async {
+        if replayed {
+            tracing::info!("idempotent replay; returning the original order");
+            return;
+        }
+        // The commit above is the point of no return. The send below is one bounded attempt:
+        // if it fails the order stays unmarked and the sweeper sends it.
+        let sent = send_for_placement(
+            context.store.as_ref(),
+            context.queue.as_ref(),
+            &stored,
+            context.enqueue_timeout,
+        )
+        .await;
+        match sent {
+            Ok(()) => tracing::info!("order accepted and enqueued"),
+            Err(error) => tracing::warn!(
+                error = %error_chain(&error),
+                "order accepted; not enqueued, the sweeper will send it"
+            ),
+        }
+    }
+    .instrument(span)
+    .await;
+
+    let location = HeaderValue::from_str(&format!("/orders/{}", stored.id))
+        .expect("a UUID path is a valid header value");
+    let mut response = (
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(OrderView::from(&stored)),
+    )
+        .into_response();
+    if replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// Reads the body as JSON: 415 unless declared JSON, 413 past the limit, 400 unless valid JSON.
+async fn read_json_body(headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
+        return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
+    }
+    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge(MAX_BODY_BYTES))?;
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, FieldError> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let text = value.to_str().map_err(|_| {
+        FieldError::new(
+            "Idempotency-Key",
+            "must contain printable ASCII characters only",
+        )
+    })?;
+    IdempotencyKey::parse(text)
+        .map(Some)
+        .map_err(|message| FieldError::new("Idempotency-Key", message))
+}
+
+/// One order with its placement progress.
+#[utoipa::path(
+    get,
+    tag = "orders",
+    path = "/orders/{id}",
+    params(("id" = String, Path, description = "Order id (UUID)")),
+    responses(
+        (status = 200, description = "The order", body = OrderView),
+        (status = 404, description = "No such order, or another client's", body = super::error::ErrorBody),
+        (status = 401, description = "Missing, malformed, unknown or revoked API key", body = super::error::ErrorBody,
+         headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 429, description = "Over the client's request rate or open-order limit", body = super::error::ErrorBody,
+         headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+        (status = 500, description = "Internal error", body = super::error::ErrorBody),
+    )
+)]
+pub(super) async fn get_order(
+    State(context): State<ApiContext>,
+    Extension(Caller(client)): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<OrderView>, ApiError> {
+    const NOT_FOUND: ApiError = ApiError::NotFound("Order not found");
+    let id: OrderId = id.parse().map_err(|_| NOT_FOUND)?;
+    let order = context
+        .store
+        .find_client_order(&client, id)
+        .await?
+        .ok_or(NOT_FOUND)?;
+    Ok(Json(OrderView::from(&order)))
+}
+
+/// Orders, newest first, a page at a time.
+#[utoipa::path(
+    get,
+    tag = "orders",
+    path = "/orders",
+    params(
+        ("status" = Option<OrderStatus>, Query, description = "Only orders in this status"),
+        ("limit" = Option<u32>, Query, description = "Page size, 1 to 100 (default 20)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page of orders", body = OrderList),
+        (status = 422, description = "Invalid query parameter", body = super::error::ErrorBody),
+        (status = 401, description = "Missing, malformed, unknown or revoked API key", body = super::error::ErrorBody,
+         headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 429, description = "Over the client's request rate or open-order limit", body = super::error::ErrorBody,
+         headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+        (status = 500, description = "Internal error", body = super::error::ErrorBody),
+    )
+)]
+pub(super) async fn list_orders(
+    State(context): State<ApiContext>,
+    Extension(Caller(client)): Extension<Caller>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Json<OrderList>, ApiError> {
+    let Query(params) = query.map_err(|e| ApiError::Unprocessable {
+        message: "Invalid query string".into(),
+        errors: vec![FieldError::new("query", e.body_text())],
+    })?;
+    let filter = list_filter(client, &params).map_err(|errors| ApiError::Unprocessable {
+        message: "Invalid query parameters".into(),
+        errors,
+    })?;
+    let page = context.store.list_orders(&filter).await?;
+    Ok(Json(OrderList {
+        orders: page.orders.iter().map(OrderView::from).collect(),
+        next_cursor: page.next_cursor.map(|id| id.to_string()),
+    }))
+}
+
+fn list_filter(
+    client: ClientId,
+    params: &HashMap<String, String>,
+) -> Result<ListFilter, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let mut unknown: Vec<&String> = params
+        .keys()
+        .filter(|k| !["status", "limit", "cursor"].contains(&k.as_str()))
+        .collect();
+    unknown.sort();
+    for key in unknown {
+        errors.push(FieldError::new(
+            key.as_str(),
+            format!("Unknown query parameter `{key}`"),
+        ));
+    }
+    let status = match params.get("status").map(|s| s.parse::<OrderStatus>()) {
+        None => None,
+        Some(Ok(status)) => Some(status),
+        Some(Err(message)) => {
+            errors.push(FieldError::new(
+                "status",
+                format!("Parameter `status` {message}"),
+            ));
+            None
+        }
+    };
+    let limit = match params.get("limit").map(|s| s.parse::<u32>()) {
+        None => DEFAULT_PAGE,
+        Some(Ok(limit)) if (1..=MAX_PAGE).contains(&limit) => limit,
+        Some(_) => {
+            errors.push(FieldError::new(
+                "limit",
+                format!("Parameter `limit` must be an integer from 1 to {MAX_PAGE}"),
+            ));
+            DEFAULT_PAGE
+        }
+    };
+    let before = match params.get("cursor").map(|s| s.parse::<OrderId>()) {
+        None => None,
+        Some(Ok(id)) => Some(id),
+        Some(Err(_)) => {
+            errors.push(FieldError::new(
+                "cursor",
+                "Parameter `cursor` must be a `next_cursor` value from a previous page",
+            ));
+            None
+        }
+    };
+    if errors.is_empty() {
+        Ok(ListFilter {
+            client,
+            status,
+            before,
+            limit,
+        })
+    } else {
+        Err(errors)
+    }
+}

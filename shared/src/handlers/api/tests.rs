@@ -1,0 +1,569 @@
+//! The whole router in process, on fakes: every route's answers, the store and the queue behind
+//! them. (The same routes against Postgres and SQS are tested in `tests/api`.)
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode, header};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use super::{ApiContext, INTERNAL_ERROR_MESSAGE, router};
+use crate::auth::ApiKey;
+use crate::domain::{Order, OrderStatus};
+use crate::fakes::{FakeAccess, FakeOrderStore, FakeQueue, QueueBehaviour, client, market_order};
+use crate::ports::{Admission, OrderLifecycle, RequestKind};
+
+const LIMIT_ORDER: &str = r#"{"type":"limit","side":"buy","instrument":"US0378331005","limit_price":"120.5","quantity":10}"#;
+const ENQUEUE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The api on fakes, with one client (`acme`) and its key.
+struct Api {
+    store: Arc<FakeOrderStore>,
+    queue: Arc<FakeQueue>,
+    access: Arc<FakeAccess>,
+    key: ApiKey,
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    text: String,
+    json: Value,
+}
+
+impl Api {
+    fn new() -> Self {
+        let key = ApiKey::generate().unwrap();
+        Self {
+            store: Arc::new(FakeOrderStore::new()),
+            queue: Arc::new(FakeQueue::new()),
+            access: Arc::new(FakeAccess::admitting(&key, &client("acme"))),
+            key,
+        }
+    }
+
+    fn with_access(access: FakeAccess) -> Self {
+        Self {
+            access: Arc::new(access),
+            ..Self::new()
+        }
+    }
+
+    fn bearer(&self) -> String {
+        format!("Bearer {}", self.key.expose())
+    }
+
+    /// Sends the request exactly as given.
+    async fn send(&self, request: Request<Body>) -> Answer {
+        let api = router(ApiContext {
+            store: self.store.clone(),
+            queue: self.queue.clone(),
+            access: self.access.clone(),
+            enqueue_timeout: ENQUEUE_TIMEOUT,
+        });
+        let response = api
+            .oneshot(request)
+            .await
+            .expect("the router is infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let text = String::from_utf8(bytes.to_vec()).unwrap();
+        let json = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("every body is JSON, got {status}: {text}"));
+        Answer {
+            status,
+            headers,
+            text,
+            json,
+        }
+    }
+
+    async fn post(&self, body: &str, idempotency_key: Option<&str>) -> Answer {
+        let mut request = Request::post("/orders")
+            .header(header::AUTHORIZATION, self.bearer())
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(key) = idempotency_key {
+            request = request.header("idempotency-key", key);
+        }
+        self.send(request.body(Body::from(body.to_owned())).unwrap())
+            .await
+    }
+
+    async fn get(&self, uri: &str) -> Answer {
+        self.send(
+            Request::get(uri)
+                .header(header::AUTHORIZATION, self.bearer())
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// A stored order of `acme`'s.
+    fn order(&self, quantity: i64) -> Order {
+        self.store.seed(&client("acme"), &market_order(quantity))
+    }
+
+    fn header<'a>(answer: &'a Answer, name: &str) -> Option<&'a str> {
+        answer.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+}
+
+fn ids(answer: &Answer) -> Vec<String> {
+    answer.json["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|order| order["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+// --- POST /orders -------------------------------------------------------------------------
+
+#[tokio::test]
+async fn posting_an_order_stores_and_enqueues_it_and_answers_201_with_its_location() {
+    let api = Api::new();
+
+    let answer = api.post(LIMIT_ORDER, None).await;
+
+    assert_eq!(answer.status, StatusCode::CREATED);
+    let stored = api.store.orders();
+    assert_eq!(stored.len(), 1);
+    let order = &stored[0];
+    assert_eq!(order.client_id, client("acme"));
+    assert_eq!(order.status, OrderStatus::Pending);
+    assert_eq!(
+        Api::header(&answer, "location"),
+        Some(format!("/orders/{}", order.id).as_str())
+    );
+    assert_eq!(answer.json["id"], order.id.to_string());
+    assert_eq!(answer.json["status"], "pending");
+    assert_eq!(answer.json["type"], "limit");
+    assert_eq!(answer.json["instrument"], "US0378331005");
+    assert_eq!(answer.json["limit_price"], "120.50");
+    assert_eq!(answer.json["quantity"], 10);
+    assert_eq!(answer.json["attempts"], 0);
+    assert_eq!(api.queue.sent_ids(), [order.id]);
+    assert!(api.store.is_enqueued(order.id));
+    assert!(Api::header(&answer, "x-request-id").is_some());
+    assert_eq!(
+        api.access.requests(),
+        [(api.key.id().clone(), RequestKind::PlaceOrder)]
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_order_is_422_with_every_problem_and_stores_nothing() {
+    let api = Api::new();
+
+    let answer = api
+        .post(r#"{"type":"limit","side":"hold","quantity":0}"#, None)
+        .await;
+
+    assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(answer.json["message"], "The order is invalid");
+    let mut fields: Vec<&str> = answer.json["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    fields.sort();
+    assert_eq!(fields, ["instrument", "limit_price", "quantity", "side"]);
+    assert!(api.store.orders().is_empty());
+    assert_eq!(api.queue.attempts(), 0);
+}
+
+#[tokio::test]
+async fn malformed_bodies_are_refused_before_anything_is_stored() {
+    let api = Api::new();
+    let wrong_type = api
+        .send(
+            Request::post("/orders")
+                .header(header::AUTHORIZATION, api.bearer())
+                .header(header::CONTENT_TYPE, "text/plain")
+                .body(Body::from(LIMIT_ORDER))
+                .unwrap(),
+        )
+        .await;
+    let not_json = api.post("{oops", None).await;
+    let not_an_object = api.post("[1, 2]", None).await;
+    let too_large = api
+        .post(
+            &format!(r#"{{"pad":"{}"}}"#, "x".repeat(super::MAX_BODY_BYTES)),
+            None,
+        )
+        .await;
+
+    assert_eq!(wrong_type.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(not_json.status, StatusCode::BAD_REQUEST);
+    assert_eq!(not_an_object.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        not_an_object.json["message"],
+        "Request body must be a JSON object"
+    );
+    assert_eq!(too_large.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(api.store.orders().is_empty());
+    assert_eq!(api.queue.attempts(), 0);
+}
+
+#[tokio::test]
+async fn a_repeated_request_with_its_idempotency_key_replays_the_original_order() {
+    let api = Api::new();
+
+    let first = api.post(LIMIT_ORDER, Some("req-1")).await;
+    // The same order written differently is the same order.
+    let again = api
+        .post(
+            r#"{"quantity":10,"limit_price":120.50,"instrument":"us0378331005","side":"buy","type":"limit"}"#,
+            Some("req-1"),
+        )
+        .await;
+
+    assert_eq!(first.status, StatusCode::CREATED);
+    assert_eq!(Api::header(&first, "idempotent-replayed"), None);
+    assert_eq!(again.status, StatusCode::CREATED);
+    assert_eq!(Api::header(&again, "idempotent-replayed"), Some("true"));
+    assert_eq!(again.json["id"], first.json["id"]);
+    assert_eq!(
+        Api::header(&again, "location"),
+        Api::header(&first, "location")
+    );
+    assert_eq!(api.store.orders().len(), 1);
+    assert_eq!(api.queue.sent().len(), 1, "a replay sends nothing");
+}
+
+#[tokio::test]
+async fn an_idempotency_key_reused_for_another_order_is_422() {
+    let api = Api::new();
+    api.post(LIMIT_ORDER, Some("req-1")).await;
+
+    let answer = api
+        .post(
+            &LIMIT_ORDER.replace(r#""quantity":10"#, r#""quantity":11"#),
+            Some("req-1"),
+        )
+        .await;
+
+    assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        answer.json,
+        json!({
+            "message": "Idempotency-Key was already used with a different order",
+            "errors": [{"field": "Idempotency-Key", "message": "was already used with a different order"}],
+        })
+    );
+    assert_eq!(api.store.orders().len(), 1);
+    assert_eq!(api.queue.sent().len(), 1);
+}
+
+#[tokio::test]
+async fn an_invalid_idempotency_key_is_422_and_stores_nothing() {
+    let api = Api::new();
+
+    let answer = api.post(LIMIT_ORDER, Some(&"k".repeat(101))).await;
+
+    assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(answer.json["errors"][0]["field"], "Idempotency-Key");
+    assert!(api.store.orders().is_empty());
+}
+
+#[tokio::test]
+async fn a_store_outage_is_a_500_that_reveals_nothing() {
+    let api = Api::new();
+    api.store.set_down(true);
+
+    let answer = api.post(LIMIT_ORDER, None).await;
+
+    assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        answer.text,
+        r#"{"message":"Internal server error while placing the order"}"#
+    );
+    assert_eq!(answer.json["message"], INTERNAL_ERROR_MESSAGE);
+    assert!(api.store.orders().is_empty());
+    assert_eq!(api.queue.attempts(), 0);
+}
+
+#[tokio::test]
+async fn an_order_is_accepted_while_the_queue_is_down_and_left_for_the_sweeper() {
+    let api = Api::new();
+    api.queue.set_behaviour(QueueBehaviour::Fail);
+
+    let answer = api.post(LIMIT_ORDER, None).await;
+
+    assert_eq!(answer.status, StatusCode::CREATED);
+    let order = &api.store.orders()[0];
+    assert_eq!(answer.json["id"], order.id.to_string());
+    assert!(!api.store.is_enqueued(order.id));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_queue_delays_the_answer_by_the_enqueue_bound_only() {
+    let api = Api::new();
+    api.queue.set_behaviour(QueueBehaviour::Hang);
+    let started = tokio::time::Instant::now();
+
+    let answer = api.post(LIMIT_ORDER, None).await;
+
+    assert_eq!(answer.status, StatusCode::CREATED);
+    assert_eq!(started.elapsed(), ENQUEUE_TIMEOUT);
+    assert!(!api.store.is_enqueued(api.store.orders()[0].id));
+}
+
+// --- Authentication and limits ------------------------------------------------------------
+
+#[tokio::test]
+async fn a_request_without_a_valid_key_is_401_and_stores_nothing() {
+    let api = Api::new();
+    let stranger = ApiKey::generate().unwrap();
+    let post = |authorization: Option<String>| {
+        let mut request = Request::post("/orders").header(header::CONTENT_TYPE, "application/json");
+        if let Some(value) = authorization {
+            request = request.header(header::AUTHORIZATION, value);
+        }
+        request.body(Body::from(LIMIT_ORDER)).unwrap()
+    };
+
+    for request in [
+        post(None),
+        post(Some("Bearer not-a-key".into())),
+        post(Some(format!("Basic {}", api.key.expose()))),
+        post(Some(format!("Bearer {}", stranger.expose()))),
+    ] {
+        let answer = api.send(request).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(Api::header(&answer, "www-authenticate"), Some("Bearer"));
+        assert_eq!(
+            answer.json["message"],
+            "A valid API key is required: send `Authorization: Bearer <key>`"
+        );
+    }
+    assert!(api.store.orders().is_empty());
+    // Only the well-formed key reached the key store.
+    assert_eq!(api.access.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn a_rate_limited_client_gets_429_with_retry_after() {
+    let api = Api::with_access(FakeAccess::answering(Admission::RateLimited {
+        limit: 5,
+        retry_after: Duration::from_secs(2),
+    }));
+
+    let answer = api.post(LIMIT_ORDER, None).await;
+
+    assert_eq!(answer.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(Api::header(&answer, "retry-after"), Some("2"));
+    assert_eq!(
+        answer.json["message"],
+        "Rate limit exceeded: at most 5 requests per second for this client"
+    );
+    assert!(api.store.orders().is_empty());
+}
+
+#[tokio::test]
+async fn a_client_with_too_many_open_orders_gets_429_with_at_least_one_second_to_wait() {
+    let api = Api::with_access(FakeAccess::answering(Admission::TooManyOpenOrders {
+        limit: 100,
+        retry_after: Duration::from_millis(200),
+    }));
+
+    let answer = api.post(LIMIT_ORDER, None).await;
+
+    assert_eq!(answer.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(Api::header(&answer, "retry-after"), Some("1"));
+    assert!(
+        answer.json["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Too many open orders: at most 100")
+    );
+    assert!(api.store.orders().is_empty());
+}
+
+#[tokio::test]
+async fn a_key_store_outage_is_a_500_that_reveals_nothing() {
+    let api = Api::new();
+    api.access.set_down(true);
+
+    let answer = api.get("/orders").await;
+
+    assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(answer.json, json!({"message": INTERNAL_ERROR_MESSAGE}));
+}
+
+// --- GET /orders/{id} ---------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_client_reads_its_order_with_its_progress() {
+    let api = Api::new();
+    let order = api.order(7);
+    api.store
+        .claim_for_placement(order.id, Duration::from_secs(30))
+        .await
+        .unwrap();
+    api.store.record_placed(order.id, "EX-7").await.unwrap();
+
+    let answer = api.get(&format!("/orders/{}", order.id)).await;
+
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.json["id"], order.id.to_string());
+    assert_eq!(answer.json["status"], "placed");
+    assert_eq!(answer.json["attempts"], 1);
+    assert_eq!(answer.json["exchange_order_id"], "EX-7");
+    assert!(answer.json["placed_at"].is_string());
+    assert_eq!(answer.json["limit_price"], Value::Null);
+    assert_eq!(
+        api.access.requests(),
+        [(api.key.id().clone(), RequestKind::Read)]
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_malformed_or_other_clients_order_is_404() {
+    let api = Api::new();
+    let others = api.store.seed(&client("globex"), &market_order(1));
+    let ghost = FakeOrderStore::new().seed(&client("acme"), &market_order(1));
+
+    for id in [others.id.to_string(), ghost.id.to_string(), "42".into()] {
+        let answer = api.get(&format!("/orders/{id}")).await;
+        assert_eq!(answer.status, StatusCode::NOT_FOUND, "{id}");
+        assert_eq!(answer.json, json!({"message": "Order not found"}), "{id}");
+    }
+}
+
+#[tokio::test]
+async fn reading_an_order_while_the_store_is_down_is_500() {
+    let api = Api::new();
+    let order = api.order(1);
+    api.store.set_down(true);
+
+    let answer = api.get(&format!("/orders/{}", order.id)).await;
+
+    assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(answer.json, json!({"message": INTERNAL_ERROR_MESSAGE}));
+}
+
+// --- GET /orders --------------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_list_pages_through_the_clients_orders_newest_first() {
+    let api = Api::new();
+    let orders: Vec<Order> = (1..=3).map(|q| api.order(q)).collect();
+    api.store.seed(&client("globex"), &market_order(1));
+
+    let first = api.get("/orders?limit=2").await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(
+        ids(&first),
+        [orders[2].id.to_string(), orders[1].id.to_string()]
+    );
+    let cursor = first.json["next_cursor"].as_str().unwrap().to_owned();
+    assert_eq!(cursor, orders[1].id.to_string());
+
+    let second = api.get(&format!("/orders?limit=2&cursor={cursor}")).await;
+    assert_eq!(ids(&second), [orders[0].id.to_string()]);
+    assert_eq!(second.json["next_cursor"], Value::Null);
+}
+
+#[tokio::test]
+async fn the_list_filters_by_status() {
+    let api = Api::new();
+    let placed = api.order(1);
+    api.order(2);
+    api.store
+        .claim_for_placement(placed.id, Duration::from_secs(30))
+        .await
+        .unwrap();
+    api.store.record_placed(placed.id, "EX-1").await.unwrap();
+
+    let answer = api.get("/orders?status=placed").await;
+
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(ids(&answer), [placed.id.to_string()]);
+}
+
+#[tokio::test]
+async fn the_list_names_every_bad_parameter() {
+    let api = Api::new();
+    api.order(1);
+
+    let answer = api
+        .get("/orders?limit=0&status=done&cursor=nope&colour=red")
+        .await;
+
+    assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(answer.json["message"], "Invalid query parameters");
+    let fields: Vec<&str> = answer.json["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["colour", "status", "limit", "cursor"]);
+}
+
+#[tokio::test]
+async fn listing_while_the_store_is_down_is_500() {
+    let api = Api::new();
+    api.store.set_down(true);
+
+    let answer = api.get("/orders").await;
+
+    assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(answer.json, json!({"message": INTERNAL_ERROR_MESSAGE}));
+}
+
+// --- /health and routing ------------------------------------------------------------------
+
+#[tokio::test]
+async fn health_is_ok_without_a_key_when_the_store_answers() {
+    let api = Api::new();
+
+    let answer = api
+        .send(Request::get("/health").body(Body::empty()).unwrap())
+        .await;
+
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.json, json!({"status": "ok", "database": "ok"}));
+    assert!(api.access.requests().is_empty());
+}
+
+#[tokio::test]
+async fn health_is_503_when_the_store_is_down() {
+    let api = Api::new();
+    api.store.set_down(true);
+
+    let answer = api
+        .send(Request::get("/health").body(Body::empty()).unwrap())
+        .await;
+
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(answer.json, json!({"message": "Database unavailable"}));
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_are_json_errors() {
+    let api = Api::new();
+
+    let missing = api.get("/nope").await;
+    let wrong_method = api
+        .send(
+            Request::delete("/orders")
+                .header(header::AUTHORIZATION, api.bearer())
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(missing.json, json!({"message": "Not found"}));
+    assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(wrong_method.json, json!({"message": "Method not allowed"}));
+}

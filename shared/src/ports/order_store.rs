@@ -1,0 +1,115 @@
+//! Durable storage of orders: create, read, list, and the sweeper's view of stranded orders.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::BoxError;
+use crate::domain::{ClientId, IdempotencyKey, NewOrder, Order, OrderId, OrderStatus};
+
+/// The order store failed; the request or message that needed it must fail too.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or no connection was free in time (retryable).
+    #[error("order store unavailable")]
+    Unavailable(#[source] BoxError),
+    /// A statement failed (retryable for the caller, but logged as an error).
+    #[error("order store query failed: {what}")]
+    Query {
+        what: &'static str,
+        #[source]
+        source: BoxError,
+    },
+    /// A stored row breaks the domain's rules; somebody wrote it around the API.
+    #[error("stored order {id} is invalid: {problem}")]
+    Corrupt { id: String, problem: String },
+}
+
+/// What creating an order did.
+#[derive(Debug)]
+pub enum CreateOutcome {
+    /// A new order was committed as `pending` (its placement is now guaranteed).
+    Created(Order),
+    /// The idempotency key was used before with the same order: this is that order.
+    Replayed(Order),
+    /// The idempotency key was used before with a different order.
+    KeyReused,
+}
+
+/// A page of the newest-first order list.
+#[derive(Debug)]
+pub struct OrderPage {
+    pub orders: Vec<Order>,
+    /// Pass back as `cursor` to get the next page; `None` on the last page.
+    pub next_cursor: Option<OrderId>,
+}
+
+impl OrderPage {
+    /// A page from up to `limit + 1` orders, newest first: the extra one only tells that there is
+    /// a next page, which starts after the last order shown.
+    pub fn from_one_extra(mut orders: Vec<Order>, limit: u32) -> Self {
+        let limit = limit as usize;
+        let next_cursor = if orders.len() > limit {
+            orders.truncate(limit);
+            orders.last().map(|order| order.id)
+        } else {
+            None
+        };
+        Self {
+            orders,
+            next_cursor,
+        }
+    }
+}
+
+/// Filters for listing orders.
+#[derive(Debug, Clone)]
+pub struct ListFilter {
+    /// Only this client's orders: a client never sees another's.
+    pub client: ClientId,
+    pub status: Option<OrderStatus>,
+    /// Only orders older than this one (keyset pagination).
+    pub before: Option<OrderId>,
+    pub limit: u32,
+}
+
+/// Durable storage of orders and their audit trail.
+#[async_trait]
+pub trait OrderStore: Send + Sync {
+    /// Commits a new `pending` order and its first audit event atomically, or finds the order an
+    /// idempotency key already belongs to.
+    async fn create_order(
+        &self,
+        client: &ClientId,
+        order: &NewOrder,
+        idempotency_key: Option<&IdempotencyKey>,
+    ) -> Result<CreateOutcome, StoreError>;
+
+    /// Records that the order's message reached the queue. Losing this mark is harmless (the
+    /// sweeper sends one duplicate message), so it is written without waiting for fsync.
+    async fn mark_enqueued(&self, id: OrderId) -> Result<(), StoreError>;
+
+    /// Any client's order: for the placement pipeline, never for a client's request.
+    async fn find_order(&self, id: OrderId) -> Result<Option<Order>, StoreError>;
+
+    /// The order only if it belongs to `client`; another client's order is "not found".
+    async fn find_client_order(
+        &self,
+        client: &ClientId,
+        id: OrderId,
+    ) -> Result<Option<Order>, StoreError>;
+
+    async fn list_orders(&self, filter: &ListFilter) -> Result<OrderPage, StoreError>;
+
+    /// Claims up to `limit` orders that are `pending`, were never marked enqueued and are older
+    /// than `grace`, for `claim_for` — so that a concurrent sweeper skips them.
+    async fn claim_unenqueued(
+        &self,
+        grace: Duration,
+        claim_for: Duration,
+        limit: u32,
+    ) -> Result<Vec<Order>, StoreError>;
+
+    /// Cheap round trip for `/health`.
+    async fn ping(&self) -> Result<(), StoreError>;
+}

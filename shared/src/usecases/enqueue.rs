@@ -1,0 +1,120 @@
+//! "Send to the queue, then mark enqueued": how an order reaches the placer, whoever sends it.
+//!
+//! The order's commit is what guarantees its placement; this send is an optimisation of the
+//! latency only. A send that fails or times out leaves the order unmarked, and the sweeper sends
+//! it later. The mark only saves the sweeper that work, so a lost mark costs one duplicate message
+//! (which the placer's conditional claim makes harmless) and is logged, not returned.
+
+use std::time::Duration;
+
+use crate::domain::{Order, OrderId};
+use crate::ports::{OrderQueue, OrderStore, QueueError};
+use crate::telemetry::error_chain;
+
+/// The bound of a background send (the sweeper, the admin retry): long enough for the SDK's own
+/// retries, short enough that one hung call cannot stall a sweep of hundreds of orders.
+pub const BACKGROUND_SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The send did not happen; the order stays unmarked for the sweeper.
+#[derive(Debug, thiserror::Error)]
+pub enum EnqueueError {
+    /// The queue refused or could not be reached.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    /// No answer within the bound; the message may still arrive (a harmless duplicate then).
+    #[error("sending order {order_id} timed out after {after:?}")]
+    TimedOut { order_id: OrderId, after: Duration },
+}
+
+/// Sends one placement message for `order` within `timeout`, then marks the order enqueued.
+/// This is the only place that bounds a send: callers pass their bound, adapters add none.
+pub async fn send_for_placement(
+    store: &dyn OrderStore,
+    queue: &dyn OrderQueue,
+    order: &Order,
+    timeout: Duration,
+) -> Result<(), EnqueueError> {
+    match tokio::time::timeout(timeout, queue.enqueue(order)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => return Err(error.into()),
+        Err(_) => {
+            return Err(EnqueueError::TimedOut {
+                order_id: order.id,
+                after: timeout,
+            });
+        }
+    }
+    if let Err(error) = store.mark_enqueued(order.id).await {
+        tracing::warn!(
+            order_id = %order.id,
+            error = %error_chain(&error),
+            "enqueued but not marked; the sweeper will send a harmless duplicate"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fakes::{FakeOrderStore, FakeQueue, QueueBehaviour, StoreOp, client, market_order};
+
+    const TIMEOUT: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn a_sent_order_is_marked_enqueued() {
+        let (store, queue) = (FakeOrderStore::new(), FakeQueue::new());
+        let order = store.seed(&client("acme"), &market_order(10));
+
+        send_for_placement(&store, &queue, &order, TIMEOUT)
+            .await
+            .unwrap();
+
+        assert_eq!(queue.sent_ids(), [order.id]);
+        assert_eq!(queue.sent()[0].quantity, 10);
+        assert!(store.is_enqueued(order.id));
+    }
+
+    #[tokio::test]
+    async fn a_refused_send_leaves_the_order_for_the_sweeper() {
+        let store = FakeOrderStore::new();
+        let queue = FakeQueue::behaving(QueueBehaviour::Fail);
+        let order = store.seed(&client("acme"), &market_order(10));
+
+        let result = send_for_placement(&store, &queue, &order, TIMEOUT).await;
+
+        assert!(matches!(result, Err(EnqueueError::Queue(e)) if e.order_id == order.id));
+        assert!(!store.is_enqueued(order.id));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hung_send_times_out_after_the_bound_and_leaves_the_order_unmarked() {
+        let store = FakeOrderStore::new();
+        let queue = FakeQueue::behaving(QueueBehaviour::Hang);
+        let order = store.seed(&client("acme"), &market_order(10));
+        let started = tokio::time::Instant::now();
+
+        let result = send_for_placement(&store, &queue, &order, TIMEOUT).await;
+
+        assert!(matches!(
+            result,
+            Err(EnqueueError::TimedOut { order_id, after }) if order_id == order.id && after == TIMEOUT
+        ));
+        assert_eq!(started.elapsed(), TIMEOUT);
+        assert!(!store.is_enqueued(order.id));
+    }
+
+    #[tokio::test]
+    async fn a_lost_mark_is_no_error_because_the_message_was_sent() {
+        let (store, queue) = (FakeOrderStore::new(), FakeQueue::new());
+        let order = store.seed(&client("acme"), &market_order(10));
+        store.fail(StoreOp::MarkEnqueued);
+
+        send_for_placement(&store, &queue, &order, TIMEOUT)
+            .await
+            .unwrap();
+
+        assert_eq!(queue.sent_ids(), [order.id]);
+        assert!(!store.is_enqueued(order.id));
+    }
+}

@@ -1,0 +1,6 @@
+//! Steps that several handlers take the same way, written once: sending an order for placement
+//! (the api, the sweeper and the admin retry) and the retry back-off. They sit between the ports
+//! and the handlers: they use ports only, and no handler's code.
+
+pub mod backoff;
+pub mod enqueue;

@@ -1,0 +1,448 @@
+//! The order service's HTTP exchange client (`order_shared::adapters::http_exchange`) against the
+//! simulator and against a tiny server answering odd statuses: every answer must land in the
+//! right bucket — acknowledged, rejected for good, or transient — and no outcome may carry the key.
+//! (These tests live here because `order-shared` must not depend on the simulator.)
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Path;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use exchange_sim::{ControlPatch, SimSettings};
+use order_shared::adapters::http_exchange::HttpExchange;
+use order_shared::domain::{
+    ClientId, Isin, NewOrder, Order, OrderId, OrderStatus, OrderType, Price, Quantity, Side,
+};
+use order_shared::ports::{Exchange, LookupOutcome, PlacementOutcome};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+mod common;
+
+use common::{APPLE, any_port, quiet, start};
+
+const SIEMENS: &str = "DE0007236101";
+const KEY: &str = "test-key-7f3a9c";
+
+fn client(base_url: &str, key: Option<&str>) -> HttpExchange {
+    client_with_timeout(base_url, key, Duration::from_secs(5))
+}
+
+fn client_with_timeout(base_url: &str, key: Option<&str>, timeout: Duration) -> HttpExchange {
+    HttpExchange::new(
+        base_url.to_owned(),
+        key.map(str::to_owned),
+        Duration::from_secs(1),
+        timeout,
+    )
+    .unwrap()
+}
+
+fn limit_order(instrument: &str) -> Order {
+    let details = NewOrder::new(
+        OrderType::Limit,
+        Side::Buy,
+        Isin::parse(instrument).unwrap(),
+        Some(Price::parse("187.25").unwrap()),
+        Quantity::new(10).unwrap(),
+    )
+    .unwrap();
+    order(details)
+}
+
+fn market_order() -> Order {
+    let details = NewOrder::new(
+        OrderType::Market,
+        Side::Sell,
+        Isin::parse(APPLE).unwrap(),
+        None,
+        Quantity::new(3).unwrap(),
+    )
+    .unwrap();
+    order(details)
+}
+
+fn order(details: NewOrder) -> Order {
+    Order {
+        id: OrderId::generate(),
+        client_id: ClientId::parse("default").unwrap(),
+        created_at: OffsetDateTime::now_utc(),
+        details,
+        status: OrderStatus::Pending,
+        attempts: 0,
+        last_error: None,
+        exchange_order_id: None,
+        placed_at: None,
+        alerted_at: None,
+    }
+}
+
+fn acknowledged(outcome: PlacementOutcome) -> String {
+    match outcome {
+        PlacementOutcome::Acknowledged { exchange_order_id } => exchange_order_id,
+        other => panic!("expected acknowledged, got {other:?}"),
+    }
+}
+
+fn transient(outcome: PlacementOutcome) -> String {
+    match outcome {
+        PlacementOutcome::Transient { error } => {
+            assert!(!error.contains(KEY), "the key leaked: {error}");
+            error
+        }
+        other => panic!("expected transient, got {other:?}"),
+    }
+}
+
+fn rejected(outcome: PlacementOutcome) -> String {
+    match outcome {
+        PlacementOutcome::Rejected { reason } => reason,
+        other => panic!("expected rejected, got {other:?}"),
+    }
+}
+
+// --- against the simulator -------------------------------------------------------------------
+
+#[tokio::test]
+async fn places_once_and_finds_the_order_again() {
+    let sim = start(SimSettings {
+        api_key: Some(KEY.into()),
+        ..quiet()
+    })
+    .await;
+    let exchange = client(&format!("{}/", sim.base_url), Some(KEY));
+    let order = limit_order(APPLE);
+
+    let first = acknowledged(exchange.place(&order).await);
+    let again = acknowledged(exchange.place(&order).await);
+    assert_eq!(first, again);
+    assert_eq!(
+        exchange.lookup(order.id).await.unwrap(),
+        LookupOutcome::Placed {
+            exchange_order_id: first.clone()
+        }
+    );
+    assert_eq!(
+        exchange.lookup(OrderId::generate()).await.unwrap(),
+        LookupOutcome::Unknown
+    );
+
+    let stats = sim.stats();
+    assert_eq!(stats.placements[&order.id.to_string()], 1);
+    assert_eq!(stats.place_calls[&order.id.to_string()], 2);
+
+    // What the exchange received is the order, field for field.
+    let seen: Value = reqwest::Client::new()
+        .get(format!("{}/orders/{}", sim.base_url, order.id))
+        .header("x-api-key", KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        seen,
+        json!({
+            "exchange_order_id": first, "client_order_id": order.id.to_string(),
+            "instrument": APPLE, "side": "buy", "type": "limit", "limit_price": "187.25",
+            "quantity": 10,
+        })
+    );
+}
+
+#[tokio::test]
+async fn market_orders_carry_no_price() {
+    let sim = start(quiet()).await;
+    let exchange = client(&sim.base_url, None);
+    let order = market_order();
+    acknowledged(exchange.place(&order).await);
+    let seen: Value = reqwest::get(format!("{}/orders/{}", sim.base_url, order.id))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen["limit_price"], Value::Null);
+    assert_eq!(seen["type"], "market");
+    assert_eq!(seen["side"], "sell");
+    assert_eq!(seen["quantity"], 3);
+}
+
+#[tokio::test]
+async fn injected_failures_and_downtime_are_transient() {
+    let sim = start(SimSettings {
+        failure_rate: 1.0,
+        ..quiet()
+    })
+    .await;
+    let exchange = client(&sim.base_url, None);
+    let order = limit_order(APPLE);
+    let error = transient(exchange.place(&order).await);
+    assert!(error.contains("503"), "{error}");
+
+    sim.control(&ControlPatch {
+        failure_rate: Some(0.0),
+        down: Some(true),
+        ..ControlPatch::default()
+    })
+    .unwrap();
+    transient(exchange.place(&order).await);
+    let error = exchange.lookup(order.id).await.unwrap_err();
+    assert!(error.0.contains("503"), "{error}");
+    assert!(sim.stats().placements.is_empty());
+
+    sim.control(&ControlPatch {
+        down: Some(false),
+        ..ControlPatch::default()
+    })
+    .unwrap();
+    acknowledged(exchange.place(&order).await);
+    assert_eq!(sim.stats().placements[&order.id.to_string()], 1);
+}
+
+#[tokio::test]
+async fn refused_instruments_are_rejected_with_the_exchange_reason() {
+    let sim = start(SimSettings {
+        reject_instruments: [SIEMENS.to_string()].into(),
+        ..quiet()
+    })
+    .await;
+    let exchange = client(&sim.base_url, None);
+    let reason = rejected(exchange.place(&limit_order(SIEMENS)).await);
+    assert_eq!(reason, format!("instrument {SIEMENS} is not tradable"));
+    assert!(sim.stats().placements.is_empty());
+}
+
+#[tokio::test]
+async fn a_wrong_or_missing_key_is_transient_not_a_rejection() {
+    let sim = start(SimSettings {
+        api_key: Some(KEY.into()),
+        ..quiet()
+    })
+    .await;
+    for exchange in [
+        client(&sim.base_url, None),
+        client(&sim.base_url, Some("rotated-away")),
+    ] {
+        let order = limit_order(APPLE);
+        let error = transient(exchange.place(&order).await);
+        assert!(error.contains("401"), "{error}");
+        assert!(exchange.lookup(order.id).await.is_err());
+    }
+    assert_eq!(sim.stats().total_calls, 0);
+    let debug = format!("{:?}", client(&sim.base_url, Some(KEY)));
+    assert!(!debug.contains(KEY), "{debug}");
+}
+
+#[tokio::test]
+async fn a_timeout_is_transient_and_the_lookup_finds_the_hidden_success() {
+    let sim = start(SimSettings {
+        timeout_after_accept: true,
+        timeout_after_accept_delay: Duration::from_secs(5),
+        ..quiet()
+    })
+    .await;
+    let exchange = client_with_timeout(&sim.base_url, Some(KEY), Duration::from_millis(300));
+    let order = limit_order(APPLE);
+
+    let error = transient(exchange.place(&order).await);
+    assert!(error.contains("did not answer within 300 ms"), "{error}");
+    assert_eq!(sim.stats().placements[&order.id.to_string()], 1);
+
+    let LookupOutcome::Placed { exchange_order_id } = exchange.lookup(order.id).await.unwrap()
+    else {
+        panic!("the accepted order must be found");
+    };
+
+    sim.control(&ControlPatch {
+        timeout_after_accept: Some(false),
+        ..ControlPatch::default()
+    })
+    .unwrap();
+    assert_eq!(
+        acknowledged(exchange.place(&order).await),
+        exchange_order_id
+    );
+    assert_eq!(sim.stats().placements[&order.id.to_string()], 1);
+}
+
+#[tokio::test]
+async fn a_slow_lookup_is_a_lookup_error() {
+    let sim = start(SimSettings {
+        lookup_latency: Duration::from_secs(5),
+        ..quiet()
+    })
+    .await;
+    let exchange = client_with_timeout(&sim.base_url, None, Duration::from_millis(200));
+    let error = exchange.lookup(OrderId::generate()).await.unwrap_err();
+    assert!(error.0.contains("did not answer"), "{error}");
+}
+
+#[tokio::test]
+async fn an_unreachable_exchange_is_transient() {
+    // A port that was free a moment ago: nothing listens there any more.
+    let port = local_process::free_port().unwrap();
+    let exchange = client(&format!("http://127.0.0.1:{port}"), Some(KEY));
+    let order = limit_order(APPLE);
+    let error = transient(exchange.place(&order).await);
+    assert!(error.contains("could not connect"), "{error}");
+    let error = exchange.lookup(order.id).await.unwrap_err();
+    assert!(error.0.contains("could not connect"), "{error}");
+}
+
+// --- against a server with odd answers --------------------------------------------------------
+
+/// Answers `/{status}/{body}/orders` and `/{status}/{body}/orders/{id}` with that status and a
+/// body of the named kind, so that each case is just a base URL.
+async fn odd_server() -> (String, tokio::task::JoinHandle<()>) {
+    async fn answer(status: u16, kind: &str, headers: &HeaderMap) -> Response {
+        let status = StatusCode::from_u16(status).unwrap();
+        let json_body = |value: Value| {
+            (
+                status,
+                [(header::CONTENT_TYPE, "application/json")],
+                value.to_string(),
+            )
+                .into_response()
+        };
+        match kind {
+            "reason" => json_body(json!({"reason": "quantity exceeds the lot limit"})),
+            "error" => json_body(json!({"error": "busy, come back later"})),
+            "ack" => json_body(json!({"exchange_order_id": "EX-odd", "client_order_id": "c"})),
+            "noid" => json_body(json!({"client_order_id": "c"})),
+            "echo" => {
+                let key = headers
+                    .get("x-api-key")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                json_body(json!({"error": format!("key {key} is not valid"), "reason": key}))
+            }
+            "redirect" => (
+                status,
+                [(header::LOCATION, "/201/ack/orders")],
+                String::new(),
+            )
+                .into_response(),
+            "text" => (status, "  plain refusal\n".to_string()).into_response(),
+            "garbage" => (status, "<html>oops</html>".to_string()).into_response(),
+            _ => (status, String::new()).into_response(),
+        }
+    }
+    let app = Router::new()
+        .route(
+            "/{status}/{kind}/orders",
+            post(
+                |Path((status, kind)): Path<(u16, String)>, headers: HeaderMap| async move {
+                    answer(status, &kind, &headers).await
+                },
+            ),
+        )
+        .route(
+            "/{status}/{kind}/orders/{id}",
+            get(
+                |Path((status, kind, _id)): Path<(u16, String, String)>,
+                 headers: HeaderMap| async move {
+                    answer(status, &kind, &headers).await
+                },
+            ),
+        );
+    let listener = tokio::net::TcpListener::bind(any_port()).await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (base, task)
+}
+
+#[tokio::test]
+async fn every_status_lands_in_the_right_bucket() {
+    let (base, server) = odd_server().await;
+    let place = |status: u16, kind: &'static str| {
+        let exchange = client(&format!("{base}/{status}/{kind}"), Some(KEY));
+        async move { exchange.place(&limit_order(APPLE)).await }
+    };
+
+    // Acknowledged: any 2xx naming the exchange order id.
+    for status in [200, 201, 202] {
+        assert_eq!(acknowledged(place(status, "ack").await), "EX-odd");
+    }
+
+    // Rejected for good: 400 and 422, with the body's reason or text.
+    for status in [400, 422] {
+        assert_eq!(
+            rejected(place(status, "reason").await),
+            "quantity exceeds the lot limit"
+        );
+        assert_eq!(rejected(place(status, "text").await), "plain refusal");
+        assert!(rejected(place(status, "empty").await).contains(&status.to_string()));
+    }
+
+    // Transient: key problems, throttling, conflicts, timeouts, server errors, anything odd.
+    for status in [
+        401, 403, 404, 405, 408, 409, 418, 429, 500, 502, 503, 504, 301, 302, 307,
+    ] {
+        let error = transient(place(status, "error").await);
+        assert!(error.contains(&status.to_string()), "{status}: {error}");
+    }
+    assert!(transient(place(429, "error").await).ends_with("busy, come back later"));
+    // A redirect is not followed (the key must not travel elsewhere).
+    assert!(transient(place(302, "redirect").await).contains("302"));
+    // A success nobody can read is not an acknowledgement.
+    for kind in ["garbage", "noid", "empty"] {
+        transient(place(201, kind).await);
+    }
+    // An exchange echoing the key back does not get it into an outcome.
+    transient(place(401, "echo").await);
+    transient(place(500, "echo").await);
+    let reason = rejected(place(422, "echo").await);
+    assert!(!reason.contains(KEY), "{reason}");
+
+    server.abort();
+}
+
+#[tokio::test]
+async fn lookups_only_trust_200_and_404() {
+    let (base, server) = odd_server().await;
+    let lookup = |status: u16, kind: &'static str| {
+        let exchange = client(&format!("{base}/{status}/{kind}"), Some(KEY));
+        async move { exchange.lookup(OrderId::generate()).await }
+    };
+    assert_eq!(
+        lookup(200, "ack").await.unwrap(),
+        LookupOutcome::Placed {
+            exchange_order_id: "EX-odd".into()
+        }
+    );
+    assert_eq!(lookup(404, "error").await.unwrap(), LookupOutcome::Unknown);
+    for (status, kind) in [
+        (200, "garbage"),
+        (200, "noid"),
+        (201, "ack"),
+        (400, "reason"),
+        (401, "echo"),
+        (429, "error"),
+        (500, "echo"),
+        (503, "empty"),
+    ] {
+        let error = lookup(status, kind).await.unwrap_err();
+        assert!(!error.0.contains(KEY), "the key leaked: {error}");
+    }
+    server.abort();
+}
+
+#[tokio::test]
+async fn bad_configuration_fails_at_construction_without_showing_the_key() {
+    let timeouts = (Duration::from_secs(1), Duration::from_secs(1));
+    assert!(HttpExchange::new("::not a url".into(), None, timeouts.0, timeouts.1).is_err());
+    let error = HttpExchange::new(
+        "http://127.0.0.1:1".into(),
+        Some(format!("{KEY}\r\nx-injected: 1")),
+        timeouts.0,
+        timeouts.1,
+    )
+    .unwrap_err();
+    assert!(!format!("{error} {error:?}").contains(KEY));
+}

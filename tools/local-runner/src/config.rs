@@ -1,0 +1,186 @@
+//! The local runner's settings: every environment variable it reads, read here and only here, so
+//! that `LocalSystem::start` can be called with a config built in code (the test harness) exactly
+//! as with one built from the environment (`make run`, the soak). Every default works with the
+//! README's run command.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use exchange_sim::SimSettings;
+use order_shared::adapters::postgres::DatabaseConfig;
+use order_shared::adapters::secrets::PepperSource;
+use order_shared::adapters::sqs::QueueTopology;
+use order_shared::auth::ApiKey;
+use order_shared::config::{Env, placer_settings, sweep_settings};
+use order_shared::domain::ClientId;
+use order_shared::handlers::placer::PlacerSettings;
+use order_shared::handlers::sweeper::SweepSettings;
+use order_shared::ports::ClientLimits;
+use sqs_local::sdk::SqsEndpoint;
+
+/// Everything `LocalSystem::start` needs.
+#[derive(Debug, Clone)]
+pub struct LocalConfig {
+    pub database: DatabaseConfig,
+    pub pepper: PepperSource,
+    /// A key registered at start (`LOCAL_API_KEY`), so that the system is usable at once.
+    pub local_key: Option<LocalKey>,
+    /// SQS: the embedded endpoint, the SDK's configured one (`external`), or a URL.
+    pub sqs_endpoint: SqsEndpoint,
+    /// Where the embedded SQS endpoint listens; default 127.0.0.1:9324 when free, else any port.
+    pub sqs_local_listen: Option<SocketAddr>,
+    pub topology: QueueTopology,
+    pub alert_topic_name: String,
+    pub alerts_inbox_name: String,
+    /// `Some(true)`: alerts through SNS; `Some(false)`: straight into the inbox queue; `None`:
+    /// SNS unless SQS is the embedded endpoint (which SNS cannot deliver to).
+    pub alerts_via_sns: Option<bool>,
+    pub exchange: ExchangeChoice,
+    /// The key the exchange client sends; without it, the simulator's own key (if it has one).
+    pub exchange_api_key: Option<String>,
+    pub exchange_connect_timeout: Duration,
+    pub exchange_timeout: Duration,
+    pub placer: PlacerSettings,
+    pub sweep: SweepSettings,
+    /// The bound of the one SQS send a `POST /orders` makes.
+    pub enqueue_timeout: Duration,
+    /// The pollers and the sweeper that play Lambda's triggers; the test harness drives the
+    /// handlers step by step instead and leaves this unused.
+    pub background: Background,
+    /// The api's address.
+    pub listen: SocketAddr,
+}
+
+/// An external exchange, or the simulator in this process.
+#[derive(Debug, Clone)]
+pub enum ExchangeChoice {
+    External {
+        base_url: String,
+    },
+    /// `settings.listen` is where it binds (port 0: any free port).
+    Simulated(Box<SimSettings>),
+}
+
+/// `LOCAL_API_KEY` and the client it belongs to (`ApiKey`'s `Debug` shows only the key id).
+#[derive(Debug, Clone)]
+pub struct LocalKey {
+    pub key: ApiKey,
+    pub client: ClientId,
+    pub limits: ClientLimits,
+}
+
+/// What runs in the background, as Lambda's event source mappings and schedule would.
+#[derive(Debug, Clone)]
+pub struct Background {
+    /// Concurrent placer polls (like a few concurrent invocations). Zero: the api alone (the
+    /// POST benchmark measures it without placement load).
+    pub placer_pollers: usize,
+    pub poll_wait: Duration,
+    pub sweep_every: Duration,
+    /// Print every admin alert (what an admin would receive by e-mail) as `ADMIN ALERT …`;
+    /// `false` leaves them in the inbox for another tool to read.
+    pub print_alerts: bool,
+}
+
+impl LocalConfig {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> anyhow::Result<Self> {
+        let exchange = match env.optional("EXCHANGE_BASE_URL") {
+            Some(base_url) => ExchangeChoice::External { base_url },
+            None => ExchangeChoice::Simulated(Box::new(
+                SimSettings::from_lookup(|var| Ok(env.optional(var)))
+                    .map_err(|e| anyhow::anyhow!("exchange simulator settings: {e}"))?,
+            )),
+        };
+        let exchange_timeout = env.millis("EXCHANGE_TIMEOUT_MS", 5_000)?;
+        Ok(Self {
+            // Locally many requests share one process, unlike a Lambda instance.
+            database: env.database(16)?,
+            pepper: env.pepper()?,
+            local_key: local_key(env)?,
+            sqs_endpoint: env
+                .optional("SQS_ENDPOINT")
+                .unwrap_or_default()
+                .parse()
+                .map_err(|e| anyhow::anyhow!("SQS_ENDPOINT: {e}"))?,
+            sqs_local_listen: env
+                .optional("SQS_LOCAL_LISTEN")
+                .map(|text| text.parse())
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("SQS_LOCAL_LISTEN: {e}"))?,
+            topology: QueueTopology {
+                orders_name: env
+                    .optional("ORDERS_QUEUE_NAME")
+                    .unwrap_or_else(|| "orders".into()),
+                dead_letters_name: env
+                    .optional("ORDERS_DLQ_NAME")
+                    .unwrap_or_else(|| "orders-dlq".into()),
+                max_receive_count: env.parsed("MAX_RECEIVE_COUNT", 5)?,
+                visibility_timeout_seconds: env.parsed("VISIBILITY_TIMEOUT_SECONDS", 30)?,
+                dead_letter_visibility_timeout_seconds: None,
+            },
+            alert_topic_name: env
+                .optional("ALERT_TOPIC_NAME")
+                .unwrap_or_else(|| "order-alerts".into()),
+            alerts_inbox_name: env
+                .optional("ALERTS_INBOX_QUEUE_NAME")
+                .unwrap_or_else(|| "order-alerts-inbox".into()),
+            alerts_via_sns: match env.optional("ALERT_SINK").as_deref() {
+                None => None,
+                Some("sns") => Some(true),
+                Some("queue") => Some(false),
+                Some(other) => anyhow::bail!("ALERT_SINK={other:?}: expected `sns` or `queue`"),
+            },
+            exchange,
+            // An external simulator started with EXCHANGE_SIM_API_KEY expects that key too.
+            exchange_api_key: env
+                .optional("EXCHANGE_API_KEY")
+                .or_else(|| env.optional("EXCHANGE_SIM_API_KEY")),
+            exchange_connect_timeout: env.millis("EXCHANGE_CONNECT_TIMEOUT_MS", 1_000)?,
+            exchange_timeout,
+            placer: placer_settings(env, exchange_timeout)?,
+            sweep: sweep_settings(env)?,
+            enqueue_timeout: env.millis("ENQUEUE_TIMEOUT_MS", 1_000)?,
+            background: Background {
+                placer_pollers: env.parsed("PLACER_POLLERS", 4)?,
+                poll_wait: env.seconds("POLL_WAIT_SECONDS", 2)?,
+                sweep_every: env.seconds("SWEEP_INTERVAL_SECONDS", 5)?,
+                print_alerts: env.parsed("PRINT_ALERTS", true)?,
+            },
+            listen: env.parsed("LISTEN_ADDR", SocketAddr::from(([127, 0, 0, 1], 3000)))?,
+        })
+    }
+}
+
+/// `LOCAL_API_KEY` as a key of client `LOCAL_CLIENT_ID` (default `local`), with the limits
+/// `LOCAL_REQUESTS_PER_SECOND` and `LOCAL_MAX_OPEN_ORDERS` when given.
+fn local_key<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> anyhow::Result<Option<LocalKey>> {
+    let Some(text) = env.optional("LOCAL_API_KEY") else {
+        return Ok(None);
+    };
+    let key = ApiKey::parse(text.trim()).map_err(|e| {
+        anyhow::anyhow!("LOCAL_API_KEY: {e} (make one with `orders-admin keys new`)")
+    })?;
+    let client = ClientId::parse(
+        &env.optional("LOCAL_CLIENT_ID")
+            .unwrap_or_else(|| "local".into()),
+    )
+    .map_err(|e| anyhow::anyhow!("LOCAL_CLIENT_ID: {e}"))?;
+    let limits = ClientLimits {
+        requests_per_second: env
+            .optional("LOCAL_REQUESTS_PER_SECOND")
+            .map(|v| v.parse())
+            .transpose()
+            .context("LOCAL_REQUESTS_PER_SECOND")?,
+        max_open_orders: env
+            .optional("LOCAL_MAX_OPEN_ORDERS")
+            .map(|v| v.parse())
+            .transpose()
+            .context("LOCAL_MAX_OPEN_ORDERS")?,
+    };
+    Ok(Some(LocalKey {
+        key,
+        client,
+        limits,
+    }))
+}
