@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +17,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use bench::api::{bench_api_key, limit_order};
+use bench::process::{Output, Process};
+use bench::results::{median_by, write_json};
 use clap::Parser;
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, mpsc};
@@ -159,13 +161,13 @@ struct Function {
 }
 
 fn api_event() -> Value {
-    let body = r#"{"type":"limit","side":"buy","instrument":"US0378331005","limit_price":"120.50","quantity":10}"#;
+    let body = limit_order("buy", "US0378331005", "120.50", 10);
     json!({
         "version": "2.0", "routeKey": "$default", "rawPath": "/orders", "rawQueryString": "",
         "headers": {
             "content-type": "application/json",
             "host": "bench.execute-api.us-east-1.amazonaws.com",
-            "authorization": format!("Bearer {}", std::env::var("BENCH_API_KEY").unwrap_or_default()),
+            "authorization": format!("Bearer {}", bench_api_key().unwrap_or_default()),
         },
         "requestContext": {
             "accountId": "123456789012", "apiId": "bench", "domainName": "bench.execute-api.us-east-1.amazonaws.com",
@@ -205,9 +207,26 @@ fn alerter_event() -> Value {
     placer_event()
 }
 
-fn median(mut values: Vec<Duration>) -> Duration {
-    values.sort();
-    values[values.len() / 2]
+/// The function's binary as Lambda starts it: its configuration in the environment and the
+/// Runtime API (here the emulator) to poll. Its output is discarded: only its answers count.
+fn spawn_function(
+    binary: &std::path::Path,
+    function: &Function,
+    runtime: &Runtime,
+) -> anyhow::Result<Process> {
+    let runtime_api = runtime.addr.to_string();
+    Process::spawn(
+        binary,
+        function
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain([
+                ("AWS_LAMBDA_FUNCTION_NAME", function.name),
+                ("AWS_LAMBDA_RUNTIME_API", runtime_api.as_str()),
+            ]),
+        Output::Discard,
+    )
 }
 
 fn peak_rss_kib(pid: u32) -> Option<(u64, u64)> {
@@ -293,14 +312,7 @@ async fn main() -> anyhow::Result<()> {
         for _ in 0..args.runs {
             let mut runtime = start_runtime().await?;
             let started = Instant::now();
-            let mut child = tokio::process::Command::new(&binary)
-                .envs(function.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                .env("AWS_LAMBDA_FUNCTION_NAME", function.name)
-                .env("AWS_LAMBDA_RUNTIME_API", runtime.addr.to_string())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .kill_on_drop(true)
-                .spawn()?;
+            let mut child = spawn_function(&binary, function, &runtime)?;
             let answer = runtime.invoke((function.event)()).await?;
             times.push(started.elapsed());
             sample = match answer {
@@ -311,7 +323,7 @@ async fn main() -> anyhow::Result<()> {
             runtime.server.abort();
         }
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        let med = median(times.clone());
+        let med = median_by(times.clone(), Duration::as_secs_f64);
         println!(
             "{:<10} {:>12.1} {:>12.1} {:>12.1}  {sample}",
             function.name,
@@ -328,15 +340,8 @@ async fn main() -> anyhow::Result<()> {
     // Memory: one api process, many requests.
     let mut runtime = start_runtime().await?;
     let api = &functions[0];
-    let child = tokio::process::Command::new(args.bin_dir.join("api"))
-        .envs(api.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .env("AWS_LAMBDA_FUNCTION_NAME", "api")
-        .env("AWS_LAMBDA_RUNTIME_API", runtime.addr.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
-    let pid = child.id().unwrap_or(0);
+    let child = spawn_function(&args.bin_dir.join("api"), api, &runtime)?;
+    let pid = child.pid();
     let started = Instant::now();
     let mut statuses: HashMap<String, usize> = HashMap::new();
     for _ in 0..args.api_requests {
@@ -364,13 +369,7 @@ async fn main() -> anyhow::Result<()> {
                "seconds": elapsed.as_secs_f64(), "statuses": statuses}),
     );
     drop(child);
-    if let Some(parent) = args.out.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::write(
-        &args.out,
-        serde_json::to_string_pretty(&Value::Object(report))?,
-    )?;
+    write_json(&args.out, &Value::Object(report))?;
     println!("written to {}", args.out.display());
     Ok(())
 }

@@ -14,7 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
+use bench::api::{bearer, bench_api_key, market_order};
+use bench::process::stdout_of;
+use bench::results::{median_by, write_json};
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 
@@ -85,11 +88,6 @@ fn machine() -> Value {
     json!({"cpu": model, "cores": cores})
 }
 
-fn median_by<T: Clone>(mut runs: Vec<T>, key: impl Fn(&T) -> f64) -> T {
-    runs.sort_by(|a, b| key(a).total_cmp(&key(b)));
-    runs[runs.len() / 2].clone()
-}
-
 /// Converts wrk's "1.23ms" / "456.00us" / "1.20s" into milliseconds.
 fn wrk_ms(text: &str) -> f64 {
     let text = text.trim();
@@ -124,13 +122,7 @@ fn run_wrk(url: &str, connections: u32, seconds: u32, script: &Path) -> anyhow::
         ])
         .output()
         .context("running wrk (apt-get install wrk)")?;
-    let text = String::from_utf8_lossy(&output.stdout).to_string();
-    if !output.status.success() {
-        bail!(
-            "wrk failed: {text}{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
+    let text = stdout_of("wrk", &output)?;
     let mut result = json!({"connections": connections});
     for line in text.lines() {
         let words: Vec<&str> = line.split_whitespace().collect();
@@ -188,10 +180,9 @@ fn post(
         );
         rows.push(json!({"median": m, "runs": all}));
     }
-    write(
-        out,
-        "post.json",
-        json!({"machine": machine(), "seconds": seconds, "rows": rows}),
+    write_json(
+        &out.join("post.json"),
+        &json!({"machine": machine(), "seconds": seconds, "rows": rows}),
     )
 }
 
@@ -226,13 +217,7 @@ fn floor(
                 ])
                 .output()
                 .context("running pgbench")?;
-            let text = String::from_utf8_lossy(&output.stdout).to_string();
-            if !output.status.success() {
-                bail!(
-                    "pgbench failed: {text}{}",
-                    String::from_utf8_lossy(&output.stderr)
-                );
-            }
+            let text = stdout_of("pgbench", &output)?;
             let value = text
                 .lines()
                 .find(|l| l.starts_with("tps = "))
@@ -245,10 +230,9 @@ fn floor(
         println!("{c:>7} {m:>12.0}");
         rows.push(json!({"clients": c, "tps": m, "runs": tps}));
     }
-    write(
-        out,
-        "floor.json",
-        json!({"machine": machine(), "seconds": seconds, "rows": rows}),
+    write_json(
+        &out.join("floor.json"),
+        &json!({"machine": machine(), "seconds": seconds, "rows": rows}),
     )
 }
 
@@ -261,28 +245,19 @@ async fn placements(
     failure_rate: f64,
     out: &Path,
 ) -> anyhow::Result<()> {
-    let (db, connection) = tokio_postgres::connect(database_url, tokio_postgres::NoTls).await?;
-    tokio::spawn(connection);
+    let db = bench::db::connect(database_url).await?;
     // The benchmark client's key (scripts/bench.sh registers it), on every request.
-    let mut headers = reqwest::header::HeaderMap::new();
-    if let Ok(key) = std::env::var("BENCH_API_KEY") {
-        headers.insert(
-            reqwest::header::AUTHORIZATION,
-            format!("Bearer {key}").parse()?,
-        );
-    }
+    let headers = match bench_api_key() {
+        Some(key) => bearer(&key)?,
+        None => reqwest::header::HeaderMap::new(),
+    };
     let client = reqwest::Client::builder()
         .default_headers(headers)
         .build()?;
     let started = Instant::now();
     let mut ids = Vec::with_capacity(orders);
     // Post all orders first (fast), so the placer is the only limit.
-    let bodies = (0..orders).map(|i| {
-        format!(
-            r#"{{"type":"market","side":"buy","instrument":"US0378331005","quantity":{}}}"#,
-            1 + i % 100
-        )
-    });
+    let bodies = (0..orders).map(|i| market_order("buy", "US0378331005", 1 + i % 100));
     let responses = futures::future::join_all(bodies.map(|body| {
         let client = client.clone();
         let url = format!("{url}/orders");
@@ -364,10 +339,9 @@ async fn placements(
         100.0 * rate / bound
     );
     println!("accept→placed latency p50 {p50:.2} s, p99 {p99:.2} s; mean attempts {attempts:.2}");
-    write(
-        out,
-        "placements.json",
-        json!({"machine": machine(), "orders": ids.len(), "placed": placed, "seconds": span,
+    write_json(
+        &out.join("placements.json"),
+        &json!({"machine": machine(), "orders": ids.len(), "placed": placed, "seconds": span,
                "placements_per_s": rate, "bound_per_s": bound, "ratio": rate / bound,
                "steady_placements_per_s": steady, "steady_ratio": steady / bound,
                "in_flight": in_flight, "latency_s": latency, "failure_rate": failure_rate,
@@ -394,12 +368,6 @@ fn steady_rate(series: &[Value], total: usize, from: f64, to: f64) -> f64 {
         (Some(a), Some(b)) if b > a => (high - low) / (b - a),
         _ => f64::NAN,
     }
-}
-
-fn write(out: &Path, name: &str, value: Value) -> anyhow::Result<()> {
-    std::fs::create_dir_all(out)?;
-    std::fs::write(out.join(name), serde_json::to_string_pretty(&value)?)?;
-    Ok(())
 }
 
 /// Two SVG charts: latency percentiles against connections, placed orders over time.

@@ -1,0 +1,124 @@
+//! The faults, each on its own task at the time the plan gives: the runner killed with SIGKILL
+//! and restarted, an exchange outage, the SQS endpoint frozen, and a Postgres restart. Each is
+//! injected from outside the process it hits; the system learns of it only by its effects.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+
+use bench::process::signal;
+
+use crate::cluster::Postgres;
+use crate::plan::Plan;
+use crate::services::{Runner, System};
+use crate::timeline::Timeline;
+
+/// Starts one task per fault of `plan`; they sleep until their time comes.
+pub fn schedule(
+    plan: &Plan,
+    system: &System,
+    postgres: &Postgres,
+    timeline: &Arc<Timeline>,
+) -> Vec<JoinHandle<()>> {
+    let mut faults = Vec::new();
+    for &at in &plan.runner_kills {
+        faults.push(tokio::spawn(kill_runner(
+            system.runner.clone(),
+            timeline.clone(),
+            at,
+        )));
+    }
+    faults.push(tokio::spawn(exchange_outage(
+        system.exchange_url.clone(),
+        timeline.clone(),
+        plan.exchange_down_at,
+        plan.exchange_down_for,
+    )));
+    faults.push(tokio::spawn(freeze_sqs(
+        system.sqs.pid(),
+        timeline.clone(),
+        plan.sqs_freeze_at,
+        plan.sqs_freeze_for,
+    )));
+    faults.push(tokio::spawn(restart_postgres(
+        postgres.clone(),
+        timeline.clone(),
+        plan.postgres_restart_at,
+    )));
+    faults
+}
+
+/// Waits until every fault is over (the system is whole again).
+pub async fn wait(faults: Vec<JoinHandle<()>>) {
+    for fault in faults {
+        let _ = fault.await;
+    }
+}
+
+/// SIGKILL, no warning: in-flight requests, claimed orders and received messages are abandoned
+/// mid-way. The restart follows after a random pause of 0.5 to 2 s.
+async fn kill_runner(runner: Arc<Runner>, timeline: Arc<Timeline>, at: Duration) {
+    timeline.sleep_until(at).await;
+    let mut process = runner.process.lock().await;
+    let _ = signal(process.pid(), "KILL").await;
+    let _ = process.wait().await;
+    timeline.note("runner killed with SIGKILL");
+    tokio::time::sleep(Duration::from_millis(500 + fastrand::u64(0..1500))).await;
+    match runner.spawn() {
+        Ok(restarted) => *process = restarted,
+        Err(error) => timeline.note(format!("runner restart failed: {error:#}")),
+    }
+    drop(process);
+    let _ = runner.wait_healthy().await;
+    timeline.note("runner restarted");
+}
+
+/// Through the simulated exchange's control endpoint: placements and lookups are refused while
+/// it is down.
+async fn exchange_outage(
+    exchange_url: String,
+    timeline: Arc<Timeline>,
+    at: Duration,
+    down_for: Duration,
+) {
+    timeline.sleep_until(at).await;
+    let client = reqwest::Client::new();
+    let control = format!("{exchange_url}/control");
+    let _ = client
+        .post(&control)
+        .json(&serde_json::json!({"down": true}))
+        .send()
+        .await;
+    timeline.note(format!("exchange down for {down_for:?}"));
+    tokio::time::sleep(down_for).await;
+    let _ = client
+        .post(&control)
+        .json(&serde_json::json!({"down": false}))
+        .send()
+        .await;
+    timeline.note("exchange back up");
+}
+
+/// SIGSTOP, then SIGCONT: the endpoint is unavailable but keeps every message, as real SQS.
+async fn freeze_sqs(pid: u32, timeline: Arc<Timeline>, at: Duration, freeze_for: Duration) {
+    timeline.sleep_until(at).await;
+    let _ = signal(pid, "STOP").await;
+    timeline.note(format!("SQS endpoint frozen (SIGSTOP) for {freeze_for:?}"));
+    tokio::time::sleep(freeze_for).await;
+    let _ = signal(pid, "CONT").await;
+    timeline.note("SQS endpoint resumed (SIGCONT)");
+}
+
+/// A fast restart; its window is recorded, since a 5xx inside it is expected.
+async fn restart_postgres(postgres: Postgres, timeline: Arc<Timeline>, at: Duration) {
+    timeline.sleep_until(at).await;
+    let began = timeline.elapsed();
+    timeline.note("Postgres restart begins");
+    if let Err(error) = postgres.restart().await {
+        timeline.note(format!("Postgres restart failed: {error:#}"));
+    }
+    let ended = timeline.elapsed();
+    timeline.postgres_restarted(began, ended);
+    timeline.note("Postgres restarted");
+}

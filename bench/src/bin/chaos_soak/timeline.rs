@@ -1,0 +1,57 @@
+//! The soak's clock and log: time zero of the fault schedule and the load, what happened when
+//! (printed as it happens), and the Postgres restart window that the 5xx check allows for.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub struct Timeline {
+    start: Instant,
+    recorded: Mutex<Recorded>,
+}
+
+#[derive(Default)]
+struct Recorded {
+    postgres_restart: Option<(Duration, Duration)>,
+    events: Vec<(Duration, String)>,
+}
+
+impl Timeline {
+    /// Starts the clock now; shared by the fault tasks, the load and the checks.
+    pub fn start() -> Arc<Self> {
+        Arc::new(Self {
+            start: Instant::now(),
+            recorded: Mutex::default(),
+        })
+    }
+
+    /// The instant `offset` after time zero.
+    pub fn at(&self, offset: Duration) -> Instant {
+        self.start + offset
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// Sleeps until `offset` after time zero.
+    pub async fn sleep_until(&self, offset: Duration) {
+        tokio::time::sleep_until(self.at(offset).into()).await;
+    }
+
+    /// Prints `what` with the time since time zero, and records it.
+    pub fn note(&self, what: impl Into<String>) {
+        let (at, what) = (self.elapsed(), what.into());
+        println!("[{:>6.1}s] {what}", at.as_secs_f64());
+        self.recorded.lock().unwrap().events.push((at, what));
+    }
+
+    /// Records when the Postgres restart began and ended.
+    pub fn postgres_restarted(&self, began: Duration, ended: Duration) {
+        self.recorded.lock().unwrap().postgres_restart = Some((began, ended));
+    }
+
+    /// When the Postgres restart began and ended; `None` if it has not finished.
+    pub fn postgres_restart(&self) -> Option<(Duration, Duration)> {
+        self.recorded.lock().unwrap().postgres_restart
+    }
+}
