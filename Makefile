@@ -18,11 +18,11 @@ lint:
 infra-check:
 	./scripts/validate-infra.sh
 
-## soak: the chaos soak's short form (1 000 orders, one fault of each kind; runs in CI)
+## soak: the chaos soak's short form (1 650 orders, every fault kind, a 60 s exchange outage; runs in CI)
 soak:
 	./scripts/soak.sh short
 
-## soak-long: the long form (10 000 orders; on demand)
+## soak-long: the long form (12 000 orders, a 10-minute exchange outage; on demand)
 soak-long:
 	./scripts/soak.sh long
 

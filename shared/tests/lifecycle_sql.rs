@@ -17,9 +17,12 @@ use order_shared::adapters::postgres::{
     DatabaseConfig, DatabaseCredentials, PostgresOrderStore, TlsMode, build_pool, run_migrations,
 };
 use order_shared::domain::{
-    ClientId, Isin, NewOrder, Order, OrderId, OrderStatus, OrderType, Quantity, Side, Transition,
+    ClientId, ExpiryRule, Isin, NewOrder, Order, OrderId, OrderStatus, OrderType, Quantity, Side,
+    Transition,
 };
-use order_shared::ports::{ClaimOutcome, CreateOutcome, OrderLifecycle, OrderStore};
+use order_shared::ports::{
+    CancelOutcome, ClaimOutcome, CreateOutcome, OrderLifecycle, OrderStore, RetryPlan,
+};
 use tokio_postgres::NoTls;
 
 fn admin_url() -> String {
@@ -95,10 +98,31 @@ async fn apply(store: &PostgresOrderStore, transition: Transition, id: OrderId) 
         },
         Transition::Place => store.record_placed(id, "X-1").await,
         Transition::Reject => store.record_rejected(id, "refused").await,
-        Transition::Release => store.release_for_retry(id, "timeout").await,
+        Transition::Release => {
+            store
+                .release_for_retry(
+                    id,
+                    "timeout",
+                    RetryPlan {
+                        park_until: None,
+                        outcome_unknown: false,
+                    },
+                )
+                .await
+        }
         Transition::PlaceByLookup => store.record_placed_by_lookup(id, "X-1").await,
         Transition::Fail => store.mark_failed(id, "retries exhausted").await,
         Transition::Requeue => store.requeue_failed(id).await,
+        Transition::Cancel => {
+            let owner = ClientId::parse("default").unwrap();
+            match store.cancel_order(&owner, id).await {
+                Ok(CancelOutcome::Canceled(order)) => Ok(Some(order)),
+                Ok(_) => Ok(None),
+                Err(e) => Err(e),
+            }
+        }
+        Transition::Expire => store.expire(id).await,
+        Transition::ExpireAfterLookup => store.expire_after_lookup(id).await,
     };
     result.unwrap_or_else(|e| panic!("{transition:?}: {e}"))
 }
@@ -113,7 +137,12 @@ async fn new_order(store: &PostgresOrderStore) -> Order {
     )
     .unwrap();
     let owner = ClientId::parse("default").unwrap();
-    match store.create_order(&owner, &order, None).await.unwrap() {
+    let expires_at = time::OffsetDateTime::now_utc() + Duration::from_secs(3600);
+    match store
+        .create_order(&owner, &order, expires_at, None)
+        .await
+        .unwrap()
+    {
         CreateOutcome::Created(order) => order,
         other => panic!("not created: {other:?}"),
     }
@@ -164,12 +193,19 @@ async fn check_every_move(store: &PostgresOrderStore) {
             } else {
                 "-1 second"
             };
+            // A move that needs the order's time to have run out gets an expired order; every
+            // other one a live order.
+            let expiry = match transition.expiry_rule() {
+                ExpiryRule::Expired | ExpiryRule::ExpiredAndConfirmed => "-1 second",
+                ExpiryRule::Any | ExpiryRule::LiveOrUnconfirmed => "1 hour",
+            };
             let client = store.pool().get().await.unwrap();
             client
                 .execute(
                     &format!(
                         "UPDATE orders SET status = $2, \
-                         lease_expires_at = now() + interval '{lease}' WHERE id = $1"
+                         lease_expires_at = now() + interval '{lease}', \
+                         expires_at = now() + interval '{expiry}' WHERE id = $1"
                     ),
                     &[&order.id.as_uuid(), &start.status.as_str()],
                 )

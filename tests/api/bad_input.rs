@@ -69,6 +69,9 @@ fn bad_inputs() -> Vec<BadInput> {
         body
     };
     let long_key = "k".repeat(101);
+    let beyond_30_days = (time::OffsetDateTime::now_utc() + time::Duration::days(31))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
     vec![
         json_case(
             "not JSON",
@@ -317,6 +320,42 @@ fn bad_inputs() -> Vec<BadInput> {
                 ("side", None),
                 ("x", None),
             ],
+        ),
+        invalid(
+            "expires_at in the past",
+            &limit_with("expires_at", r#""2020-01-01T00:00:00Z""#),
+            vec![(
+                "expires_at",
+                Some("Attribute `expires_at` must be in the future"),
+            )],
+        ),
+        invalid(
+            "expires_at more than 30 days ahead",
+            &limit_with("expires_at", &format!("\"{beyond_30_days}\"")),
+            vec![(
+                "expires_at",
+                Some("Attribute `expires_at` must be at most 30 days ahead"),
+            )],
+        ),
+        invalid(
+            "expires_at not a time",
+            &limit_with("expires_at", r#""tomorrow""#),
+            vec![("expires_at", None)],
+        ),
+        invalid(
+            "expires_at without an offset",
+            &limit_with("expires_at", r#""2030-01-01T00:00:00""#),
+            vec![("expires_at", None)],
+        ),
+        invalid(
+            "expires_at as a number",
+            &limit_with("expires_at", "1893456000"),
+            vec![("expires_at", None)],
+        ),
+        invalid(
+            "expires_at and another problem",
+            &limit_with("quantity", "0").replace('}', r#","expires_at":"soon"}"#),
+            vec![("expires_at", None), ("quantity", None)],
         ),
         BadInput {
             key: Some(long_key.clone()),

@@ -9,6 +9,9 @@ use serde_json::{Value, json};
 use system_tests::{LIMIT_ORDER, MARKET_ORDER};
 use uuid::Uuid;
 
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
 use crate::helpers::{
     Harness, MAX_BODY, assert_rfc3339_utc, error_fields, header, id_of, limit_with,
 };
@@ -29,6 +32,8 @@ async fn assert_order_accepted(body: &str, expected: Value) {
     assert_eq!(json["status"], "pending");
     let created_at = json["created_at"].as_str().expect("created_at is a string");
     assert_rfc3339_utc(created_at);
+    let expires_at = json["expires_at"].as_str().expect("expires_at is a string");
+    assert_rfc3339_utc(expires_at);
     assert_eq!(
         header(&response, "location"),
         Some(format!("/orders/{id}").as_str())
@@ -42,9 +47,10 @@ async fn assert_order_accepted(body: &str, expected: Value) {
         .query_one(
             "SELECT order_type, side, instrument, limit_price::text, quantity, status, \
                     enqueued_at IS NOT NULL, created_at = $2::text::timestamptz, \
-                    abs(extract(epoch FROM now() - created_at)) < 60 \
+                    abs(extract(epoch FROM now() - created_at)) < 60, \
+                    expires_at = $3::text::timestamptz \
              FROM orders WHERE id = $1",
-            &[&id, &created_at],
+            &[&id, &created_at, &expires_at],
         )
         .await
         .expect("the order row");
@@ -65,6 +71,10 @@ async fn assert_order_accepted(body: &str, expected: Value) {
         "created_at in the response is the stored one"
     );
     assert!(row.get::<_, bool>(8), "created_at is now");
+    assert!(
+        row.get::<_, bool>(9),
+        "expires_at in the response is the stored one"
+    );
 
     // One audit event: (new) → pending.
     let events = client
@@ -215,4 +225,72 @@ async fn same_order_without_a_key_is_two_orders() {
         .map(|m| m["order_id"].as_str().expect("order_id").to_owned())
         .collect();
     assert_eq!(sent, HashSet::from([first.to_string(), second.to_string()]));
+}
+
+/// `expires_at - created_at` of a stored order, in seconds.
+async fn stored_time_in_force(h: &Harness, id: Uuid) -> f64 {
+    h.db.client()
+        .await
+        .query_one(
+            "SELECT extract(epoch FROM expires_at - created_at)::float8 FROM orders WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .expect("the order row")
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn requested_expiry_is_stored_and_shown_in_utc() {
+    let h = Harness::start().await;
+    // Two hours ahead, whole seconds, written with a +02:00 offset.
+    let now = OffsetDateTime::now_utc();
+    let wanted = OffsetDateTime::from_unix_timestamp(now.unix_timestamp() + 7200).unwrap();
+    let written = wanted
+        .to_offset(time::macros::offset!(+2))
+        .format(&Rfc3339)
+        .unwrap();
+
+    let response = h
+        .api
+        .post_order(&limit_with("expires_at", &format!("\"{written}\"")), None)
+        .await;
+
+    assert_eq!(response.status, StatusCode::CREATED, "{}", response.json);
+    assert_eq!(
+        response.json["expires_at"],
+        wanted.format(&Rfc3339).unwrap()
+    );
+    let id = id_of(&response);
+    let stored: OffsetDateTime =
+        h.db.client()
+            .await
+            .query_one("SELECT expires_at FROM orders WHERE id = $1", &[&id])
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(stored, wanted);
+    let read = h.api.get(&format!("/orders/{id}")).await;
+    assert_eq!(read.json["expires_at"], response.json["expires_at"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_expires_at_market_orders_live_5_minutes_and_limit_orders_30_days() {
+    let h = Harness::start().await;
+    let market = h.create(MARKET_ORDER).await;
+    let limit = h.create(LIMIT_ORDER).await;
+    let limit_null = h.create(&limit_with("expires_at", "null")).await;
+
+    // The api's clock picks the expiry, the database's the creation time: a moment apart.
+    for (id, expected) in [
+        (market, 300.0),
+        (limit, 30.0 * 86_400.0),
+        (limit_null, 30.0 * 86_400.0),
+    ] {
+        let ttl = stored_time_in_force(&h, id).await;
+        assert!(
+            (ttl - expected).abs() < 2.0,
+            "{id}: {ttl}s, not {expected}s"
+        );
+    }
 }

@@ -44,6 +44,28 @@ async fn openapi_document_describes_every_route() {
     assert!(paths["/orders"].get("post").is_some());
     assert!(paths["/orders"].get("get").is_some());
     assert!(paths["/orders/{id}"].get("get").is_some());
+    let cancel = &paths["/orders/{id}"]["delete"];
+    for status in ["200", "404", "409"] {
+        assert!(
+            cancel["responses"].get(status).is_some(),
+            "DELETE answers {status}: {cancel}"
+        );
+    }
+    // Time in force: requested, shown, and the two new final states.
+    let schemas = &response.json["components"]["schemas"];
+    for schema in ["OrderRequest", "OrderView"] {
+        assert!(
+            schemas[schema]["properties"].get("expires_at").is_some(),
+            "{schema}: {}",
+            schemas[schema]
+        );
+    }
+    let statuses = schemas["OrderStatus"]["enum"]
+        .as_array()
+        .unwrap_or_else(|| panic!("OrderStatus: {}", schemas["OrderStatus"]));
+    for status in ["expired", "canceled"] {
+        assert!(statuses.contains(&json!(status)), "{status}");
+    }
     assert!(
         response.json["openapi"]
             .as_str()

@@ -7,6 +7,7 @@
 mod helpers;
 
 mod bad_input;
+mod cancel;
 mod create_order;
 mod health_and_routing;
 mod idempotency;

@@ -25,8 +25,10 @@ async fn get_order_returns_the_order_with_its_placement_progress() {
     assert_eq!(json["last_error"], Value::Null);
     assert_eq!(json["exchange_order_id"], Value::Null);
     assert_eq!(json["placed_at"], Value::Null);
+    assert_eq!(json["outcome_unknown"], false);
     for field in [
         "created_at",
+        "expires_at",
         "type",
         "side",
         "instrument",
@@ -41,6 +43,8 @@ async fn get_order_returns_the_order_with_its_placement_progress() {
         "last_error",
         "exchange_order_id",
         "placed_at",
+        "expires_at",
+        "outcome_unknown",
     ] {
         assert!(json.get(field).is_some(), "`{field}` is present in {json}");
     }
@@ -75,6 +79,59 @@ async fn get_order_shows_progress_written_by_the_placer() {
         placed_at.starts_with("2026-01-02T03:04:05.5"),
         "{placed_at}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn get_order_says_when_its_outcome_is_being_confirmed() {
+    let h = Harness::start().await;
+    let id = h.create(MARKET_ORDER).await;
+    // As the placer leaves an order whose attempt timed out after sending.
+    let note = "outcome unknown, being confirmed with the exchange: timed out after 5s";
+    h.db.client()
+        .await
+        .execute(
+            "UPDATE orders SET attempts = 1, outcome_unknown = true, last_error = $2 WHERE id = $1",
+            &[&id, &note],
+        )
+        .await
+        .unwrap();
+
+    let open = h.api.get(&format!("/orders/{id}")).await;
+
+    assert_eq!(open.json["status"], "pending");
+    assert_eq!(open.json["outcome_unknown"], true);
+    assert_eq!(open.json["last_error"], note);
+
+    // Once final, the flag no longer says anything about the order.
+    h.db.client()
+        .await
+        .execute(
+            "UPDATE orders SET status = 'placed', exchange_order_id = 'EX-1', placed_at = now() \
+             WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    let placed = h.api.get(&format!("/orders/{id}")).await;
+    assert_eq!(placed.json["status"], "placed");
+    assert_eq!(placed.json["outcome_unknown"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_order_from_before_time_in_force_shows_a_null_expiry() {
+    let h = Harness::start().await;
+    let id = h.create(LIMIT_ORDER).await;
+    // The previous release wrote no expiry.
+    h.db.client()
+        .await
+        .execute("UPDATE orders SET expires_at = NULL WHERE id = $1", &[&id])
+        .await
+        .unwrap();
+
+    let response = h.api.get(&format!("/orders/{id}")).await;
+
+    assert_eq!(response.status, StatusCode::OK);
+    assert_eq!(response.json["expires_at"], Value::Null);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -117,6 +174,7 @@ async fn list_walks_every_order_newest_first_in_keyset_pages() {
         for order in response.json["orders"].as_array().unwrap() {
             assert_eq!(order["status"], "pending");
             assert_eq!(order["instrument"], "US0378331005");
+            assert!(order["expires_at"].is_string(), "{order}");
         }
         pages.push(page_ids(&response));
         match &response.json["next_cursor"] {

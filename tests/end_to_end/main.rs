@@ -195,10 +195,11 @@ async fn run_command_places_orders_end_to_end() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn run_command_fails_and_alerts_when_the_exchange_is_down() {
+async fn run_command_rides_out_an_exchange_outage_and_alerts_once_for_what_expired() {
     let suffix = Uuid::new_v4().simple().to_string();
     let topic_name = format!("e2e-alerts-{suffix}");
     let exchange_port = local_process::free_port().expect("a free port");
+    let exchange = format!("http://127.0.0.1:{exchange_port}");
     let runner = LocalRunner::start(&[
         // Through moto (SQS and SNS), so the system tests keep covering it; the first test
         // uses the runner's default embedded SQS endpoint.
@@ -206,10 +207,15 @@ async fn run_command_fails_and_alerts_when_the_exchange_is_down() {
         ("EXCHANGE_SIM_LISTEN", format!("127.0.0.1:{exchange_port}")),
         ("EXCHANGE_SIM_LATENCY_MS", "5".into()),
         ("EXCHANGE_SIM_FAILURE_RATE", "1.0".into()),
+        // Two receives: without parking, every order would be a dead letter within seconds.
         ("MAX_RECEIVE_COUNT", "2".into()),
         ("RETRY_BASE_SECONDS", "1".into()),
-        ("RETRY_MAX_SECONDS", "1".into()),
+        ("RETRY_MAX_SECONDS", "2".into()),
         ("POLL_WAIT_SECONDS", "1".into()),
+        ("SWEEP_INTERVAL_SECONDS", "1".into()),
+        ("BREAKER_FAILURE_THRESHOLD", "3".into()),
+        ("BREAKER_PROBE_SECONDS", "1".into()),
+        ("ALERT_WINDOW_SECONDS", "2".into()),
         ("ALERT_TOPIC_NAME", topic_name.clone()),
         ("ALERTS_INBOX_QUEUE_NAME", format!("e2e-inbox-{suffix}")),
     ])
@@ -236,17 +242,57 @@ async fn run_command_fails_and_alerts_when_the_exchange_is_down() {
         .expect("subscribe the observer");
 
     let client = runner.client();
-    let ids = post_orders(&client, &runner, 5, LIMIT_ORDER).await;
-    let views = wait_for_status(&client, &runner, &ids, "failed", Duration::from_secs(60)).await;
+    let live = post_orders(&client, &runner, 3, LIMIT_ORDER).await;
+    let soon = (time::OffsetDateTime::now_utc() + Duration::from_secs(4))
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("RFC 3339");
+    let short = format!(
+        r#"{{"type":"market","side":"buy","instrument":"US0378331005","quantity":1,"expires_at":"{soon}"}}"#
+    );
+    let expiring = post_orders(&client, &runner, 2, &short).await;
+
+    // The exchange stays down well past the old retry budget: the short-lived orders expire,
+    // the others wait, none fails.
+    wait_for_status(
+        &client,
+        &runner,
+        &expiring,
+        "expired",
+        Duration::from_secs(30),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let views = wait_for_status(&client, &runner, &live, "pending", Duration::from_secs(5)).await;
     for view in views.values() {
-        assert_eq!(view["attempts"], 2, "{view}");
         assert!(view["last_error"].is_string(), "{view}");
-        assert!(view["exchange_order_id"].is_null(), "{view}");
+    }
+    let during = exchange_stats(&client, &exchange).await;
+    assert_eq!(during["total_placed"], 0);
+
+    client
+        .post(format!("{exchange}/control"))
+        .json(&serde_json::json!({"failure_rate": 0.0}))
+        .send()
+        .await
+        .expect("POST /control")
+        .error_for_status()
+        .expect("control accepted");
+    wait_for_status(&client, &runner, &live, "placed", Duration::from_secs(60)).await;
+    let after = exchange_stats(&client, &exchange).await;
+    for id in &live {
+        assert_eq!(after["placements"][id], 1, "{id}: {after}");
+    }
+    for id in &expiring {
+        assert!(
+            after["placements"][id].is_null(),
+            "expired, never placed: {after}"
+        );
     }
 
+    // One incident for the two expired orders: opened, then over; nothing per order.
     let mut alerts: Vec<Value> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while alerts.len() < ids.len() && Instant::now() < deadline {
+    while !alerts.iter().any(|a| a["kind"] == "incident_over") && Instant::now() < deadline {
         let messages = sqs
             .receive_message()
             .queue_url(&observer)
@@ -269,42 +315,29 @@ async fn run_command_fails_and_alerts_when_the_exchange_is_down() {
                 .expect("delete");
         }
     }
-    // Anything beyond one per order would show up within a poll or two.
-    let late = sqs
-        .receive_message()
-        .queue_url(&observer)
-        .wait_time_seconds(2)
-        .send()
-        .await
-        .expect("receive")
-        .messages
-        .unwrap_or_default();
-    assert!(late.is_empty(), "a duplicate alert: {late:?}");
-    let alerted: HashSet<&str> = alerts
+    let kinds: Vec<&str> = alerts
         .iter()
-        .map(|a| a["order_id"].as_str().expect("order_id"))
+        .map(|a| a["kind"].as_str().unwrap_or("?"))
         .collect();
-    assert_eq!(alerts.len(), ids.len(), "{alerts:#?}");
-    assert_eq!(alerted, ids.iter().map(String::as_str).collect());
-    for alert in &alerts {
-        assert_eq!(alert["kind"], "order_failed");
-        assert_eq!(alert["attempts"], 2);
-        assert!(alert["last_error"].is_string() && alert["how_to_retry"].is_string());
-    }
-    let stats = exchange_stats(&client, &format!("http://127.0.0.1:{exchange_port}")).await;
-    assert_eq!(stats["total_placed"], 0);
+    assert_eq!(kinds, ["incident_opened", "incident_over"], "{alerts:#?}");
+    let over = &alerts[1];
+    assert_eq!(over["cause"], "expired");
+    assert_eq!(over["order_count"], 2);
+    let named: HashSet<&str> = over["first_order_ids"]
+        .as_array()
+        .expect("ids")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(named, expiring.iter().map(String::as_str).collect());
 
     // And the runner's own inbox got them: it prints each as an ADMIN ALERT.
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let log = runner.log();
         let printed = log.lines().filter(|l| l.starts_with("ADMIN ALERT")).count();
-        if ids
-            .iter()
-            .all(|id| log.contains(&format!("\"order_id\":\"{id}\"")))
-            && printed >= ids.len()
-        {
-            assert_eq!(printed, ids.len(), "one per order:\n{log}");
+        if printed >= 2 {
+            assert_eq!(printed, 2, "one per incident and phase:\n{log}");
             break;
         }
         assert!(Instant::now() < deadline, "alerts not printed:\n{log}");

@@ -528,7 +528,6 @@ fn every_alarm_notifies_the_alert_topic_and_treats_missing_data_as_not_breaching
         })
     };
     let fn_ref = |binary: &str| json!({ "Ref": t().function_for(binary) });
-    let dlq = t().queue_of(t().sqs_event(&t().function_for("alerter")));
     let api = t()
         .of_type("AWS::Serverless::HttpApi")
         .next()
@@ -543,14 +542,8 @@ fn every_alarm_notifies_the_alert_topic_and_treats_missing_data_as_not_breaching
         watches("AWS/Lambda", "Errors", &fn_ref("placer")),
         "placer errors"
     );
-    assert!(
-        watches(
-            "AWS/SQS",
-            "ApproximateAgeOfOldestMessage",
-            &json!({ "Fn::GetAtt": [dlq, "QueueName"] })
-        ),
-        "age of the DLQ's oldest message"
-    );
+    // The DLQ's alarm (metric math), the orders queue's age and the parked orders have their
+    // own checks below.
     assert!(
         watches("AWS/ApiGateway", "5xx", &json!({ "Ref": api })),
         "api 5xx"
@@ -611,6 +604,10 @@ fn dashboard_shows_the_emf_metrics_and_the_dlq() {
         ORDERS_PLACED,
         ORDERS_REJECTED,
         ORDERS_FAILED,
+        ORDERS_EXPIRED,
+        ORDERS_CANCELED,
+        ORDERS_PARKED,
+        PARKED_ORDERS,
         PLACEMENT_ATTEMPTS,
         EXCHANGE_LATENCY_MS,
     ] {
@@ -623,6 +620,7 @@ fn dashboard_shows_the_emf_metrics_and_the_dlq() {
     let dlq_name = format!("${{{dlq}.QueueName}}");
     for metric in [
         "ApproximateNumberOfMessagesVisible",
+        "ApproximateNumberOfMessagesNotVisible",
         "ApproximateAgeOfOldestMessage",
     ] {
         assert!(
@@ -632,20 +630,43 @@ fn dashboard_shows_the_emf_metrics_and_the_dlq() {
             "dashboard lacks the DLQ's {metric}"
         );
     }
+    // Every alarm is on the dashboard's alarm widget.
+    for (alarm, _) in t().of_type("AWS::CloudWatch::Alarm") {
+        assert!(
+            body.contains(&format!("\"${{{alarm}.Arn}}\"")),
+            "dashboard lacks the alarm {alarm}"
+        );
+    }
 }
 
-/// Replaces `${...}` references of a `Fn::Sub` string with a placeholder.
+/// Replaces `${...}` references of a `Fn::Sub` string with a placeholder: `sub` inside a JSON
+/// string, `0` outside one (a number such as an alarm threshold).
 fn regex_lite_sub(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
         let end = rest[start..].find('}').expect("closing brace") + start;
-        out.push_str("sub");
+        out.push_str(if in_json_string(&out) { "sub" } else { "0" });
         rest = &rest[end + 1..];
     }
     out.push_str(rest);
     out
+}
+
+/// Does `json_prefix` end inside a string literal?
+fn in_json_string(json_prefix: &str) -> bool {
+    let mut inside = false;
+    let mut escaped = false;
+    for c in json_prefix.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if inside => escaped = true,
+            '"' => inside = !inside,
+            _ => {}
+        }
+    }
+    inside
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -729,7 +750,7 @@ fn every_function_is_traced_arm64_al2023_sized_and_has_a_log_group_with_retentio
 }
 
 /// Every IAM statement in the template, with where it is.
-fn iam_statements() -> Vec<(String, Value)> {
+fn iam_statements(t: &Template) -> Vec<(String, Value)> {
     let mut out = Vec::new();
     let mut push_document = |owner: String, document: &Value| {
         let statements = match &document["Statement"] {
@@ -741,7 +762,7 @@ fn iam_statements() -> Vec<(String, Value)> {
             out.push((owner.clone(), statement));
         }
     };
-    for (name, resource) in t().resources() {
+    for (name, resource) in t.resources() {
         let properties = &resource["Properties"];
         match resource["Type"].as_str().unwrap() {
             "AWS::IAM::Role" => {
@@ -767,7 +788,7 @@ fn iam_statements() -> Vec<(String, Value)> {
 
 #[test]
 fn no_iam_statement_grants_a_wildcard_action() {
-    let statements = iam_statements();
+    let statements = iam_statements(t());
     assert!(statements.len() > 10, "found the roles' statements");
     for (owner, statement) in &statements {
         let actions = match &statement["Action"] {
@@ -815,7 +836,7 @@ fn every_function_has_its_own_least_privilege_role() {
         }
     }
     let allowed = |role: &str, action: &str| {
-        iam_statements().iter().any(|(owner, s)| {
+        iam_statements(t()).iter().any(|(owner, s)| {
             owner == role
                 && match &s["Action"] {
                     Value::String(a) => a == action,
@@ -835,7 +856,10 @@ fn every_function_has_its_own_least_privilege_role() {
     assert!(allowed(&role_of("placer"), "sqs:ChangeMessageVisibility"));
     assert!(allowed(&role_of("placer"), "sqs:DeleteMessage"));
     assert!(allowed(&role_of("alerter"), "sns:Publish"));
-    assert!(!allowed(&role_of("api"), "sns:Publish"));
+    assert!(allowed(&role_of("sweeper"), "sns:Publish"));
+    for binary in ["api", "placer", "migrator"] {
+        assert!(!allowed(&role_of(binary), "sns:Publish"), "{binary}");
+    }
     for binary in FUNCTION_BINARIES {
         assert!(
             allowed(&role_of(binary), "secretsmanager:GetSecretValue"),
@@ -859,7 +883,7 @@ const REQUIRED: [(&str, &[&str]); 5] = [
     ("api", &["ORDERS_QUEUE_URL", "API_KEY_PEPPER_SECRET_ARN"]),
     ("placer", &["ORDERS_QUEUE_URL", "EXCHANGE_BASE_URL"]),
     ("alerter", &["EXCHANGE_BASE_URL", "ALERT_TOPIC_ARN"]),
-    ("sweeper", &["ORDERS_QUEUE_URL"]),
+    ("sweeper", &["ORDERS_QUEUE_URL", "ALERT_TOPIC_ARN"]),
     ("migrator", &[]),
 ];
 
@@ -942,7 +966,7 @@ fn only_the_api_reads_the_generated_api_key_pepper() {
             .as_str()
             .unwrap()
             .to_owned();
-        let reads_pepper = iam_statements().iter().any(|(owner, s)| {
+        let reads_pepper = iam_statements(t()).iter().any(|(owner, s)| {
             owner == &role
                 && s["Action"] == json!("secretsmanager:GetSecretValue")
                 && match &s["Resource"] {
@@ -990,6 +1014,796 @@ fn functions_connect_to_the_rds_proxy_and_read_the_stacks_secrets() {
             json!({ "Ref": "DatabaseSecret" }),
             "{name}: DATABASE_SECRET_ARN"
         );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Long outages (issue #11): every variable the functions read, the operational knobs as
+// parameters, PARK_FROM_RECEIVE below maxReceiveCount, the sweeper's incident alerts, and the
+// three alarms. Each check takes the template, so that `checks_catch_broken_templates` below can
+// prove it fails on a broken copy.
+// ---------------------------------------------------------------------------------------------
+
+type CheckResult = Result<(), String>;
+
+/// A check of the template, and a canary for it: what breaks, the text replaced, its replacement.
+type Check = fn(&Template) -> CheckResult;
+type Mutation = (&'static str, &'static str, &'static str, Check);
+
+macro_rules! ensure {
+    ($condition:expr, $($message:tt)+) => {
+        let holds: bool = $condition;
+        if !holds {
+            return Err(format!($($message)+));
+        }
+    };
+}
+
+/// Variables a function reads that the template leaves to the code on purpose, and why.
+const LEFT_UNSET: [(&str, &str); 4] = [
+    (
+        "DATABASE_URL",
+        "local runs only; in AWS the credentials come from DATABASE_SECRET_ARN",
+    ),
+    (
+        "DATABASE_CA_FILE",
+        "the RDS Proxy's certificate chains to Amazon Trust Services, in the built-in web PKI roots",
+    ),
+    (
+        "API_KEY_PEPPER",
+        "local runs only; in AWS the api reads API_KEY_PEPPER_SECRET_ARN",
+    ),
+    (
+        "EXCHANGE_API_KEY",
+        "local runs only; in AWS the placer and alerter read EXCHANGE_API_KEY_SECRET_ARN",
+    ),
+];
+
+/// The operational knobs of issue #11: template parameter, the functions that get it, the
+/// variable it sets.
+const KNOBS: [(&str, &[&str], &str); 6] = [
+    (
+        "MarketOrderTtlSeconds",
+        &["api"],
+        "MARKET_ORDER_TTL_SECONDS",
+    ),
+    ("RetryMaxSeconds", &["placer"], "RETRY_MAX_SECONDS"),
+    (
+        "SqsShortWaitMaxSeconds",
+        &["placer"],
+        "SQS_SHORT_WAIT_MAX_SECONDS",
+    ),
+    (
+        "BreakerFailureThreshold",
+        &["placer"],
+        "BREAKER_FAILURE_THRESHOLD",
+    ),
+    ("BreakerProbeSeconds", &["placer"], "BREAKER_PROBE_SECONDS"),
+    (
+        "AlertWindowSeconds",
+        &["alerter", "sweeper"],
+        "ALERT_WINDOW_SECONDS",
+    ),
+];
+
+/// Runs a function's start-up configuration code on an environment; its `Debug` output (which
+/// never shows secrets) lets two environments be compared.
+fn start_up<F: Fn(&str) -> Option<String>>(binary: &str, env: &Env<F>) -> Result<String, String> {
+    let debug = match binary {
+        "api" => ApiConfig::from_env(env).map(|c| format!("{c:?}")),
+        "placer" => PlacerConfig::from_env(env).map(|c| format!("{c:?}")),
+        "alerter" => AlerterConfig::from_env(env).map(|c| format!("{c:?}")),
+        "sweeper" => SweeperConfig::from_env(env).map(|c| format!("{c:?}")),
+        "migrator" => env.database(1).map(|c| format!("{c:?}")),
+        other => panic!("unknown function binary {other}"),
+    };
+    debug.map_err(|e| format!("{binary}: {e}"))
+}
+
+/// The variables a function's start-up code reads when given `env` (in the order it asks).
+fn variables_read(binary: &str, env: BTreeMap<String, String>) -> (BTreeSet<String>, CheckResult) {
+    let asked = std::rc::Rc::new(std::cell::RefCell::new(BTreeSet::new()));
+    let recorder = {
+        let asked = asked.clone();
+        Env(move |name: &str| {
+            asked.borrow_mut().insert(name.to_owned());
+            env.get(name).cloned().filter(|v| !v.is_empty())
+        })
+    };
+    let outcome = start_up(binary, &recorder).map(drop);
+    let asked = asked.borrow().clone();
+    (asked, outcome)
+}
+
+/// Names of the variables that `shared/src/config/` reads (`env.required("X")`, `parsed`,
+/// `seconds`, `millis`, `optional`, and the same through `self.`).
+fn variables_in_config_source() -> BTreeSet<String> {
+    let directory = std::path::Path::new(WORKSPACE).join("shared/src/config");
+    let mut names = BTreeSet::new();
+    for entry in std::fs::read_dir(&directory).expect("shared/src/config") {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        let source = std::fs::read_to_string(&path).unwrap();
+        // Unit tests in the same file name variables too; only the code above them counts.
+        let source = source.split("#[cfg(test)]").next().unwrap();
+        for reader in ["required", "parsed", "seconds", "millis", "optional"] {
+            let pattern = format!(".{reader}(");
+            for (at, _) in source.match_indices(&pattern) {
+                // The name may start on the next line (rustfmt breaks long calls).
+                let rest = source[at + pattern.len()..].trim_start();
+                let Some(rest) = rest.strip_prefix('"') else {
+                    continue;
+                };
+                let name = &rest[..rest.find('"').expect("closing quote")];
+                names.insert(name.to_owned());
+            }
+        }
+    }
+    names
+}
+
+fn check_every_variable_read_is_set(t: &Template) -> CheckResult {
+    let left_unset: BTreeMap<_, _> = LEFT_UNSET.into_iter().collect();
+    let mut read_by_some_function = BTreeSet::new();
+    for binary in FUNCTION_BINARIES {
+        let function = t.function_for(binary);
+        let env = t.environment(&function);
+        let (read, outcome) = variables_read(binary, env.clone());
+        outcome?;
+        for name in &read {
+            ensure!(
+                env.get(name).is_some_and(|v| !v.is_empty())
+                    || left_unset.contains_key(name.as_str()),
+                "{binary} ({function}) reads {name} at start-up but the template leaves it unset: \
+                 set it in the function's Environment (or Globals), or add it to LEFT_UNSET with the reason"
+            );
+        }
+        read_by_some_function.extend(read);
+    }
+    let in_source = variables_in_config_source();
+    ensure!(
+        in_source.contains("MARKET_ORDER_TTL_SECONDS") && in_source.contains("ORDERS_QUEUE_URL"),
+        "the scan of shared/src/config found too little: {in_source:?}"
+    );
+    for name in in_source {
+        ensure!(
+            read_by_some_function.contains(&name),
+            "shared/src/config reads {name}, but no function's start-up code asked for it with the \
+             template's environment: is the setting wired into a function's config?"
+        );
+    }
+    for (name, reason) in LEFT_UNSET {
+        ensure!(
+            read_by_some_function.contains(name),
+            "LEFT_UNSET names {name} ({reason}), which no function reads any more"
+        );
+    }
+    Ok(())
+}
+
+/// The bounds a parameter allows: `AllowedValues`, else `MinValue`/`MaxValue`.
+fn parameter_bounds(t: &Template, name: &str) -> Result<(Option<f64>, Option<f64>), String> {
+    let parameter = &t.root["Parameters"][name];
+    ensure!(parameter.is_object(), "parameter {name} missing");
+    let number = |v: &Value| -> f64 {
+        scalar_text(v)
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}: {v} is not a number"))
+    };
+    if let Some(allowed) = parameter["AllowedValues"].as_array() {
+        let values: Vec<f64> = allowed.iter().map(number).collect();
+        let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        return Ok((Some(min), Some(max)));
+    }
+    Ok((
+        parameter.get("MinValue").map(number),
+        parameter.get("MaxValue").map(number),
+    ))
+}
+
+fn check_number_parameters_are_bounded(t: &Template) -> CheckResult {
+    for (name, parameter) in t.root["Parameters"].as_object().expect("Parameters") {
+        if parameter["Type"] != "Number" {
+            continue;
+        }
+        let (min, max) = parameter_bounds(t, name)?;
+        ensure!(
+            min.is_some(),
+            "parameter {name} has no MinValue (or AllowedValues)"
+        );
+        ensure!(
+            parameter["Description"]
+                .as_str()
+                .is_some_and(|d| d.len() > 20),
+            "parameter {name} needs a description"
+        );
+        if let Some(default) = parameter.get("Default") {
+            let default: f64 = scalar_text(default).parse().unwrap();
+            ensure!(
+                min.is_none_or(|min| min <= default) && max.is_none_or(|max| default <= max),
+                "parameter {name}: default {default} outside [{min:?}, {max:?}]"
+            );
+        }
+    }
+    Ok(())
+}
+
+fn check_knobs_are_parameters_the_functions_accept(t: &Template) -> CheckResult {
+    for (parameter, binaries, variable) in KNOBS {
+        let (min, max) = parameter_bounds(t, parameter)?;
+        let (Some(min), Some(max)) = (min, max) else {
+            return Err(format!(
+                "parameter {parameter} needs both MinValue and MaxValue"
+            ));
+        };
+        ensure!(
+            t.root["Parameters"][parameter]["Type"] == "Number",
+            "parameter {parameter} is a Number"
+        );
+        for binary in binaries.iter().copied() {
+            let function = t.function_for(binary);
+            ensure!(
+                t.function(&function)["Environment"]["Variables"][variable]
+                    == json!({ "Ref": parameter }),
+                "{binary} ({function}): {variable} must be !Ref {parameter}"
+            );
+            // Both ends of the range pass the function's own start-up validation.
+            for bound in [min, max] {
+                let mut env = t.environment(&function);
+                env.insert(variable.to_owned(), format!("{bound}"));
+                start_up(binary, &env_lookup(env))
+                    .map_err(|e| format!("{parameter}={bound} is allowed but {e}"))?;
+            }
+            // The template's default is the code's default (the README's table and
+            // docs/DEPLOY.md give one value).
+            let with_default = start_up(binary, &env_lookup(t.environment(&function)))?;
+            let mut without = t.environment(&function);
+            without.remove(variable);
+            ensure!(
+                with_default == start_up(binary, &env_lookup(without))?,
+                "{parameter}: the template's default differs from {binary}'s default for {variable}"
+            );
+        }
+    }
+    Ok(())
+}
+
+fn check_knob_bounds_make_sense(t: &Template) -> CheckResult {
+    let env = |binary: &str| t.environment(&t.function_for(binary));
+    let seconds = |binary: &str, variable: &str| -> f64 {
+        env(binary)[variable]
+            .parse()
+            .unwrap_or_else(|_| panic!("{binary}: {variable} is a number"))
+    };
+    // MARKET_ORDER_TTL_SECONDS: up to the code's limit (30 days) and no further; long enough
+    // for the sweeper to send an order whose first send failed.
+    let (ttl_min, ttl_max) = parameter_bounds(t, "MarketOrderTtlSeconds")?;
+    let (ttl_min, ttl_max) = (ttl_min.unwrap_or(0.0), ttl_max.unwrap_or(f64::INFINITY));
+    ensure!(
+        ttl_max == 30.0 * 86400.0,
+        "MarketOrderTtlSeconds: MaxValue {ttl_max} must be 30 days, the longest time in force"
+    );
+    let grace = seconds("sweeper", "SWEEP_GRACE_SECONDS");
+    ensure!(
+        ttl_min >= grace,
+        "MarketOrderTtlSeconds: MinValue {ttl_min} below the sweeper's grace {grace}s: every order \
+         whose first send failed would expire before the sweeper sends it"
+    );
+    // The back-off cap is at least its base.
+    let (retry_max_min, _) = parameter_bounds(t, "RetryMaxSeconds")?;
+    let base = seconds("placer", "RETRY_BASE_SECONDS");
+    ensure!(
+        retry_max_min.unwrap_or(0.0) >= base,
+        "RetryMaxSeconds: MinValue below RETRY_BASE_SECONDS {base}"
+    );
+    // A short wait is a visibility timeout: SQS allows 12 hours at most.
+    let (_, short_max) = parameter_bounds(t, "SqsShortWaitMaxSeconds")?;
+    ensure!(
+        short_max.is_some_and(|m| m <= 43_200.0),
+        "SqsShortWaitMaxSeconds: MaxValue above SQS's 12-hour visibility limit"
+    );
+    // Incidents close at a sweep: a window shorter than the interval means nothing.
+    let (window_min, _) = parameter_bounds(t, "AlertWindowSeconds")?;
+    let interval = sweep_interval_seconds(t);
+    ensure!(
+        window_min.unwrap_or(0.0) >= interval,
+        "AlertWindowSeconds: MinValue below the sweep interval {interval}s"
+    );
+    Ok(())
+}
+
+fn check_park_from_receive_below_max_receive_count(t: &Template) -> CheckResult {
+    let placer = t.function_for("placer");
+    ensure!(
+        t.function(&placer)["Environment"]["Variables"]
+            .get("PARK_FROM_RECEIVE")
+            .is_some(),
+        "placer: set PARK_FROM_RECEIVE in the template, next to the queue's maxReceiveCount"
+    );
+    let park = PlacerConfig::from_env(&env_lookup(t.environment(&placer)))
+        .map_err(|e| format!("placer: {e}"))?
+        .placer
+        .park_from_receive;
+    ensure!(park >= 1, "PARK_FROM_RECEIVE {park}");
+    let orders = t.queue_of(t.sqs_event(&placer));
+    let max_receive = &t.resource(&orders)["Properties"]["RedrivePolicy"]["maxReceiveCount"];
+    // Every value the stack can be deployed with, not only the default.
+    let smallest = match max_receive.get("Ref").and_then(Value::as_str) {
+        Some(parameter) => parameter_bounds(t, parameter)?
+            .0
+            .ok_or_else(|| format!("{parameter} needs a MinValue above PARK_FROM_RECEIVE"))?,
+        None => t.number(max_receive),
+    };
+    ensure!(
+        f64::from(park) < smallest && f64::from(park) < t.number(max_receive),
+        "PARK_FROM_RECEIVE {park} must be below {orders}'s maxReceiveCount (at least {smallest}): \
+         otherwise a message retried for a transient error reaches the DLQ instead of being parked"
+    );
+    Ok(())
+}
+
+fn role_of(t: &Template, binary: &str) -> String {
+    t.resource(&t.function_for(binary))["Properties"]["Role"]["Fn::GetAtt"][0]
+        .as_str()
+        .expect("Role is !GetAtt <role>.Arn")
+        .to_owned()
+}
+
+fn actions_of(statement: &Value) -> Vec<String> {
+    match &statement["Action"] {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|a| a.as_str().map(str::to_owned))
+            .collect(),
+        _ => vec![],
+    }
+}
+
+fn check_sweeper_publishes_incident_alerts_to_the_topic_only(t: &Template) -> CheckResult {
+    let topic = json!({ "Ref": t.alert_topic() });
+    let sweeper = t.function_for("sweeper");
+    ensure!(
+        t.function(&sweeper)["Environment"]["Variables"]["ALERT_TOPIC_ARN"] == topic,
+        "sweeper ({sweeper}): ALERT_TOPIC_ARN must be {topic}"
+    );
+    let mut publishers = BTreeSet::new();
+    for (owner, statement) in iam_statements(t) {
+        if !actions_of(&statement).iter().any(|a| a == "sns:Publish") {
+            continue;
+        }
+        // Least privilege: the alert topic and nothing else.
+        ensure!(
+            statement["Resource"] == topic && statement["Effect"] == "Allow",
+            "{owner}: sns:Publish must be allowed on {topic} only, not {}",
+            statement["Resource"]
+        );
+        publishers.insert(owner);
+    }
+    let expected: BTreeSet<String> = ["alerter", "sweeper"]
+        .into_iter()
+        .map(|b| role_of(t, b))
+        .collect();
+    ensure!(
+        publishers == expected,
+        "the roles that may publish alerts are {publishers:?}; expected the alerter's and the sweeper's {expected:?}"
+    );
+    Ok(())
+}
+
+fn alarms(t: &Template) -> Vec<(&String, &Value)> {
+    t.of_type("AWS::CloudWatch::Alarm")
+        .map(|(name, alarm)| (name, &alarm["Properties"]))
+        .collect()
+}
+
+fn check_alarm_notifies(name: &str, alarm: &Value, t: &Template) -> CheckResult {
+    let topic = json!({ "Ref": t.alert_topic() });
+    for actions in ["AlarmActions", "OKActions"] {
+        ensure!(
+            alarm[actions]
+                .as_array()
+                .is_some_and(|a| a.contains(&topic)),
+            "{name}: {actions} must notify {topic}"
+        );
+    }
+    ensure!(
+        alarm["TreatMissingData"] == "notBreaching",
+        "{name}: TreatMissingData notBreaching"
+    );
+    Ok(())
+}
+
+/// A threshold or period count that is a parameter (so ops can tune it without editing the
+/// template).
+fn check_is_parameter(name: &str, property: &str, value: &Value, t: &Template) -> CheckResult {
+    let parameter = value["Ref"].as_str().unwrap_or_default();
+    ensure!(
+        t.root["Parameters"].get(parameter).is_some(),
+        "{name}: {property} must be !Ref <parameter>, is {value}"
+    );
+    Ok(())
+}
+
+fn dimension_is(alarm: &Value, name: &str, value: &Value) -> bool {
+    alarm["Dimensions"]
+        .as_array()
+        .is_some_and(|d| d.iter().any(|d| d["Name"] == name && &d["Value"] == value))
+}
+
+fn check_dead_letter_alarm_counts_visible_and_in_flight(t: &Template) -> CheckResult {
+    let dlq = t.queue_of(t.sqs_event(&t.function_for("alerter")));
+    let queue_name = json!({ "Fn::GetAtt": [dlq, "QueueName"] });
+    // The id of the metric query reading `metric` of the DLQ.
+    let query_id = |metrics: &[Value], metric: &str| -> Option<String> {
+        metrics.iter().find_map(|m| {
+            let stat = &m["MetricStat"];
+            (stat["Metric"]["Namespace"] == "AWS/SQS"
+                && stat["Metric"]["MetricName"] == metric
+                && dimension_is(&stat["Metric"], "QueueName", &queue_name))
+            .then(|| m["Id"].as_str().unwrap_or_default().to_owned())
+        })
+    };
+    let candidates: Vec<_> = alarms(t)
+        .into_iter()
+        .filter(|(_, a)| {
+            a["Metrics"]
+                .as_array()
+                .is_some_and(|m| query_id(m, "ApproximateNumberOfMessagesVisible").is_some())
+        })
+        .collect();
+    ensure!(
+        candidates.len() == 1,
+        "expected one metric-math alarm over the DLQ's ApproximateNumberOfMessagesVisible, found {}",
+        candidates.len()
+    );
+    let (name, alarm) = candidates[0];
+    let metrics = alarm["Metrics"].as_array().unwrap();
+    let visible = query_id(metrics, "ApproximateNumberOfMessagesVisible").unwrap();
+    let in_flight =
+        query_id(metrics, "ApproximateNumberOfMessagesNotVisible").ok_or_else(|| {
+            format!(
+                "{name}: no query of the DLQ's ApproximateNumberOfMessagesNotVisible (in flight)"
+            )
+        })?;
+    let returned: Vec<&Value> = metrics
+        .iter()
+        .filter(|m| m["ReturnData"] != json!(false))
+        .collect();
+    ensure!(
+        returned.len() == 1,
+        "{name}: exactly one query returns data (the sum); the others need ReturnData: false"
+    );
+    let expression = returned[0]["Expression"].as_str().unwrap_or_default();
+    let terms: BTreeSet<String> = expression
+        .split('+')
+        .map(|term| term.trim().to_owned())
+        .collect();
+    ensure!(
+        terms == BTreeSet::from([visible.clone(), in_flight.clone()]),
+        "{name}: the alarm's expression must be `{visible} + {in_flight}`, is `{expression}`"
+    );
+    let threshold = t.number(&alarm["Threshold"]);
+    let fires_on_one = match alarm["ComparisonOperator"].as_str() {
+        Some("GreaterThanThreshold") => (0.0..1.0).contains(&threshold),
+        Some("GreaterThanOrEqualToThreshold") => threshold > 0.0 && threshold <= 1.0,
+        _ => false,
+    };
+    ensure!(
+        fires_on_one,
+        "{name}: must fire on a single dead letter (> 0), is {} {threshold}",
+        alarm["ComparisonOperator"]
+    );
+    check_alarm_notifies(name, alarm, t)
+}
+
+fn check_orders_queue_age_alarm(t: &Template) -> CheckResult {
+    let placer = t.function_for("placer");
+    let orders = t.queue_of(t.sqs_event(&placer));
+    let queue_name = json!({ "Fn::GetAtt": [orders, "QueueName"] });
+    let (name, alarm) = alarms(t)
+        .into_iter()
+        .find(|(_, a)| {
+            a["Namespace"] == "AWS/SQS"
+                && a["MetricName"] == "ApproximateAgeOfOldestMessage"
+                && dimension_is(a, "QueueName", &queue_name)
+        })
+        .ok_or_else(|| {
+            format!("no alarm on the age of {orders}'s oldest message (a stuck placer)")
+        })?;
+    ensure!(alarm["Statistic"] == "Maximum", "{name}: Statistic Maximum");
+    check_is_parameter(name, "Threshold", &alarm["Threshold"], t)?;
+    // A message that is only being retried (short waits in SQS until it is parked) must not
+    // look stuck.
+    let settings = PlacerConfig::from_env(&env_lookup(t.environment(&placer)))
+        .map_err(|e| format!("placer: {e}"))?
+        .placer;
+    let retrying = settings.short_wait_max.as_secs_f64()
+        * f64::from(settings.park_from_receive.saturating_sub(1));
+    let threshold = t.number(&alarm["Threshold"]);
+    ensure!(
+        threshold > retrying,
+        "{name}: threshold {threshold}s would fire on a message merely waiting out its retries ({retrying}s)"
+    );
+    check_alarm_notifies(name, alarm, t)
+}
+
+fn check_parked_orders_alarm(t: &Template) -> CheckResult {
+    use order_shared::telemetry::metrics::{NAMESPACE, PARKED_ORDERS};
+    let (name, alarm) = alarms(t)
+        .into_iter()
+        .find(|(_, a)| a["Namespace"] == NAMESPACE && a["MetricName"] == PARKED_ORDERS)
+        .ok_or_else(|| format!("no alarm on {NAMESPACE}/{PARKED_ORDERS} (an exchange outage)"))?;
+    // CloudWatch matches a metric by all of its dimensions: the sweeper's EMF line has exactly
+    // one, `function` = the name its main passes to init_metrics.
+    ensure!(
+        alarm["Dimensions"] == json!([{ "Name": "function", "Value": "sweeper" }]),
+        "{name}: Dimensions must be exactly [function = sweeper], are {}",
+        alarm["Dimensions"]
+    );
+    let main = std::fs::read_to_string(
+        std::path::Path::new(WORKSPACE).join("functions/sweeper/src/main.rs"),
+    )
+    .expect("functions/sweeper/src/main.rs");
+    ensure!(
+        main.contains("init_metrics(\"sweeper\")") && main.contains("flush_metrics("),
+        "the sweeper's main must emit its metrics with function=sweeper and flush them each run"
+    );
+    ensure!(
+        alarm["Statistic"] == "Maximum",
+        "{name}: Statistic Maximum (a gauge)"
+    );
+    // One data point per sweep: a shorter period would leave empty periods between runs, and
+    // with missing data not breaching the alarm could never see N breaching periods in a row.
+    let period = t.number(&alarm["Period"]);
+    let interval = sweep_interval_seconds(t);
+    ensure!(
+        period >= interval,
+        "{name}: Period {period}s shorter than the sweep interval {interval}s"
+    );
+    check_is_parameter(name, "Threshold", &alarm["Threshold"], t)?;
+    check_is_parameter(name, "EvaluationPeriods", &alarm["EvaluationPeriods"], t)?;
+    ensure!(
+        alarm["ComparisonOperator"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("GreaterThan")),
+        "{name}: fires when the parked count is above the threshold"
+    );
+    check_alarm_notifies(name, alarm, t)
+}
+
+/// CloudWatch refuses alarms that look at more than a day (EvaluationPeriods × Period), and
+/// DatapointsToAlarm may not exceed EvaluationPeriods - for every value the parameters allow.
+fn check_alarm_windows_fit_for_every_allowed_value(t: &Template) -> CheckResult {
+    let largest = |value: &Value| -> Result<f64, String> {
+        match value.get("Ref").and_then(Value::as_str) {
+            Some(parameter) => parameter_bounds(t, parameter)?
+                .1
+                .ok_or_else(|| format!("{parameter} needs a MaxValue")),
+            None => Ok(t.number(value)),
+        }
+    };
+    for (name, alarm) in alarms(t) {
+        let period = match alarm.get("Period") {
+            Some(period) => t.number(period),
+            None => alarm["Metrics"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m["MetricStat"].get("Period").map(|p| t.number(p)))
+                .fold(0.0, f64::max),
+        };
+        ensure!(
+            period >= 60.0,
+            "{name}: period {period}s (standard-resolution metrics)"
+        );
+        let periods = largest(&alarm["EvaluationPeriods"])?;
+        ensure!(
+            periods * period <= 86_400.0,
+            "{name}: up to {periods} x {period}s exceeds CloudWatch's one-day evaluation limit"
+        );
+        if let Some(datapoints) = alarm.get("DatapointsToAlarm") {
+            ensure!(
+                datapoints == &alarm["EvaluationPeriods"]
+                    || t.number(datapoints) <= t.number(&alarm["EvaluationPeriods"]),
+                "{name}: DatapointsToAlarm exceeds EvaluationPeriods"
+            );
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn the_console_groups_every_parameter_once_under_a_plain_label() {
+    let groups = t().root["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]
+        .as_array()
+        .expect("Metadata.AWS::CloudFormation::Interface.ParameterGroups");
+    let mut grouped = BTreeSet::new();
+    for group in groups {
+        // A comma in a flow mapping (`{ default: a, b }`) silently makes a second key.
+        let label = group["Label"].as_object().expect("Label");
+        assert!(
+            label.len() == 1 && label["default"].is_string(),
+            "ParameterGroups label {label:?} must be {{ default: \"...\" }}"
+        );
+        for parameter in group["Parameters"].as_array().expect("Parameters") {
+            let parameter = parameter.as_str().unwrap().to_owned();
+            assert!(
+                t().root["Parameters"].get(&parameter).is_some(),
+                "ParameterGroups name {parameter}, which is no parameter"
+            );
+            assert!(
+                grouped.insert(parameter.clone()),
+                "{parameter} is in two groups"
+            );
+        }
+    }
+    let parameters: BTreeSet<String> = t().root["Parameters"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(grouped, parameters, "every parameter in one ParameterGroup");
+}
+
+#[test]
+fn every_variable_the_functions_read_is_set_or_left_to_the_code_on_purpose() {
+    check_every_variable_read_is_set(t()).unwrap();
+}
+
+#[test]
+fn every_number_parameter_is_bounded_and_its_default_within_bounds() {
+    check_number_parameters_are_bounded(t()).unwrap();
+}
+
+#[test]
+fn operational_knobs_are_parameters_whose_whole_range_the_functions_accept() {
+    check_knobs_are_parameters_the_functions_accept(t()).unwrap();
+    check_knob_bounds_make_sense(t()).unwrap();
+}
+
+#[test]
+fn a_retried_message_is_parked_before_it_can_reach_the_dlq() {
+    check_park_from_receive_below_max_receive_count(t()).unwrap();
+}
+
+#[test]
+fn the_sweeper_publishes_incident_alerts_to_the_alert_topic_only() {
+    check_sweeper_publishes_incident_alerts_to_the_topic_only(t()).unwrap();
+}
+
+#[test]
+fn the_dlq_alarm_fires_on_messages_visible_or_in_flight() {
+    check_dead_letter_alarm_counts_visible_and_in_flight(t()).unwrap();
+}
+
+#[test]
+fn a_stuck_placer_raises_the_orders_queue_age_alarm() {
+    check_orders_queue_age_alarm(t()).unwrap();
+}
+
+#[test]
+fn an_exchange_outage_raises_the_parked_orders_alarm() {
+    check_parked_orders_alarm(t()).unwrap();
+}
+
+#[test]
+fn alarm_windows_fit_cloudwatchs_limits_for_every_allowed_value() {
+    check_alarm_windows_fit_for_every_allowed_value(t()).unwrap();
+}
+
+/// Canaries for the checks above: each breaks a copy of the template the way a careless edit
+/// would, and the check meant to catch it must fail (a check that passes everything proves
+/// nothing). A mutation whose text is no longer in the template fails here too: update it
+/// together with the template.
+#[test]
+fn checks_catch_broken_templates() {
+    let text = std::fs::read_to_string(TEMPLATE_PATH).expect("infra/template.yaml");
+    let mutations: [Mutation; 14] = [
+        (
+            "PARK_FROM_RECEIVE at maxReceiveCount",
+            "PARK_FROM_RECEIVE: \"3\"",
+            "PARK_FROM_RECEIVE: \"5\"",
+            check_park_from_receive_below_max_receive_count,
+        ),
+        (
+            "MaxReceiveCount allowed down to PARK_FROM_RECEIVE",
+            "    MinValue: 4\n    MaxValue: 1000\n",
+            "    MinValue: 3\n    MaxValue: 1000\n",
+            check_park_from_receive_below_max_receive_count,
+        ),
+        (
+            "sweeper without ALERT_TOPIC_ARN",
+            "          # Incident alerts (opened / over) go to the admins' topic; the window is the alerter's.\n          ALERT_TOPIC_ARN: !Ref AlertTopic\n",
+            "          # Incident alerts (opened / over) go to the admins' topic; the window is the alerter's.\n",
+            check_sweeper_publishes_incident_alerts_to_the_topic_only,
+        ),
+        (
+            "sweeper may publish anywhere",
+            "                Action: sns:Publish\n                Resource: !Ref AlertTopic\n\n  MigratorRole:",
+            "                Action: sns:Publish\n                Resource: \"*\"\n\n  MigratorRole:",
+            check_sweeper_publishes_incident_alerts_to_the_topic_only,
+        ),
+        (
+            "sweeper may not publish",
+            "              - Sid: IncidentAlerts # opened / over alerts of incidents\n                Effect: Allow\n                Action: sns:Publish\n",
+            "              - Sid: IncidentAlerts # opened / over alerts of incidents\n                Effect: Allow\n                Action: sqs:GetQueueUrl\n",
+            check_sweeper_publishes_incident_alerts_to_the_topic_only,
+        ),
+        (
+            "DLQ alarm on visible messages only",
+            "Expression: visible + inflight",
+            "Expression: visible",
+            check_dead_letter_alarm_counts_visible_and_in_flight,
+        ),
+        (
+            "parked-orders alarm on the wrong dimension",
+            "Dimensions: [{ Name: function, Value: sweeper }]",
+            "Dimensions: [{ Name: function, Value: placer }]",
+            check_parked_orders_alarm,
+        ),
+        (
+            "age alarm on the DLQ instead of the orders queue",
+            "Dimensions: [{ Name: QueueName, Value: !GetAtt OrdersQueue.QueueName }]",
+            "Dimensions: [{ Name: QueueName, Value: !GetAtt OrdersDeadLetterQueue.QueueName }]",
+            check_orders_queue_age_alarm,
+        ),
+        (
+            "api without MARKET_ORDER_TTL_SECONDS",
+            "          MARKET_ORDER_TTL_SECONDS: !Ref MarketOrderTtlSeconds\n",
+            "",
+            check_every_variable_read_is_set,
+        ),
+        (
+            "placer's breaker threshold hard-coded",
+            "BREAKER_FAILURE_THRESHOLD: !Ref BreakerFailureThreshold",
+            "BREAKER_FAILURE_THRESHOLD: \"10\"",
+            check_knobs_are_parameters_the_functions_accept,
+        ),
+        (
+            "TTL allowed beyond 30 days",
+            "    MaxValue: 2592000\n",
+            "    MaxValue: 2592001\n",
+            check_knobs_are_parameters_the_functions_accept,
+        ),
+        (
+            "alert window default differs from the code's",
+            "  AlertWindowSeconds:\n    Type: Number\n    Default: 300\n",
+            "  AlertWindowSeconds:\n    Type: Number\n    Default: 600\n",
+            check_knobs_are_parameters_the_functions_accept,
+        ),
+        (
+            "an unbounded number parameter",
+            "  ParkedOrdersAlarmThreshold:\n    Type: Number\n    Default: 20\n    MinValue: 0\n",
+            "  ParkedOrdersAlarmThreshold:\n    Type: Number\n    Default: 20\n",
+            check_number_parameters_are_bounded,
+        ),
+        (
+            "a parked-orders window beyond a day",
+            "  ParkedOrdersAlarmMinutes:\n    Type: Number\n    Default: 3\n    MinValue: 1\n    MaxValue: 60\n",
+            "  ParkedOrdersAlarmMinutes:\n    Type: Number\n    Default: 3\n    MinValue: 1\n    MaxValue: 2000\n",
+            check_alarm_windows_fit_for_every_allowed_value,
+        ),
+    ];
+    for (what, from, to, check) in mutations {
+        assert_eq!(
+            text.matches(from).count(),
+            1,
+            "canary `{what}`: its text must occur once in the template:\n{from}"
+        );
+        // The unbroken template passes the same check.
+        check(&Template::parse(&text)).unwrap_or_else(|e| panic!("canary `{what}`: {e}"));
+        let broken = Template::parse(&text.replacen(from, to, 1));
+        let verdict = check(&broken);
+        assert!(
+            verdict.is_err(),
+            "canary `{what}`: the check passed a broken template"
+        );
+        eprintln!("canary `{what}`: caught - {}", verdict.unwrap_err());
     }
 }
 
@@ -1135,6 +1949,7 @@ fn http_api_serves_the_routes_with_throttling_and_access_logs() {
         ("POST", "/orders"),
         ("GET", "/orders"),
         ("GET", "/orders/{id}"),
+        ("DELETE", "/orders/{id}"),
         ("GET", "/health"),
         ("GET", "/openapi.json"),
     ] {
@@ -1150,15 +1965,44 @@ fn http_api_serves_the_routes_with_throttling_and_access_logs() {
     assert!(p["AccessLogSettings"]["DestinationArn"].is_object());
 }
 
-#[test]
-fn sweeper_runs_on_a_schedule() {
-    let sweeper = t().function_for("sweeper");
+/// Seconds between two sweeper runs, from its one schedule's `rate(...)` expression.
+fn sweep_interval_seconds(t: &Template) -> f64 {
+    let sweeper = t.function_for("sweeper");
     let schedules: Vec<_> = ["ScheduleV2", "Schedule"]
         .into_iter()
-        .flat_map(|kind| t().events(&sweeper, kind))
+        .flat_map(|kind| t.events(&sweeper, kind))
         .collect();
-    assert_eq!(schedules.len(), 1);
-    assert_eq!(schedules[0]["ScheduleExpression"], "rate(1 minute)");
+    assert_eq!(schedules.len(), 1, "{sweeper} has one schedule");
+    let expression = schedules[0]["ScheduleExpression"]
+        .as_str()
+        .expect("ScheduleExpression");
+    let inner = expression
+        .strip_prefix("rate(")
+        .and_then(|e| e.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{sweeper}: expected rate(...), got {expression}"));
+    let (count, unit) = inner.split_once(' ').expect("rate(<n> <unit>)");
+    let count: f64 = count.parse().expect("rate count");
+    let unit_seconds = match unit.trim_end_matches('s') {
+        "minute" => 60.0,
+        "hour" => 3600.0,
+        "day" => 86400.0,
+        other => panic!("{sweeper}: rate unit {other}"),
+    };
+    count * unit_seconds
+}
+
+#[test]
+fn sweeper_runs_every_minute_and_finishes_before_the_next_run() {
+    // Every minute: a parked order is re-sent at most a minute after it is due, an incident's
+    // "over" alert goes out at most a minute after its quiet window, and the parked_orders
+    // gauge has one data point per minute for its alarm.
+    let interval = sweep_interval_seconds(t());
+    assert_eq!(interval, 60.0, "the sweeper runs every minute");
+    let timeout = t().number(&t().function(&t().function_for("sweeper"))["Timeout"]);
+    assert!(
+        timeout < interval,
+        "sweeper timeout {timeout}s must be shorter than its interval {interval}s"
+    );
 }
 
 #[test]

@@ -3,19 +3,29 @@
 //! Each test owns its database, queues, topic and exchange, so they run in parallel safely.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use exchange_sim::{ControlPatch, SimSettings};
+use http::StatusCode;
 use order_shared::adapters::sns::SnsAlertPublisher;
 use order_shared::domain::OrderId;
 use order_shared::handlers::admin::{RetryResult, retry_failed_order};
 use order_shared::handlers::placer::handle_placement_batch;
-use order_shared::ports::PlacementMessage;
+use order_shared::ports::{BreakerSettings, PlacementMessage};
 use order_shared::usecases::backoff::Backoff;
 use serde_json::Value;
 use system_tests::pipeline::{EventRow, Pipeline, PipelineOptions, record};
 use system_tests::{LIMIT_ORDER, MARKET_ORDER};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
+
+/// The order body with a time in force.
+fn expiring(body: &str, expires_at: OffsetDateTime) -> String {
+    let mut order: Value = serde_json::from_str(body).expect("JSON body");
+    order["expires_at"] = Value::String(expires_at.format(&Rfc3339).expect("RFC 3339"));
+    order.to_string()
+}
 
 /// An instrument the simulated exchange refuses for good in the rejection test.
 const REJECTED_ISIN: &str = "DE0007164600";
@@ -93,83 +103,346 @@ async fn orders_with_transient_failures_are_all_placed_exactly_once() {
         total_attempts as u64, stats.total_calls,
         "every attempt is one exchange call: {stats:?}"
     );
-    // Every failed call is reported for redelivery. Under load a record may also be reported
-    // once more without a call (its visibility ran out mid-handling and the duplicate found the
-    // lease held), which costs a receive, never a placement.
-    assert!(
-        state.placer_failures as u64 >= stats.total_calls - ids.len() as u64,
-        "every failed call was reported for redelivery: {} reported, {stats:?}",
-        state.placer_failures
-    );
+    // Every failed call released its order for a retry (through the queue or parked).
+    let mut releases = 0;
+    for id in &ids {
+        releases += p
+            .events(*id)
+            .await
+            .iter()
+            .filter(|e| e.from.as_deref() == Some("placing") && e.to == "pending")
+            .count() as u64;
+    }
+    assert_eq!(releases, stats.total_calls - ids.len() as u64, "{stats:?}");
     assert!(state.alerts.is_empty(), "{:?}", state.alerts);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn exchange_down_fails_every_order_and_alerts_each_once() {
-    let p = Pipeline::start(with_sim(sim(1.0))).await;
-    let max = p.options.max_receive_count as i32;
-    let ids = p.post_orders(5, LIMIT_ORDER).await;
+async fn an_outage_longer_than_the_old_retry_budget_fails_no_order_and_places_each_once_after() {
+    // The old budget was `max_receive_count` receives a few seconds apart; this outage lasts
+    // several times that. The breaker opens after 3 failures and then lets one probe through
+    // every 500 ms.
+    let p = Pipeline::start(PipelineOptions {
+        breaker: BreakerSettings {
+            failure_threshold: 3,
+            probe_interval: Duration::from_millis(500),
+        },
+        ..with_sim(SimSettings {
+            down: true,
+            ..sim(0.0)
+        })
+    })
+    .await;
+    let far = OffsetDateTime::now_utc() + Duration::from_secs(3600);
+    let mut ids = p.post_orders(6, &expiring(LIMIT_ORDER, far)).await;
+    ids.extend(p.post_orders(6, &expiring(MARKET_ORDER, far)).await);
 
-    let state = p
-        .pump_until(Duration::from_secs(40), |s| {
-            s.all_in(&ids, &["failed"])
-                && ids.iter().all(|id| !s.alerts_for(*id).is_empty())
-                && s.queues_empty()
+    let outage = Instant::now();
+    let mut state = p
+        .pump_until(Duration::from_secs(30), |s| {
+            s.all_in(&ids, &["pending", "placing"])
+                && ids
+                    .iter()
+                    .all(|id| s.order(*id).is_some_and(|o| o.attempts >= 1))
         })
         .await;
-    // A few more rounds: nothing else may come out.
-    for _ in 0..3 {
-        p.run_alerter_once().await;
+    while outage.elapsed() < Duration::from_secs(12) {
+        state = p.pump_until(Duration::from_secs(5), |_| true).await;
         p.run_placer_once().await;
+        p.run_alerter_once().await;
+        p.run_sweeper_once().await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let alerts = p.alerts().await;
-    assert_eq!(alerts.len(), ids.len(), "{alerts:#?}");
+    let during = p.stats();
+    assert!(
+        state.all_in(&ids, &["pending", "placing"]),
+        "no order fails or ends during the outage: {:#?}",
+        state.orders
+    );
+    assert!(state.alerts.is_empty(), "{:#?}", state.alerts);
+    assert_eq!(state.dead_letter_depth, 0, "outages never fill the DLQ");
+    assert_eq!(during.total_placed, 0);
+    // Without the breaker every order would be tried every second or so; with it the exchange
+    // sees the first failures, then about two probes a second.
+    let budget = 3 + ids.len() as u64 + 2 * 13 + 4;
+    assert!(
+        during.total_calls <= budget,
+        "calls during the outage stay a trickle: {} > {budget}",
+        during.total_calls
+    );
+    for order in &state.orders {
+        assert!(
+            !order.outcome_unknown,
+            "a 503 is a clear refusal: {order:?}"
+        );
+        let last_error = order.last_error.clone().unwrap_or_default();
+        assert!(
+            last_error.contains("503") || last_error.contains("breaker"),
+            "{order:?}"
+        );
+    }
 
+    p.control(ControlPatch {
+        down: Some(false),
+        ..ControlPatch::default()
+    });
+    let state = p
+        .pump_until(Duration::from_secs(60), |s| {
+            s.all_in(&ids, &["placed"]) && s.queues_empty()
+        })
+        .await;
     let stats = p.stats();
-    assert_eq!(stats.total_placed, 0);
-    assert_eq!(stats.max_placements_per_order, 0);
     for id in &ids {
-        let order = p.order(*id).await;
-        assert_eq!(order.status, "failed");
-        assert_eq!(order.attempts, max, "{order:?}");
-        let last_error = order.last_error.clone().expect("last_error");
-        assert!(
-            last_error.contains("503"),
-            "the exchange's last error is kept: {last_error}"
-        );
-        assert!(order.alerted_at.is_some(), "{order:?}");
-        assert!(order.exchange_order_id.is_none());
-        assert_eq!(
-            stats.place_calls.get(&id.to_string()).copied(),
-            Some(max as u64)
-        );
-
-        let alerts = state.alerts_for(*id);
-        assert_eq!(alerts.len(), 1, "one alert per order: {alerts:#?}");
-        let alert = alerts[0];
-        assert_eq!(alert["kind"], "order_failed");
-        assert_eq!(alert["order_id"], id.to_string());
-        assert_eq!(alert["attempts"], max);
-        assert_eq!(alert["last_error"], last_error.as_str());
-        assert_eq!(alert["instrument"], "US0378331005");
-        assert_eq!(alert["limit_price"], "120.50");
-        assert!(
-            alert["how_to_retry"]
-                .as_str()
-                .is_some_and(|h| h.contains(&id.to_string())),
-            "{alert}"
-        );
-        assert!(alert["first_attempt_at"].is_string() && alert["last_attempt_at"].is_string());
-
-        let events = p.events(*id).await;
-        let last = events.last().expect("events");
-        assert_eq!(
-            (last.from.as_deref(), last.to.as_str()),
-            (Some("pending"), "failed")
-        );
+        assert_eq!(stats.placements.get(&id.to_string()), Some(&1), "{id}");
+        assert!(state.order(*id).unwrap().exchange_order_id.is_some());
     }
+    assert_eq!(stats.max_placements_per_order, 1);
+    assert!(state.alerts.is_empty(), "nothing failed, nobody is paged");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_order_whose_expiry_passes_during_the_outage_ends_expired_and_is_never_sent_after() {
+    let p = Pipeline::start(PipelineOptions {
+        alert_window: Duration::from_secs(1),
+        ..with_sim(SimSettings {
+            down: true,
+            ..sim(0.0)
+        })
+    })
+    .await;
+    let expires_at = OffsetDateTime::now_utc() + Duration::from_secs(4);
+    let short = p.post_order(&expiring(MARKET_ORDER, expires_at)).await;
+    let long = p
+        .post_order(&expiring(
+            LIMIT_ORDER,
+            OffsetDateTime::now_utc() + Duration::from_secs(3600),
+        ))
+        .await;
+
+    let state = p
+        .pump_until(Duration::from_secs(30), |s| s.status(short) == "expired")
+        .await;
+    let calls_at_expiry = p.stats().place_calls.get(&short.to_string()).copied();
+    assert!(
+        calls_at_expiry.unwrap_or(0) >= 1,
+        "it was tried before it expired"
+    );
+    assert_eq!(state.status(long), "pending", "the live one waits on");
+
+    p.control(ControlPatch {
+        down: Some(false),
+        ..ControlPatch::default()
+    });
+    let state = p
+        .pump_until(Duration::from_secs(30), |s| {
+            s.status(long) == "placed"
+                && s.queues_empty()
+                && kinds(&s.alerts).contains(&"incident_over")
+        })
+        .await;
+    let stats = p.stats();
+    assert_eq!(
+        stats.place_calls.get(&short.to_string()).copied(),
+        calls_at_expiry,
+        "0 calls at the exchange after its expiry"
+    );
+    assert_eq!(stats.placements.get(&short.to_string()), None);
+    assert_eq!(stats.placements.get(&long.to_string()), Some(&1));
+    let expired = state.order(short).unwrap();
+    assert!(expired.exchange_order_id.is_none());
+    let events = p.events(short).await;
+    assert_eq!(events.last().unwrap().to, "expired");
+    // One incident for the expiry: opened and over, one message each.
+    assert_eq!(kinds(&state.alerts), ["incident_opened", "incident_over"]);
+    assert_eq!(state.alerts[0]["cause"], "expired");
+    assert_eq!(state.alerts[0]["first_order_ids"][0], short.to_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_lookup_keeps_the_order_open_and_it_ends_placed_once() {
+    // The exchange accepts the first attempt but answers too late: the outcome is unknown.
+    let p = Pipeline::start(PipelineOptions {
+        exchange_timeout: Duration::from_millis(500),
+        ..with_sim(SimSettings {
+            timeout_after_accept: true,
+            timeout_after_accept_delay: Duration::from_millis(1_500),
+            ..sim(0.0)
+        })
+    })
+    .await;
+    // It expires before the exchange can be asked again.
+    let id = p
+        .post_order(&expiring(
+            MARKET_ORDER,
+            OffsetDateTime::now_utc() + Duration::from_secs(2),
+        ))
+        .await;
+    let first = p.run_placer_once().await;
+    assert_eq!(first.received, 1);
+    let order = p.order(id).await;
+    assert!(order.outcome_unknown, "{order:?}");
+    assert_eq!(order.status, "pending");
+    assert!(
+        order
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("being confirmed")),
+        "the order says what is happening: {order:?}"
+    );
+    assert!(
+        p.exchange_order_id(id).await.is_some(),
+        "the exchange has it"
+    );
+
+    // The exchange goes down; the expiry passes; lookups fail.
+    p.control(ControlPatch {
+        down: Some(true),
+        ..ControlPatch::default()
+    });
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    let state = p
+        .pump_until(Duration::from_secs(20), |s| {
+            s.order(id).is_some_and(|o| o.attempts >= 2)
+        })
+        .await;
+    let order = state.order(id).unwrap();
+    assert_eq!(
+        order.status, "pending",
+        "never failed or expired on a guess: {order:?}"
+    );
+    assert!(order.outcome_unknown);
+    assert!(state.alerts.is_empty());
+
+    p.control(ControlPatch {
+        down: Some(false),
+        timeout_after_accept: Some(false),
+        ..ControlPatch::default()
+    });
+    let state = p
+        .pump_until(Duration::from_secs(30), |s| {
+            s.status(id) == "placed" && s.queues_empty()
+        })
+        .await;
+    let stats = p.stats();
+    assert_eq!(
+        stats.placements.get(&id.to_string()),
+        Some(&1),
+        "placed once"
+    );
+    assert_eq!(
+        state.order(id).unwrap().exchange_order_id,
+        p.exchange_order_id(id).await
+    );
+    assert!(state.alerts.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancels_racing_the_placer_never_cancel_a_placed_order() {
+    let p = Pipeline::start(with_sim(SimSettings {
+        latency: Duration::from_millis(5),
+        ..sim(0.0)
+    }))
+    .await;
+    let ids = p.post_orders(100, LIMIT_ORDER).await;
+    let placing = async {
+        p.pump_until(Duration::from_secs(60), |s| {
+            s.all_in(&ids, &["placed", "canceled"]) && s.queues_empty()
+        })
+        .await
+    };
+    let p = &p;
+    let canceling = async {
+        futures::future::join_all(ids.iter().map(|id| async move {
+            // Spread the cancels over the placer's work.
+            tokio::time::sleep(Duration::from_millis((id.as_u128() % 4_000) as u64)).await;
+            loop {
+                let (status, _) = p.cancel(*id).await;
+                // `placing`: 409 with Retry-After; ask again until it is final either way.
+                if status == StatusCode::CONFLICT && !p.order(*id).await.is_final() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+                return (*id, status);
+            }
+        }))
+        .await
+    };
+    let (state, answers) = tokio::join!(placing, canceling);
+    let stats = p.stats();
+    let (mut canceled, mut placed) = (0, 0);
+    for (id, answer) in answers {
+        let order = state.order(id).unwrap();
+        let placements = stats.placements.get(&id.to_string()).copied().unwrap_or(0);
+        match order.status.as_str() {
+            "canceled" => {
+                assert_eq!(answer, StatusCode::OK, "{order:?}");
+                assert_eq!(placements, 0, "a canceled order never reaches the exchange");
+                assert_eq!(stats.place_calls.get(&id.to_string()), None);
+                canceled += 1;
+            }
+            "placed" => {
+                assert_eq!(answer, StatusCode::CONFLICT, "{order:?}");
+                assert_eq!(placements, 1);
+                placed += 1;
+            }
+            other => panic!("{id} ended {other}"),
+        }
+    }
+    assert_eq!(canceled + placed, 100);
+    // The cancels are spread over the placer's work, so both sides of the race happen.
+    assert!(
+        canceled > 0 && placed > 0,
+        "{canceled} canceled, {placed} placed"
+    );
+    eprintln!("race: {canceled} canceled, {placed} placed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_failures_in_one_incident_make_one_alert_not_one_per_order() {
+    let p = Pipeline::start(PipelineOptions {
+        alert_window: Duration::from_secs(1),
+        ..with_sim(sim(0.0))
+    })
+    .await;
+    // Twenty orders whose placer crashed on every try: their messages are dead letters, and
+    // the exchange never heard of them.
+    let ids = p.post_orders(20, LIMIT_ORDER).await;
+    for id in &ids {
+        let message = p.placement_message(*id).await;
+        p.send_raw(&p.queues.dead_letters, &message).await;
+    }
+    let mut state = p.pump_until(Duration::from_secs(1), |_| true).await;
+    while !state.all_in(&ids, &["failed"]) {
+        p.run_alerter_once().await;
+        state = p.pump_until(Duration::from_secs(1), |_| true).await;
+    }
+    let state = p
+        .pump_until(Duration::from_secs(30), |s| {
+            kinds(&s.alerts).contains(&"incident_over") && s.queues_empty()
+        })
+        .await;
+    assert_eq!(
+        kinds(&state.alerts),
+        ["incident_opened", "incident_over"],
+        "{:#?}",
+        state.alerts
+    );
+    let over = &state.alerts[1];
+    assert_eq!(over["cause"], "failed");
+    assert_eq!(over["order_count"], 20);
+    assert_eq!(over["first_order_ids"].as_array().map(Vec::len), Some(10));
+    assert!(
+        over["what_to_do"]["retry"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("orders-admin retry --all-failed-since")),
+        "{over}"
+    );
+    assert_eq!(
+        p.stats().total_calls,
+        0,
+        "the exchange was only asked, never sent"
+    );
+}
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn permanent_rejection_is_final_after_one_attempt_without_alert() {
     let p = Pipeline::start(with_sim(SimSettings {
@@ -334,7 +607,7 @@ async fn crash_between_exchange_ack_and_row_update_does_not_place_twice() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn accepted_but_timed_out_orders_are_found_placed_by_the_alerter() {
+async fn accepted_but_timed_out_orders_are_retried_under_their_id_and_placed_once() {
     let p = Pipeline::start(PipelineOptions {
         exchange_timeout: Duration::from_millis(1_000),
         ..with_sim(SimSettings {
@@ -344,9 +617,17 @@ async fn accepted_but_timed_out_orders_are_found_placed_by_the_alerter() {
         })
     })
     .await;
-    let max = p.options.max_receive_count as i32;
     let id = p.post_order(MARKET_ORDER).await;
+    let first = p.run_placer_once().await;
+    assert_eq!(first.received, 1);
+    let order = p.order(id).await;
+    assert_eq!(order.status, "pending", "maybe placed: never failed");
+    assert!(order.outcome_unknown, "{order:?}");
 
+    p.control(ControlPatch {
+        timeout_after_accept: Some(false),
+        ..ControlPatch::default()
+    });
     let state = p
         .pump_until(Duration::from_secs(30), |s| {
             s.status(id) == "placed" && s.queues_empty()
@@ -358,26 +639,27 @@ async fn accepted_but_timed_out_orders_are_found_placed_by_the_alerter() {
         order.exchange_order_id.as_deref(),
         Some(on_exchange.as_str())
     );
-    assert!(order.placed_at.is_some());
-    assert_eq!(order.attempts, max, "every attempt timed out: {order:?}");
-    assert!(order.alerted_at.is_none());
-    assert_eq!(state.placer_failures, max as usize);
-    assert_eq!(state.alerter_failures, 0);
+    assert!(!order.outcome_unknown);
+    assert_eq!(
+        order.attempts, 2,
+        "the same client order id, sent again: {order:?}"
+    );
     let stats = p.stats();
     assert_eq!(stats.placements.get(&id.to_string()), Some(&1));
-    assert_eq!(stats.place_calls.get(&id.to_string()), Some(&(max as u64)));
-    assert_eq!(stats.max_placements_per_order, 1);
-    let events = p.events(id).await;
-    let last = events.last().expect("events");
+    assert_eq!(stats.place_calls.get(&id.to_string()), Some(&2));
     assert_eq!(
-        (last.from.as_deref(), last.to.as_str()),
-        (Some("pending"), "placed")
+        stats.duplicates_absorbed, 1,
+        "the exchange de-duplicated the retry"
     );
-    assert!(last.reason.contains("lookup"), "{last:?}");
+    let events = p.events(id).await;
     assert!(events.iter().all(|e| e.to != "failed"));
-    assert!(p.alerts().await.is_empty(), "no alert for a placed order");
+    assert!(
+        events[2].reason.contains("outcome unknown"),
+        "the trail says why: {:?}",
+        events[2]
+    );
+    assert!(state.alerts.is_empty(), "no alert for a placed order");
 }
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_transition_is_in_the_audit_trail() {
     let p = Pipeline::start(with_sim(sim(1.0))).await;
@@ -411,28 +693,48 @@ async fn every_transition_is_in_the_audit_trail() {
         events[2]
     );
 
-    // Failed after every retry.
+    // Canceled before any placer claimed it.
+    let canceled = p.post_order(MARKET_ORDER).await;
+    assert_eq!(p.cancel(canceled).await.0, StatusCode::OK);
+    p.pump_until(Duration::from_secs(20), |s| s.queues_empty())
+        .await;
+    assert_eq!(
+        transitions(&p.events(canceled).await),
+        vec![
+            event(None, "pending", 0),
+            event(Some("pending"), "canceled", 0)
+        ]
+    );
+
+    // Expired while the exchange was down: tried, parked, expired.
     p.control(ControlPatch {
         down: Some(true),
         ..ControlPatch::default()
     });
-    let failed = p.post_order(MARKET_ORDER).await;
-    p.pump_until(Duration::from_secs(20), |s| {
-        s.status(failed) == "failed" && s.queues_empty()
-    })
-    .await;
-    let events = p.events(failed).await;
-    let max = p.options.max_receive_count as i32;
-    let mut expected = vec![event(None, "pending", 0)];
-    for attempt in 1..=max {
-        expected.push(event(Some("pending"), "placing", attempt));
-        expected.push(event(Some("placing"), "pending", attempt));
-    }
-    expected.push(event(Some("pending"), "failed", max));
-    assert_eq!(transitions(&events), expected);
-    assert!(events.last().unwrap().reason.contains("retries exhausted"));
+    let expired = p
+        .post_order(&expiring(
+            MARKET_ORDER,
+            OffsetDateTime::now_utc() + Duration::from_secs(3),
+        ))
+        .await;
+    p.pump_until(Duration::from_secs(20), |s| s.status(expired) == "expired")
+        .await;
+    let events = p.events(expired).await;
+    let trail = transitions(&events);
+    assert_eq!(
+        trail[..2],
+        [
+            event(None, "pending", 0),
+            event(Some("pending"), "placing", 1)
+        ]
+    );
+    assert_eq!(trail.last().unwrap().1, "expired");
+    assert!(
+        trail
+            .iter()
+            .all(|(_, to, _)| to != "failed" && to != "placed")
+    );
 }
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn poison_messages_reach_the_dlq_and_are_reported_without_hurting_their_batch() {
     // A body that is not a placement message is refused before any retry delay is set, so it
@@ -500,30 +802,25 @@ async fn poison_messages_reach_the_dlq_and_are_reported_without_hurting_their_ba
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn admin_retry_after_the_exchange_recovers_places_the_failed_order() {
+async fn admin_retry_places_an_order_that_failed_as_a_dead_letter() {
     let p = Pipeline::start(PipelineOptions {
-        max_receive_count: 2,
-        ..with_sim(SimSettings {
-            down: true,
-            ..sim(0.0)
-        })
+        alert_window: Duration::from_secs(1),
+        ..with_sim(sim(0.0))
     })
     .await;
+    // The placer crashed on it every time: its message is a dead letter, the exchange never got
+    // it, so the alerter fails it and tells the admins (one incident).
     let id = p.post_order(LIMIT_ORDER).await;
-    let state = p
-        .pump_until(Duration::from_secs(20), |s| {
-            s.status(id) == "failed" && s.alerts_for(id).len() == 1 && s.queues_empty()
-        })
-        .await;
-    let failed = state.order(id).unwrap();
-    assert!(failed.alerted_at.is_some());
-    let last_error = failed.last_error.clone().expect("last_error");
-    assert!(last_error.contains("down"), "{last_error}");
+    let message = p.placement_message(id).await;
+    p.send_raw(&p.queues.dead_letters, &message).await;
+    let report = p.run_alerter_once().await;
+    assert_eq!((report.received, report.failed.len()), (1, 0));
+    let failed = p.order(id).await;
+    assert_eq!(failed.status, "failed");
+    let alerts = p.alerts().await;
+    assert_eq!(kinds(&alerts), ["incident_opened"]);
+    assert_eq!(alerts[0]["first_order_ids"][0], id.to_string());
 
-    p.control(ControlPatch {
-        down: Some(false),
-        ..ControlPatch::default()
-    });
     let result = retry_failed_order(p.store.as_ref(), &p.order_queue(), OrderId::from(id))
         .await
         .expect("retry");
@@ -531,7 +828,6 @@ async fn admin_retry_after_the_exchange_recovers_places_the_failed_order() {
     let requeued = p.order(id).await;
     assert_eq!(requeued.status, "pending");
     assert!(requeued.enqueued_at.is_some(), "{requeued:?}");
-    assert!(requeued.alerted_at.is_none(), "{requeued:?}");
     // A second retry of the same order does nothing.
     assert_eq!(
         retry_failed_order(p.store.as_ref(), &p.order_queue(), OrderId::from(id))
@@ -546,12 +842,10 @@ async fn admin_retry_after_the_exchange_recovers_places_the_failed_order() {
         })
         .await;
     let placed = state.order(id).unwrap();
-    assert_eq!(placed.attempts, 3, "two failed attempts, then the retry");
     assert!(placed.exchange_order_id.is_some() && placed.placed_at.is_some());
     let stats = p.stats();
     assert_eq!(stats.placements.get(&id.to_string()), Some(&1));
     assert_eq!(stats.total_placed, 1);
-    assert_eq!(state.alerts.len(), 1, "only the original failure alerted");
     let events = p.events(id).await;
     let retry = events
         .iter()
@@ -561,22 +855,11 @@ async fn admin_retry_after_the_exchange_recovers_places_the_failed_order() {
         (events[retry].from.as_deref(), events[retry].to.as_str()),
         (Some("failed"), "pending")
     );
-    assert_eq!(
-        transitions(&events[retry + 1..]),
-        vec![
-            event(Some("pending"), "placing", 3),
-            event(Some("placing"), "placed", 3),
-        ]
-    );
+    assert_eq!(events.last().unwrap().to, "placed");
 }
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn alert_publish_failure_is_retried_and_alerted_at_only_after_success() {
-    let p = Pipeline::start(PipelineOptions {
-        max_receive_count: 2,
-        ..with_sim(sim(1.0))
-    })
-    .await;
+async fn an_incident_alert_that_cannot_be_published_is_published_later_exactly_once() {
+    let p = Pipeline::start(with_sim(sim(0.0))).await;
     let nowhere = SnsAlertPublisher::new(
         &p.sdk,
         format!(
@@ -585,87 +868,57 @@ async fn alert_publish_failure_is_retried_and_alerted_at_only_after_success() {
         ),
     );
     let id = p.post_order(MARKET_ORDER).await;
-
-    let state = p
-        .pump_until_with(&nowhere, Duration::from_secs(20), |s| {
-            s.status(id) == "failed" && s.alerter_failures >= 1
-        })
-        .await;
-    let order = state.order(id).unwrap();
-    assert!(
-        order.alerted_at.is_none(),
-        "not alerted while the publish fails: {order:?}"
-    );
-    assert!(state.alerts.is_empty());
-    assert_eq!(state.dead_letter_depth, 1, "the dead letter is kept");
-
-    let state = p
-        .pump_until(Duration::from_secs(20), |s| {
-            s.order(id).is_some_and(|o| o.alerted_at.is_some()) && s.queues_empty()
-        })
-        .await;
-    assert_eq!(state.alerts.len(), 1, "{:#?}", state.alerts);
-    assert_eq!(state.alerts[0]["kind"], "order_failed");
-    assert_eq!(state.alerts[0]["order_id"], id.to_string());
-    assert_eq!(state.order(id).unwrap().status, "failed");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn alerter_skips_already_alerted_failures() {
-    let p = Pipeline::start(PipelineOptions {
-        max_receive_count: 2,
-        ..with_sim(sim(1.0))
-    })
-    .await;
-    let id = p.post_order(LIMIT_ORDER).await;
-    p.pump_until(Duration::from_secs(20), |s| {
-        s.order(id).is_some_and(|o| o.alerted_at.is_some()) && s.queues_empty()
-    })
-    .await;
-    let alerted_at = p.order(id).await.alerted_at;
-
-    // The same dead letter again, through the DLQ…
     let message = p.placement_message(id).await;
     p.send_raw(&p.queues.dead_letters, &message).await;
+
+    let report = p.run_alerter_once_with(&nowhere).await;
+    assert_eq!(report.received, 1);
+    assert_eq!(p.order(id).await.status, "failed");
+    assert!(p.alerts().await.is_empty(), "SNS refused it");
+    p.run_sweeper_once_with(&nowhere).await;
+    assert!(p.alerts().await.is_empty());
+
+    // The next run with a working topic tells the admins, once.
+    let tick = p.run_sweeper_once().await;
+    assert_eq!(tick.incidents.opened, 1, "{tick:?}");
+    p.run_sweeper_once().await;
+    p.run_alerter_once().await;
+    let alerts = p.alerts().await;
+    assert_eq!(kinds(&alerts), ["incident_opened"], "{alerts:#?}");
+    assert_eq!(alerts[0]["first_order_ids"][0], id.to_string());
+}
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dead_letters_of_final_orders_are_dropped_without_an_alert() {
+    let p = Pipeline::start(with_sim(sim(0.0))).await;
+    let placed = p.post_order(LIMIT_ORDER).await;
+    let canceled = p.post_order(MARKET_ORDER).await;
+    assert_eq!(p.cancel(canceled).await.0, StatusCode::OK);
+    p.pump_until(Duration::from_secs(20), |s| {
+        s.status(placed) == "placed" && s.queues_empty()
+    })
+    .await;
+
+    for id in [placed, canceled] {
+        let message = p.placement_message(id).await;
+        p.send_raw(&p.queues.dead_letters, &message).await;
+        let report = p.alerter_handles(vec![record("again", &message, 3)]).await;
+        assert!(report.failed.is_empty());
+    }
     let state = p
         .pump_until(Duration::from_secs(20), |s| s.queues_empty())
         .await;
     assert_eq!(state.alerter_failures, 0);
-    // …and handed to the alerter directly.
-    let report = p.alerter_handles(vec![record("again", &message, 3)]).await;
-    assert!(report.failed.is_empty());
-
-    let alerts = p.alerts().await;
-    assert_eq!(alerts.len(), 1, "exactly one alert: {alerts:#?}");
-    assert_eq!(alerts[0]["order_id"], id.to_string());
-    let order = p.order(id).await;
-    assert_eq!(order.alerted_at, alerted_at, "the mark is not rewritten");
-    assert_eq!(
-        p.events(id)
-            .await
-            .iter()
-            .filter(|e| e.to == "failed")
-            .count(),
-        1
-    );
+    assert!(p.alerts().await.is_empty());
+    assert_eq!(p.order(placed).await.status, "placed");
+    assert_eq!(p.order(canceled).await.status, "canceled");
+    assert_eq!(p.stats().placements.get(&canceled.to_string()), None);
 }
-
 /// Two dead letters of one order (the api's message and a sweeper duplicate, say) arriving in
-/// one alerter batch are handled concurrently: both see the order unalerted, both publish.
+/// one alerter batch: the order fails once and the admins hear once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn alerter_alerts_once_for_two_dead_letters_of_one_order_in_one_batch() {
-    let p = Pipeline::start(PipelineOptions {
-        max_receive_count: 2,
-        ..with_sim(sim(1.0))
-    })
-    .await;
+async fn two_dead_letters_of_one_order_in_one_batch_fail_it_once_with_one_alert() {
+    let p = Pipeline::start(with_sim(sim(0.0))).await;
     let id = p.post_order(LIMIT_ORDER).await;
-    // Only the placer runs: retries run out, the order stays `pending`, the message moves on.
-    while p.order(id).await.attempts < 2 || p.queue_depth(&p.queues.orders).await > 0 {
-        p.run_placer_once().await;
-    }
-    assert_eq!(p.order(id).await.status, "pending");
-
     let message = p.placement_message(id).await;
     let report = p
         .alerter_handles(vec![
@@ -676,11 +929,18 @@ async fn alerter_alerts_once_for_two_dead_letters_of_one_order_in_one_batch() {
     assert!(report.failed.is_empty(), "{report:?}");
     let order = p.order(id).await;
     assert_eq!(order.status, "failed");
-    assert!(order.alerted_at.is_some());
     let alerts = p.alerts().await;
-    assert_eq!(alerts.len(), 1, "one alert per order, got {alerts:#?}");
+    assert_eq!(kinds(&alerts), ["incident_opened"], "{alerts:#?}");
+    assert_eq!(alerts[0]["order_count"], 1);
+    assert_eq!(
+        p.events(id)
+            .await
+            .iter()
+            .filter(|e| e.to == "failed")
+            .count(),
+        1
+    );
 }
-
 /// Two messages for one order (the design allows a duplicate: "a lost mark means one harmless
 /// duplicate message"): one ran out of retries and sits in the DLQ, the other is being placed
 /// right now under a valid lease. The alerter must not fail an order a placer is placing.

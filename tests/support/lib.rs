@@ -16,7 +16,7 @@ use order_shared::adapters::postgres::{
 };
 use order_shared::adapters::sqs::SqsOrderQueue;
 use order_shared::auth::{ApiKey, KeyHasher};
-use order_shared::domain::ClientId;
+use order_shared::domain::{ClientId, ExpiryPolicy};
 use order_shared::handlers::api::{ApiContext, router};
 use order_shared::handlers::sweeper::SweepSettings;
 use order_shared::ports::{ClientLimits, ClientRegistry};
@@ -194,6 +194,7 @@ pub fn sweep_now() -> SweepSettings {
         grace: Duration::ZERO,
         claim_for: Duration::from_secs(60),
         batch_size: 100,
+        alert_window: Duration::from_secs(300),
     }
 }
 
@@ -252,6 +253,7 @@ impl TestApi {
             queue,
             access: Arc::new(access.clone()),
             enqueue_timeout: Duration::from_secs(2),
+            expiry: ExpiryPolicy::default(),
         };
         Self::with_client(context, access, client, limits).await
     }

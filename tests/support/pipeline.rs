@@ -21,11 +21,13 @@ use local_runner::{Background, ExchangeChoice, LocalConfig, LocalSystem};
 use order_shared::adapters::postgres::PostgresOrderStore;
 use order_shared::adapters::secrets::PepperSource;
 use order_shared::adapters::sqs::{QueueTopology, QueueUrls, SqsOrderQueue};
+use order_shared::domain::ExpiryPolicy;
 use order_shared::domain::OrderId;
 use order_shared::handlers::alerter::handle_dead_letters;
 use order_shared::handlers::placer::{PlacerPorts, PlacerSettings, handle_placement_batch};
+use order_shared::handlers::sweeper::{SweepSettings, SweeperPorts, TickReport, run_scheduled};
 use order_shared::ports::PlacementMessage;
-use order_shared::ports::{AlertPublisher, Exchange, LookupOutcome, OrderStore};
+use order_shared::ports::{AlertPublisher, BreakerSettings, Exchange, LookupOutcome, OrderStore};
 use order_shared::usecases::backoff::Backoff;
 use serde_json::Value;
 use sqs_local::sdk::SqsEndpoint;
@@ -55,6 +57,12 @@ pub struct PipelineOptions {
     pub sim: SimSettings,
     /// Concurrent placer polls per pump round (Lambda runs several invocations at once).
     pub placer_pollers: usize,
+    /// Retries whose delay exceeds this park the order in the database.
+    pub short_wait_max: Duration,
+    pub park_from_receive: u32,
+    pub breaker: BreakerSettings,
+    pub expiry: ExpiryPolicy,
+    pub alert_window: Duration,
 }
 
 impl Default for PipelineOptions {
@@ -79,6 +87,15 @@ impl Default for PipelineOptions {
                 ..SimSettings::default()
             },
             placer_pollers: 2,
+            short_wait_max: Duration::from_secs(30),
+            park_from_receive: 3,
+            // High enough that the random failures of ordinary tests never open it.
+            breaker: BreakerSettings {
+                failure_threshold: 1_000,
+                probe_interval: Duration::from_millis(500),
+            },
+            expiry: ExpiryPolicy::default(),
+            alert_window: Duration::from_secs(300),
         }
     }
 }
@@ -95,11 +112,17 @@ pub struct OrderRow {
     pub enqueued_at: Option<OffsetDateTime>,
     pub alerted_at: Option<OffsetDateTime>,
     pub lease_expires_at: Option<OffsetDateTime>,
+    pub expires_at: Option<OffsetDateTime>,
+    pub next_attempt_at: Option<OffsetDateTime>,
+    pub outcome_unknown: bool,
 }
 
 impl OrderRow {
     pub fn is_final(&self) -> bool {
-        matches!(self.status.as_str(), "placed" | "rejected" | "failed")
+        matches!(
+            self.status.as_str(),
+            "placed" | "rejected" | "failed" | "expired" | "canceled"
+        )
     }
 }
 
@@ -212,9 +235,19 @@ impl Pipeline {
                 lease: options.lease,
                 concurrency: options.concurrency,
                 backoff: options.backoff,
+                short_wait_max: options.short_wait_max,
+                park_from_receive: options.park_from_receive,
+                breaker: options.breaker,
             },
-            sweep: sweep_now(),
+            sweep: SweepSettings {
+                // Orders the api just sent are marked within milliseconds; a parked order is
+                // older than this anyway.
+                grace: Duration::from_secs(2),
+                alert_window: options.alert_window,
+                ..sweep_now()
+            },
             enqueue_timeout: Duration::from_secs(2),
+            expiry: options.expiry,
             background: Background {
                 placer_pollers: options.placer_pollers,
                 // Each pump round polls once without waiting.
@@ -343,7 +376,7 @@ impl Pipeline {
             &self.sqs,
             &self.system.dead_letter_source,
             &move |event| async move {
-                let response = handle_dead_letters(event, ports).await;
+                let response = handle_dead_letters(event, ports, &self.system.alerter).await;
                 failed_ref.lock().unwrap().extend(
                     response
                         .batch_item_failures
@@ -361,6 +394,38 @@ impl Pipeline {
         }
     }
 
+    /// One scheduled sweeper run (expire, re-send due orders, announce incidents).
+    pub async fn run_sweeper_once_with(&self, alerts: &dyn AlertPublisher) -> TickReport {
+        let queue = self.system.background_queue();
+        let ports = SweeperPorts {
+            store: self.store.as_ref(),
+            incidents: self.store.as_ref(),
+            queue: &queue,
+            alerts,
+        };
+        run_scheduled(ports, &self.system.sweep)
+            .await
+            .expect("sweep")
+    }
+
+    pub async fn run_sweeper_once(&self) -> TickReport {
+        self.run_sweeper_once_with(self.system.alerts.as_ref())
+            .await
+    }
+
+    /// `DELETE /orders/{id}` through the api Router: the status code and the order's status.
+    pub async fn cancel(&self, id: Uuid) -> (StatusCode, Value) {
+        let response = self
+            .api
+            .send(
+                http::Request::delete(format!("/orders/{id}"))
+                    .body(axum::body::Body::empty())
+                    .expect("request"),
+            )
+            .await;
+        (response.status, response.json)
+    }
+
     pub async fn run_alerter_once(&self) -> PollReport {
         self.run_alerter_once_with(self.system.alerts.as_ref())
             .await
@@ -374,6 +439,7 @@ impl Pipeline {
         let response = handle_dead_letters(
             event,
             self.system.alerter_ports(self.system.alerts.as_ref()),
+            &self.system.alerter,
         )
         .await;
         PollReport {
@@ -418,6 +484,8 @@ impl Pipeline {
                 (0..self.options.placer_pollers.max(1)).map(|_| self.run_placer_once()),
             );
             let (placed, alerted) = tokio::join!(placers, self.run_alerter_once_with(alerts));
+            // The schedule: parked orders that are due go back to the queue, expired ones end.
+            self.run_sweeper_once_with(alerts).await;
             placer_failures += placed.iter().map(|r| r.failed.len()).sum::<usize>();
             alerter_failures += alerted.failed.len();
             let received = placed.iter().map(|r| r.received).sum::<usize>() + alerted.received;
@@ -445,7 +513,8 @@ impl Pipeline {
             .await
             .query(
                 "SELECT id, status, attempts, last_error, exchange_order_id, placed_at, \
-                        enqueued_at, alerted_at, lease_expires_at \
+                        enqueued_at, alerted_at, lease_expires_at, expires_at, next_attempt_at, \
+                        outcome_unknown \
                  FROM orders ORDER BY id",
                 &[],
             )
@@ -462,6 +531,9 @@ impl Pipeline {
                 enqueued_at: row.get("enqueued_at"),
                 alerted_at: row.get("alerted_at"),
                 lease_expires_at: row.get("lease_expires_at"),
+                expires_at: row.get("expires_at"),
+                next_attempt_at: row.get("next_attempt_at"),
+                outcome_unknown: row.get("outcome_unknown"),
             })
             .collect()
     }

@@ -51,6 +51,7 @@ fn sum(reports: &[&SweepReport]) -> SweepReport {
             claimed: total.claimed + r.claimed,
             enqueued: total.enqueued + r.enqueued,
             failed: total.failed + r.failed,
+            expired: total.expired + r.expired,
         })
 }
 
@@ -83,7 +84,8 @@ async fn stranded_order_is_enqueued_exactly_once_by_racing_sweepers() {
         SweepReport {
             claimed: 1,
             enqueued: 1,
-            failed: 0
+            failed: 0,
+            expired: 0,
         },
         "{a:?} {b:?}"
     );
@@ -134,7 +136,8 @@ async fn many_stranded_orders_are_each_enqueued_once_by_racing_sweepers() {
         SweepReport {
             claimed: 30,
             enqueued: 30,
-            failed: 0
+            failed: 0,
+            expired: 0,
         },
         "{a:?} {b:?}"
     );
@@ -189,7 +192,8 @@ async fn orders_younger_than_the_grace_period_are_left_alone() {
         SweepReport {
             claimed: 1,
             enqueued: 1,
-            failed: 0
+            failed: 0,
+            expired: 0,
         }
     );
     let messages = queue.drain().await;
@@ -249,7 +253,8 @@ async fn only_pending_orders_are_swept() {
         SweepReport {
             claimed: 1,
             enqueued: 1,
-            failed: 0
+            failed: 0,
+            expired: 0,
         }
     );
     let messages = queue.drain().await;
@@ -277,7 +282,8 @@ async fn failed_sends_are_retried_once_the_claim_expires() {
         SweepReport {
             claimed: 3,
             enqueued: 0,
-            failed: 3
+            failed: 3,
+            expired: 0,
         }
     );
     assert_eq!(unenqueued(&db).await, 3, "enqueued_at stays NULL");
@@ -300,7 +306,8 @@ async fn failed_sends_are_retried_once_the_claim_expires() {
         SweepReport {
             claimed: 3,
             enqueued: 3,
-            failed: 0
+            failed: 0,
+            expired: 0,
         }
     );
     assert_eq!(unenqueued(&db).await, 0);
@@ -330,7 +337,8 @@ async fn one_sweep_claims_at_most_a_batch_oldest_first() {
             SweepReport {
                 claimed: expected,
                 enqueued: expected,
-                failed: 0
+                failed: 0,
+                expired: 0,
             }
         );
         let mut batch: Vec<Uuid> = messages_per_order(&queue.drain().await)
@@ -360,4 +368,72 @@ async fn database_outage_is_a_sweep_error_and_sends_nothing() {
 
     assert!(result.is_err(), "{result:?}");
     assert_eq!(queue.drain().await, Vec::<Value>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parked_orders_are_sent_when_due_and_expired_ones_end_without_a_message() {
+    let db = TestDatabase::create().await;
+    let queue = TestQueue::create().await;
+    let ids = stranded_orders(&db, 4).await;
+    let client = db.client().await;
+    // 0: parked and due; 1: parked for an hour; 2: expired while waiting; 3: expired, but its
+    // last attempt's outcome is unknown (it must be looked up, so it is sent, not expired).
+    client
+        .batch_execute(&format!(
+            "UPDATE orders SET next_attempt_at = now() - interval '1 second' WHERE id = '{}';
+             UPDATE orders SET next_attempt_at = now() + interval '1 hour' WHERE id = '{}';
+             UPDATE orders SET expires_at = now() - interval '1 second' WHERE id = '{}';
+             UPDATE orders SET expires_at = now() - interval '1 second', outcome_unknown = true
+               WHERE id = '{}';",
+            ids[0], ids[1], ids[2], ids[3]
+        ))
+        .await
+        .expect("park and expire");
+
+    let report = sweep_once(&db.store, &queue.adapter(), &sweep_now())
+        .await
+        .expect("sweep");
+    assert_eq!(
+        report,
+        SweepReport {
+            claimed: 2,
+            enqueued: 2,
+            failed: 0,
+            expired: 1,
+        }
+    );
+    let sent: HashSet<Uuid> = messages_per_order(&queue.drain().await)
+        .into_keys()
+        .collect();
+    assert_eq!(sent, HashSet::from([ids[0], ids[3]]));
+    let status = |id: Uuid| {
+        let client = &client;
+        async move {
+            client
+                .query_one("SELECT status FROM orders WHERE id = $1", &[&id])
+                .await
+                .unwrap()
+                .get::<_, String>(0)
+        }
+    };
+    assert_eq!(status(ids[1]).await, "pending", "not due yet");
+    assert_eq!(status(ids[2]).await, "expired");
+    assert_eq!(status(ids[3]).await, "pending", "never expired unconfirmed");
+    let events = db
+        .count(&format!(
+            "SELECT count(*) FROM order_events WHERE order_id = '{}' AND to_status = 'expired'",
+            ids[2]
+        ))
+        .await;
+    assert_eq!(events, 1, "the expiry is in the audit trail");
+    let incident = client
+        .query_one(
+            "SELECT kind, order_count, first_order_ids FROM alert_incidents",
+            &[],
+        )
+        .await
+        .expect("one incident");
+    assert_eq!(incident.get::<_, String>(0), "expired");
+    assert_eq!(incident.get::<_, i32>(1), 1);
+    assert_eq!(incident.get::<_, Vec<Uuid>>(2), vec![ids[2]]);
 }

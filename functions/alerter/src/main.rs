@@ -23,11 +23,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let alerts = SnsAlertPublisher::new(&sdk, config.alert_topic_arn.clone());
     let ports = AlerterPorts {
         store: &store,
+        incidents: &store,
         exchange: &exchange,
         alerts: &alerts,
     };
+    let settings = &config.alerter;
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| async move {
-        let response = handle_dead_letters(event.payload, ports).await;
+        let response = handle_dead_letters(event.payload, ports, settings).await;
         flush_metrics(metrics);
         Ok::<SqsBatchResponse, lambda_runtime::Error>(response)
     }))

@@ -27,6 +27,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         queue: Arc::new(queue),
         access: Arc::new(access),
         enqueue_timeout: config.enqueue_timeout,
+        expiry: config.expiry,
     });
     // One EMF line per request, written after the response is produced.
     let app = app.layer(axum::middleware::map_response(

@@ -25,6 +25,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         store: &store,
         exchange: &exchange,
         retries: &retries,
+        // The breaker's state is a row beside the orders: every instance sees the same one.
+        breaker: &store,
     };
     let settings = &config.placer;
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| async move {

@@ -11,6 +11,7 @@ mod order;
 mod price;
 mod quantity;
 mod status;
+mod time_in_force;
 
 pub use client::ClientId;
 pub use field_error::{FieldError, OrderRejection};
@@ -20,7 +21,8 @@ pub use new_order::{NewOrder, OrderType, Side};
 pub use order::{Order, OrderId};
 pub use price::Price;
 pub use quantity::Quantity;
-pub use status::{OrderStatus, Transition};
+pub use status::{ExpiryRule, OrderStatus, Transition};
+pub use time_in_force::{DEFAULT_MARKET_ORDER_TTL, ExpiryPolicy, MAX_TIME_IN_FORCE};
 
 /// The exact decimal type of prices, for callers that check bounds.
 pub use rust_decimal::Decimal;

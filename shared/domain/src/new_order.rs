@@ -5,6 +5,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use super::{FieldError, Isin, OrderRejection, Price, Quantity};
 
@@ -89,9 +91,19 @@ pub struct NewOrder {
     instrument: Isin,
     limit_price: Option<Price>,
     quantity: Quantity,
+    /// The client's own time in force, if it gave one (checked against the clock, and defaulted,
+    /// by [`crate::ExpiryPolicy`] at acceptance).
+    requested_expiry: Option<OffsetDateTime>,
 }
 
-const FIELDS: [&str; 5] = ["type", "side", "instrument", "limit_price", "quantity"];
+const FIELDS: [&str; 6] = [
+    "type",
+    "side",
+    "instrument",
+    "limit_price",
+    "quantity",
+    "expires_at",
+];
 
 impl NewOrder {
     /// Combines already-valid parts, enforcing the rule that ties the price to the type.
@@ -111,7 +123,16 @@ impl NewOrder {
                 instrument,
                 limit_price,
                 quantity,
+                requested_expiry: None,
             }),
+        }
+    }
+
+    /// The same order with the client's requested expiry.
+    pub fn with_requested_expiry(self, requested_expiry: Option<OffsetDateTime>) -> Self {
+        Self {
+            requested_expiry,
+            ..self
         }
     }
 
@@ -149,6 +170,10 @@ impl NewOrder {
             }
             Some(value) => record(parse_quantity(value), "quantity", &mut errors),
         };
+        let requested_expiry = match object.get("expires_at") {
+            None | Some(Value::Null) => None,
+            Some(value) => record(parse_time(value), "expires_at", &mut errors),
+        };
         let limit_price = match object.get("limit_price") {
             None | Some(Value::Null) => Ok(None),
             Some(value) => parse_price(value).map(Some),
@@ -174,7 +199,9 @@ impl NewOrder {
             (Some(order_type), Some(side), Some(instrument), Some(quantity))
                 if errors.is_empty() =>
             {
-                Self::new(order_type, side, instrument, limit_price, quantity).map_err(|e| vec![e])
+                Self::new(order_type, side, instrument, limit_price, quantity)
+                    .map(|order| order.with_requested_expiry(requested_expiry))
+                    .map_err(|e| vec![e])
             }
             _ => Err(errors),
         }
@@ -200,10 +227,16 @@ impl NewOrder {
         self.quantity
     }
 
+    pub fn requested_expiry(&self) -> Option<OffsetDateTime> {
+        self.requested_expiry
+    }
+
     /// The normalised form two requests are compared by for idempotency: equal exactly when the
     /// orders are the same after parsing (`"10.5"` and `10.50`, `us…` and `US…` are equal).
+    /// A requested expiry is appended only when given, so the fingerprints of orders stored
+    /// before time in force existed still match their replays.
     pub fn fingerprint(&self) -> String {
-        format!(
+        let mut fingerprint = format!(
             "v1|{}|{}|{}|{}|{}",
             self.order_type,
             self.side,
@@ -212,7 +245,12 @@ impl NewOrder {
                 .map(|p| p.to_string())
                 .unwrap_or_else(|| "-".into()),
             self.quantity.get()
-        )
+        );
+        if let Some(expiry) = self.requested_expiry {
+            let utc = expiry.to_offset(time::UtcOffset::UTC);
+            fingerprint.push_str(&format!("|exp={}", utc.unix_timestamp_nanos()));
+        }
+        fingerprint
     }
 }
 
@@ -276,6 +314,19 @@ fn parse_price(value: &Value) -> Result<Price, String> {
             json_kind(other)
         )),
     }
+}
+
+/// An RFC 3339 time with its offset (`2026-12-06T15:00:00Z`); whether it is in range is the
+/// expiry policy's business, which knows the clock.
+fn parse_time(value: &Value) -> Result<OffsetDateTime, String> {
+    let Value::String(text) = value else {
+        return Err(format!(
+            "must be an RFC 3339 time string, got {}",
+            json_kind(value)
+        ));
+    };
+    OffsetDateTime::parse(text, &Rfc3339)
+        .map_err(|_| "must be an RFC 3339 time such as `2026-12-06T15:00:00Z`".to_string())
 }
 
 /// Accepts only a JSON integer: `"10"`, `10.0` and `1e3` are refused rather than guessed at.

@@ -61,4 +61,19 @@ pub struct Order {
     pub placed_at: Option<OffsetDateTime>,
     /// When the admin alert for its failure was published (`None`: not alerted yet).
     pub alerted_at: Option<OffsetDateTime>,
+    /// After this it is never sent to the exchange (`None`: accepted before time in force
+    /// existed; such an order never expires).
+    pub expires_at: Option<OffsetDateTime>,
+    /// Parked until then after a transient failure: the sweeper sends it again when it is due.
+    pub next_attempt_at: Option<OffsetDateTime>,
+    /// The last attempt may have reached the exchange (a timeout or a connection lost after
+    /// sending): it is retried under the same id or looked up, never given up as `failed`.
+    pub outcome_unknown: bool,
+}
+
+impl Order {
+    /// Whether its time in force has run out at `now`.
+    pub fn is_expired_at(&self, now: OffsetDateTime) -> bool {
+        self.expires_at.is_some_and(|expiry| expiry <= now)
+    }
 }

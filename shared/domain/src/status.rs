@@ -21,17 +21,24 @@ pub enum OrderStatus {
     Placed,
     /// Refused by the exchange for good (final).
     Rejected,
-    /// Retries exhausted; an admin was told (final until an admin retries it).
+    /// The exchange does not have it and retrying cannot help (a poison message); an admin was
+    /// told (final until an admin retries it).
     Failed,
+    /// Its time in force ran out before it could be placed (final): never sent afterwards.
+    Expired,
+    /// Canceled by the client before placement (final).
+    Canceled,
 }
 
 impl OrderStatus {
-    pub const ALL: [OrderStatus; 5] = [
+    pub const ALL: [OrderStatus; 7] = [
         Self::Pending,
         Self::Placing,
         Self::Placed,
         Self::Rejected,
         Self::Failed,
+        Self::Expired,
+        Self::Canceled,
     ];
 
     /// The status of a newly committed order (the design's "(new) → pending").
@@ -44,6 +51,8 @@ impl OrderStatus {
             Self::Placed => "placed",
             Self::Rejected => "rejected",
             Self::Failed => "failed",
+            Self::Expired => "expired",
+            Self::Canceled => "canceled",
         }
     }
 
@@ -59,7 +68,15 @@ impl OrderStatus {
 
     /// Final for the placement pipeline: no message may change it (an admin retry may).
     pub fn is_final(self) -> bool {
-        matches!(self, Self::Placed | Self::Rejected | Self::Failed)
+        matches!(
+            self,
+            Self::Placed | Self::Rejected | Self::Failed | Self::Expired | Self::Canceled
+        )
+    }
+
+    /// An order ending here must reach an admin (grouped into incidents).
+    pub fn alerts_admins(self) -> bool {
+        matches!(self, Self::Failed | Self::Expired)
     }
 
     /// Held by a placer under a lease (`lease_expires_at`) that runs out on its own.
@@ -89,10 +106,36 @@ pub enum Transition {
     Fail,
     /// An admin retries a failed order: `failed` → `pending`.
     Requeue,
+    /// The client cancels an order nobody has claimed (and whose last attempt, if any, did not
+    /// leave its outcome in doubt): `pending` → `canceled`.
+    Cancel,
+    /// Its time in force ran out while it waited (queued, parked, or dead-lettered) and no attempt
+    /// left its outcome in doubt: `pending` → `expired`.
+    Expire,
+    /// Its time ran out and a lookup just confirmed that the exchange does not have it (the last
+    /// attempt's outcome was unknown, or it reached the alerter): `pending`/`placing` → `expired`.
+    ExpireAfterLookup,
+}
+
+/// What a move requires of the order's time in force (`expires_at`), besides its status. An
+/// order with no expiry (accepted before time in force existed) never expires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpiryRule {
+    /// No condition.
+    Any,
+    /// Before its expiry — or after it while an attempt's outcome is unknown (flagged, or a
+    /// crashed placer's expired lease), so that the order can be looked up (never placed anew)
+    /// before it may expire.
+    LiveOrUnconfirmed,
+    /// Once its expiry has passed (and, as [`Transition::needs_settled_outcome`] says, no
+    /// attempt's outcome is in doubt).
+    ExpiredAndConfirmed,
+    /// Once its expiry has passed.
+    Expired,
 }
 
 impl Transition {
-    pub const ALL: [Transition; 7] = [
+    pub const ALL: [Transition; 10] = [
         Self::Claim,
         Self::Place,
         Self::Reject,
@@ -100,6 +143,9 @@ impl Transition {
         Self::PlaceByLookup,
         Self::Fail,
         Self::Requeue,
+        Self::Cancel,
+        Self::Expire,
+        Self::ExpireAfterLookup,
     ];
 
     /// The statuses this move starts from.
@@ -110,6 +156,8 @@ impl Transition {
             Self::Place | Self::Reject | Self::Release => &[Placing],
             Self::PlaceByLookup | Self::Fail => &[Pending, Placing],
             Self::Requeue => &[Failed],
+            Self::Cancel | Self::Expire => &[Pending],
+            Self::ExpireAfterLookup => &[Pending, Placing],
         }
     }
 
@@ -121,6 +169,8 @@ impl Transition {
             Self::Reject => OrderStatus::Rejected,
             Self::Release | Self::Requeue => OrderStatus::Pending,
             Self::Fail => OrderStatus::Failed,
+            Self::Cancel => OrderStatus::Canceled,
+            Self::Expire | Self::ExpireAfterLookup => OrderStatus::Expired,
         }
     }
 
@@ -129,7 +179,25 @@ impl Transition {
     /// exchange's word beats the lease); a claim or a failure must not take an order away from a
     /// placer that may be talking to the exchange right now.
     pub fn waits_for_expired_lease(self) -> bool {
-        matches!(self, Self::Claim | Self::Fail)
+        matches!(self, Self::Claim | Self::Fail | Self::ExpireAfterLookup)
+    }
+
+    /// Whether the move needs the order's last attempt settled: an order that may have reached
+    /// the exchange (a timeout after sending) can be neither canceled nor expired before a
+    /// placement or a lookup says what became of it.
+    pub fn needs_settled_outcome(self) -> bool {
+        matches!(self, Self::Cancel | Self::Expire)
+    }
+
+    /// What the move requires of the order's expiry: a claim never sends an expired order (unless
+    /// it must be looked up first), and only an expired order may expire.
+    pub fn expiry_rule(self) -> ExpiryRule {
+        match self {
+            Self::Claim => ExpiryRule::LiveOrUnconfirmed,
+            Self::Expire => ExpiryRule::ExpiredAndConfirmed,
+            Self::ExpireAfterLookup => ExpiryRule::Expired,
+            _ => ExpiryRule::Any,
+        }
     }
 }
 
@@ -170,6 +238,11 @@ mod tests {
             (Pending, Failed),
             (Placing, Failed),
             (Failed, Pending),
+            // The client cancels before any placer claimed it.
+            (Pending, Canceled),
+            // Time in force ran out: waiting, or confirmed absent at the exchange by a lookup.
+            (Pending, Expired),
+            (Placing, Expired),
         ];
         for from in OrderStatus::ALL {
             for to in OrderStatus::ALL {
@@ -186,7 +259,7 @@ mod tests {
     fn every_move_of_the_design_has_its_actor() {
         use Transition::*;
         // (move, from, to, waits for an expired lease): the design's table, row by row.
-        let design: [(Transition, &[OrderStatus], OrderStatus, bool); 7] = [
+        let design: [(Transition, &[OrderStatus], OrderStatus, bool); 10] = [
             (Claim, &[Pending, Placing], Placing, true),
             (Place, &[Placing], Placed, false),
             (Reject, &[Placing], Rejected, false),
@@ -194,6 +267,9 @@ mod tests {
             (PlaceByLookup, &[Pending, Placing], Placed, false),
             (Fail, &[Pending, Placing], Failed, true),
             (Requeue, &[Failed], Pending, false),
+            (Cancel, &[Pending], Canceled, false),
+            (Expire, &[Pending], Expired, false),
+            (ExpireAfterLookup, &[Pending, Placing], Expired, true),
         ];
         for (transition, from, to, waits) in design {
             assert_eq!(transition.from(), from, "{transition:?}");
@@ -211,17 +287,31 @@ mod tests {
     fn all_lists_every_status_and_every_transition() {
         // A new variant fails to compile in these matches: add it to the list beside them, and
         // to `ALL`.
-        for status in [Pending, Placing, Placed, Rejected, Failed] {
+        for status in [
+            Pending, Placing, Placed, Rejected, Failed, Expired, Canceled,
+        ] {
             match status {
-                Pending | Placing | Placed | Rejected | Failed => {
+                Pending | Placing | Placed | Rejected | Failed | Expired | Canceled => {
                     assert!(OrderStatus::ALL.contains(&status), "{status}")
                 }
             }
         }
         use Transition::*;
-        for transition in [Claim, Place, Reject, Release, PlaceByLookup, Fail, Requeue] {
+        for transition in [
+            Claim,
+            Place,
+            Reject,
+            Release,
+            PlaceByLookup,
+            Fail,
+            Requeue,
+            Cancel,
+            Expire,
+            ExpireAfterLookup,
+        ] {
             match transition {
-                Claim | Place | Reject | Release | PlaceByLookup | Fail | Requeue => {
+                Claim | Place | Reject | Release | PlaceByLookup | Fail | Requeue | Cancel
+                | Expire | ExpireAfterLookup => {
                     assert!(Transition::ALL.contains(&transition), "{transition:?}")
                 }
             }
@@ -264,7 +354,7 @@ mod tests {
         }
         assert_eq!(
             "PLACED".parse::<OrderStatus>().unwrap_err(),
-            "must be one of pending, placing, placed, rejected, failed; got `PLACED`"
+            "must be one of pending, placing, placed, rejected, failed, expired, canceled; got `PLACED`"
         );
     }
 }

@@ -1,12 +1,25 @@
 //! The [`Exchange`] port over HTTP: places orders with `POST {base}/orders` and looks them up
 //! with `GET {base}/orders/{client_order_id}`, sorting every answer into "acknowledged",
-//! "rejected for good" or "try again later".
+//! "rejected for good", "not taken, try again later" or "maybe placed".
 //!
-//! The sorting is the point of this module. Only a business refusal (400 or 422) is permanent;
-//! everything else — an expired or rotated key (401/403), throttling (429), conflicts (409),
-//! server errors, timeouts, broken connections and answers that cannot be read — is transient,
-//! because retrying it is harmless: the order id is the client order id, on which the exchange
-//! de-duplicates.
+//! The sorting is the point of this module:
+//! - Only a business refusal (400 or 422) is permanent ([`PlacementOutcome::Rejected`]).
+//! - An answer that says the order was not taken — an expired or rotated key (401/403),
+//!   throttling (429), conflicts (409), server errors, anything odd — and a call that never left
+//!   (no connection: refused, DNS, TLS handshake, connect timeout) are
+//!   [`PlacementOutcome::Transient`].
+//! - A call that went out and got no usable answer — a timeout after connecting, a connection
+//!   reset or closed while waiting for or reading the answer, a success whose exchange order id
+//!   cannot be read — is [`PlacementOutcome::Unknown`]: the exchange may hold the order. The
+//!   order id is the client order id, on which the exchange de-duplicates, so the caller can
+//!   retry it under the same id or look it up; it must never give it up as failed.
+//!
+//! reqwest's overall `request_timeout` also runs while connecting; when it (rather than the
+//! connect timeout) ends a call that never connected, the call is still reported as unknown: a
+//! false "maybe placed" costs a lookup, a false "not placed" could cost a second execution.
+//!
+//! The order's `expires_at` travels with it (RFC 3339, UTC; `null` for an order without one), so
+//! that the exchange itself refuses an order that arrives too late.
 
 use std::fmt;
 use std::time::Duration;
@@ -15,6 +28,8 @@ use async_trait::async_trait;
 use reqwest::StatusCode;
 use reqwest::header::HeaderValue;
 use serde_json::{Value, json};
+use time::format_description::well_known::Rfc3339;
+use time::{OffsetDateTime, UtcOffset};
 
 use crate::domain::{Order, OrderId};
 use crate::ports::{Exchange, LookupError, LookupOutcome, PlacementOutcome};
@@ -34,13 +49,24 @@ pub struct HttpExchange {
     base_url: String,
     /// Marked sensitive so that `http`'s own `Debug` hides it too.
     api_key: Option<HeaderValue>,
+    connect_timeout: Duration,
     request_timeout: Duration,
 }
 
+/// How far a failed call got: whether the exchange may have received it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    /// It never left: no connection was made, or the request could not even be built.
+    NotSent,
+    /// It went out (or may have): the exchange may have acted on it.
+    MaybeSent,
+}
+
 impl HttpExchange {
-    /// Builds the client. `connect_timeout` bounds the TCP/TLS handshake; `request_timeout`
-    /// bounds a whole call (connect, send, and reading the answer), so a hung exchange costs at
-    /// most that much before the placement counts as transient.
+    /// Builds the client. `connect_timeout` bounds the TCP/TLS handshake (running out of it means
+    /// the order never left: transient); `request_timeout` bounds a whole call (connect, send,
+    /// and reading the answer), so a hung exchange costs at most that much before the placement
+    /// counts as unknown ("maybe placed").
     ///
     /// Fails if the client cannot be built, if `base_url` is not a URL, or if the key cannot be
     /// sent as a header value (the error never contains the key). Redirects are not followed: the
@@ -74,6 +100,7 @@ impl HttpExchange {
             client,
             base_url,
             api_key,
+            connect_timeout,
             request_timeout,
         })
     }
@@ -90,19 +117,52 @@ impl HttpExchange {
         }
     }
 
-    /// Describes a failed call in a few words, for `last_error` and the logs.
-    fn describe_error(&self, error: &reqwest::Error) -> String {
-        let text = if error.is_timeout() {
-            format!(
-                "exchange did not answer within {} ms",
-                self.request_timeout.as_millis()
-            )
-        } else if error.is_connect() {
-            format!("could not connect to the exchange: {}", root_cause(error))
-        } else {
-            format!("exchange call failed: {}", root_cause(error))
+    /// Describes a failed call in a few words, for `last_error` and the logs, and tells how far
+    /// it got.
+    fn describe_error(&self, error: &reqwest::Error) -> (Reach, String) {
+        let (reach, text) = match reach(error) {
+            Reach::NotSent if error.is_timeout() => (
+                Reach::NotSent,
+                format!(
+                    "could not connect to the exchange within {} ms",
+                    self.connect_timeout.as_millis()
+                ),
+            ),
+            Reach::NotSent if error.is_connect() => (
+                Reach::NotSent,
+                format!("could not connect to the exchange: {}", root_cause(error)),
+            ),
+            Reach::NotSent => (
+                Reach::NotSent,
+                format!("exchange call could not be made: {}", root_cause(error)),
+            ),
+            Reach::MaybeSent if error.is_timeout() => (
+                Reach::MaybeSent,
+                format!(
+                    "exchange did not answer within {} ms",
+                    self.request_timeout.as_millis()
+                ),
+            ),
+            Reach::MaybeSent => (
+                Reach::MaybeSent,
+                format!(
+                    "connection to the exchange lost before its answer: {}",
+                    root_cause(error)
+                ),
+            ),
         };
-        self.scrub(text)
+        (reach, self.scrub(text))
+    }
+
+    /// The outcome of a placement call that failed: transient if it never left, unknown if the
+    /// exchange may have received it.
+    fn failed_placement(&self, error: &reqwest::Error) -> PlacementOutcome {
+        match self.describe_error(error) {
+            (Reach::NotSent, error) => PlacementOutcome::Transient { error },
+            (Reach::MaybeSent, error) => PlacementOutcome::Unknown {
+                error: format!("{error} (the order may have been placed)"),
+            },
+        }
     }
 
     /// Removes the API key from text that may quote the exchange (which could echo headers back).
@@ -119,6 +179,7 @@ impl fmt::Debug for HttpExchange {
         f.debug_struct("HttpExchange")
             .field("base_url", &self.base_url)
             .field("api_key", &self.api_key.as_ref().map(|_| "[redacted]"))
+            .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
             .finish_non_exhaustive()
     }
@@ -128,6 +189,16 @@ impl fmt::Debug for HttpExchange {
 impl Exchange for HttpExchange {
     async fn place(&self, order: &Order) -> PlacementOutcome {
         let details = &order.details;
+        let expires_at = match order.expires_at.map(rfc3339_utc).transpose() {
+            Ok(expires_at) => expires_at,
+            // Not sent: an expiry the exchange could not be told would let it execute the order
+            // whenever it liked. Unreachable for the dates the order API accepts.
+            Err(error) => {
+                return PlacementOutcome::Rejected {
+                    reason: format!("expires_at cannot be written as RFC 3339: {error}"),
+                };
+            }
+        };
         let body = json!({
             "client_order_id": order.id.to_string(),
             "instrument": details.instrument().as_str(),
@@ -135,22 +206,48 @@ impl Exchange for HttpExchange {
             "type": details.order_type().as_str(),
             "limit_price": details.limit_price().map(|p| p.to_string()),
             "quantity": details.quantity().get(),
+            "expires_at": expires_at,
         });
+        self.send_placement(&body).await
+    }
+
+    async fn lookup(&self, client_order_id: OrderId) -> Result<LookupOutcome, LookupError> {
+        let url = format!("{}/orders/{client_order_id}", self.base_url);
+        let response = self
+            .with_key(self.client.get(url))
+            .send()
+            .await
+            .map_err(|error| LookupError(self.describe_error(&error).1))?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .map_err(|error| LookupError(self.describe_error(&error).1))?;
+        classify_lookup(status, &text)
+            .map_err(|LookupError(message)| LookupError(self.scrub(message)))
+    }
+}
+
+impl HttpExchange {
+    /// Sends one placement body and sorts whatever comes of it.
+    async fn send_placement(&self, body: &Value) -> PlacementOutcome {
         let request = self.with_key(self.client.post(format!("{}/orders", self.base_url)));
-        let response = match request.json(&body).send().await {
+        let response = match request.json(body).send().await {
             Ok(response) => response,
-            Err(error) => {
-                return PlacementOutcome::Transient {
-                    error: self.describe_error(&error),
-                };
-            }
+            Err(error) => return self.failed_placement(&error),
         };
         let status = response.status();
         let text = match response.text().await {
             Ok(text) => text,
+            // The answer started and broke off (reset, closed, timed out): whatever the status
+            // said, the rest is missing, so the order may or may not be at the exchange.
             Err(error) => {
-                return PlacementOutcome::Transient {
-                    error: self.describe_error(&error),
+                let (_, detail) = self.describe_error(&error);
+                return PlacementOutcome::Unknown {
+                    error: format!(
+                        "exchange answer {status} could not be read: {detail} \
+                         (the order may have been placed)"
+                    ),
                 };
             }
         };
@@ -161,25 +258,28 @@ impl Exchange for HttpExchange {
             PlacementOutcome::Rejected { reason } => PlacementOutcome::Rejected {
                 reason: self.scrub(reason),
             },
+            PlacementOutcome::Unknown { error } => PlacementOutcome::Unknown {
+                error: self.scrub(error),
+            },
             acknowledged => acknowledged,
         }
     }
+}
 
-    async fn lookup(&self, client_order_id: OrderId) -> Result<LookupOutcome, LookupError> {
-        let url = format!("{}/orders/{client_order_id}", self.base_url);
-        let response = self
-            .with_key(self.client.get(url))
-            .send()
-            .await
-            .map_err(|error| LookupError(self.describe_error(&error)))?;
-        let status = response.status();
-        let text = response
-            .text()
-            .await
-            .map_err(|error| LookupError(self.describe_error(&error)))?;
-        classify_lookup(status, &text)
-            .map_err(|LookupError(message)| LookupError(self.scrub(message)))
+/// How far a failed call got. Only an error from making the connection (refused, DNS, TLS
+/// handshake, the connect timeout) or from building the request proves that nothing reached the
+/// exchange; every other error came after the request was, or may have been, written.
+fn reach(error: &reqwest::Error) -> Reach {
+    if error.is_connect() || error.is_builder() {
+        Reach::NotSent
+    } else {
+        Reach::MaybeSent
     }
+}
+
+/// `expires_at` as the exchange receives it: RFC 3339 in UTC.
+fn rfc3339_utc(at: OffsetDateTime) -> Result<String, time::error::Format> {
+    at.to_offset(UtcOffset::UTC).format(&Rfc3339)
 }
 
 /// Sorts a placement answer. Kept free of I/O so every status can be reasoned about in one place.
@@ -187,7 +287,9 @@ fn classify_placement(status: StatusCode, body: &str) -> PlacementOutcome {
     if status.is_success() {
         return match exchange_order_id(body) {
             Some(exchange_order_id) => PlacementOutcome::Acknowledged { exchange_order_id },
-            None => PlacementOutcome::Transient {
+            // The exchange says it took the order but not under which id: it has it, and a retry
+            // under the same client order id (or a lookup) will name it.
+            None => PlacementOutcome::Unknown {
                 error: format!("exchange answered {status} without a readable exchange_order_id"),
             },
         };
@@ -302,7 +404,7 @@ mod tests {
     }
 
     #[test]
-    fn success_without_a_readable_id_is_transient() {
+    fn success_without_a_readable_id_is_unknown() {
         for body in [
             "",
             "not json",
@@ -310,8 +412,19 @@ mod tests {
             r#"{"exchange_order_id":""}"#,
             r#"{"exchange_order_id":7}"#,
         ] {
-            assert!(is_transient(&place(201, body)), "{body}");
+            assert!(
+                matches!(place(201, body), PlacementOutcome::Unknown { .. }),
+                "{body}"
+            );
         }
+    }
+
+    #[test]
+    fn expiry_is_sent_in_utc() {
+        let at = time::macros::datetime!(2030-01-02 03:04:05.5 +02:00);
+        assert_eq!(rfc3339_utc(at).unwrap(), "2030-01-02T01:04:05.5Z");
+        let at = time::macros::datetime!(2030-01-02 03:04:05 UTC);
+        assert_eq!(rfc3339_utc(at).unwrap(), "2030-01-02T03:04:05Z");
     }
 
     #[test]
@@ -399,6 +512,181 @@ mod tests {
             exchange.scrub("echo: s3cr3t-key".into()),
             "echo: [redacted]"
         );
+    }
+
+    /// How far a call got, against sockets that misbehave at each step.
+    mod reach {
+        use std::net::SocketAddr;
+
+        use serde_json::json;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::net::{TcpListener, TcpSocket, TcpStream};
+
+        use super::*;
+
+        const KEY: &str = "k3y-never-shown";
+
+        fn exchange(addr: SocketAddr, connect: Duration, request: Duration) -> HttpExchange {
+            HttpExchange::new(format!("http://{addr}"), Some(KEY.into()), connect, request).unwrap()
+        }
+
+        async fn place(exchange: &HttpExchange) -> PlacementOutcome {
+            exchange
+                .send_placement(&json!({"client_order_id": "c"}))
+                .await
+        }
+
+        fn transient(outcome: PlacementOutcome) -> String {
+            match outcome {
+                PlacementOutcome::Transient { error } if !error.contains(KEY) => error,
+                other => panic!("expected transient without the key, got {other:?}"),
+            }
+        }
+
+        fn unknown(outcome: PlacementOutcome) -> String {
+            match outcome {
+                PlacementOutcome::Unknown { error } if !error.contains(KEY) => {
+                    assert!(error.contains("may have been placed"), "{error}");
+                    error
+                }
+                other => panic!("expected unknown without the key, got {other:?}"),
+            }
+        }
+
+        /// A server that accepts connections and does `serve` with each.
+        async fn server<F, Fut>(serve: F) -> SocketAddr
+        where
+            F: Fn(TcpStream) -> Fut + Send + 'static,
+            Fut: std::future::Future<Output = ()> + Send + 'static,
+        {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            tokio::spawn(async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    tokio::spawn(serve(stream));
+                }
+            });
+            addr
+        }
+
+        /// Reads until the end of the request head (the bodies here are small enough to come
+        /// with it), so that the client has written its request before the server misbehaves.
+        async fn read_request(stream: &mut TcpStream) {
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => seen.extend_from_slice(&buf[..n]),
+                }
+            }
+        }
+
+        #[tokio::test]
+        async fn nothing_listening_is_transient() {
+            let addr = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap();
+            let exchange = exchange(addr, Duration::from_secs(1), Duration::from_secs(2));
+            let error = transient(place(&exchange).await);
+            assert!(error.contains("could not connect"), "{error}");
+            let error = exchange.lookup(OrderId::generate()).await.unwrap_err();
+            assert!(error.0.contains("could not connect"), "{error}");
+        }
+
+        #[tokio::test]
+        async fn a_connection_closed_after_the_request_is_unknown() {
+            let addr = server(|mut stream| async move {
+                read_request(&mut stream).await;
+                drop(stream);
+            })
+            .await;
+            let exchange = exchange(addr, Duration::from_secs(1), Duration::from_secs(5));
+            let error = unknown(place(&exchange).await);
+            assert!(error.contains("connection to the exchange lost"), "{error}");
+            assert!(exchange.lookup(OrderId::generate()).await.is_err());
+        }
+
+        #[tokio::test]
+        async fn a_connection_closed_at_once_is_unknown() {
+            // The client cannot tell whether the exchange read its request first.
+            let addr = server(|stream| async move { drop(stream) }).await;
+            let exchange = exchange(addr, Duration::from_secs(1), Duration::from_secs(5));
+            unknown(place(&exchange).await);
+        }
+
+        #[tokio::test]
+        async fn silence_after_the_request_is_unknown_once_the_timeout_passes() {
+            let addr = server(|mut stream| async move {
+                read_request(&mut stream).await;
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                drop(stream);
+            })
+            .await;
+            let exchange = exchange(addr, Duration::from_secs(1), Duration::from_millis(200));
+            let error = unknown(place(&exchange).await);
+            assert!(error.contains("did not answer within 200 ms"), "{error}");
+            let error = exchange.lookup(OrderId::generate()).await.unwrap_err();
+            assert!(error.0.contains("did not answer within 200 ms"), "{error}");
+        }
+
+        #[tokio::test]
+        async fn an_answer_cut_short_is_unknown() {
+            let addr = server(|mut stream| async move {
+                read_request(&mut stream).await;
+                let head = "HTTP/1.1 201 Created\r\ncontent-type: application/json\r\n\
+                            content-length: 200\r\n\r\n{\"exchange_order_id\":\"EX";
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.flush().await;
+                drop(stream);
+            })
+            .await;
+            let exchange = exchange(addr, Duration::from_secs(1), Duration::from_secs(5));
+            let error = unknown(place(&exchange).await);
+            assert!(error.contains("201 Created could not be read"), "{error}");
+        }
+
+        #[tokio::test]
+        async fn a_connect_timeout_is_transient_and_a_request_timeout_while_connecting_unknown() {
+            // A listener that never accepts, with its accept queue filled: Linux drops further
+            // SYNs, so a new connection hangs in the handshake.
+            let socket = TcpSocket::new_v4().unwrap();
+            socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+            let listener = socket.listen(0).unwrap();
+            let addr = listener.local_addr().unwrap();
+            let mut fillers = Vec::new();
+            let mut full = false;
+            for _ in 0..16 {
+                match tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr))
+                    .await
+                {
+                    Ok(Ok(stream)) => fillers.push(stream),
+                    Ok(Err(_)) => break,
+                    Err(_) => {
+                        full = true;
+                        break;
+                    }
+                }
+            }
+            if !full {
+                eprintln!("this system does not hang connections to a full listener; skipped");
+                return;
+            }
+
+            let exchange = exchange(addr, Duration::from_millis(300), Duration::from_secs(5));
+            let error = transient(place(&exchange).await);
+            assert!(
+                error.contains("could not connect to the exchange within 300 ms"),
+                "{error}"
+            );
+
+            // When the overall timeout ends a call still connecting, the client cannot tell it
+            // apart from one that went out: the safe answer is "maybe".
+            let hasty = self::exchange(addr, Duration::from_secs(5), Duration::from_millis(300));
+            unknown(place(&hasty).await);
+            drop((fillers, listener));
+        }
     }
 
     #[test]

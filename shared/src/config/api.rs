@@ -5,6 +5,24 @@ use std::time::Duration;
 use super::{ConfigError, Env};
 use crate::adapters::postgres::DatabaseConfig;
 use crate::adapters::secrets::PepperSource;
+use crate::domain::{DEFAULT_MARKET_ORDER_TTL, ExpiryPolicy, MAX_TIME_IN_FORCE};
+
+/// How long orders live by default (`MARKET_ORDER_TTL_SECONDS`, at most 30 days).
+pub fn expiry_policy<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+) -> Result<ExpiryPolicy, ConfigError> {
+    let market_order_ttl = env.seconds(
+        "MARKET_ORDER_TTL_SECONDS",
+        DEFAULT_MARKET_ORDER_TTL.as_secs(),
+    )?;
+    if market_order_ttl.is_zero() || market_order_ttl > MAX_TIME_IN_FORCE {
+        return Err(ConfigError::Invalid {
+            name: "MARKET_ORDER_TTL_SECONDS",
+            reason: "must be from 1 second to 30 days".into(),
+        });
+    }
+    Ok(ExpiryPolicy { market_order_ttl })
+}
 
 /// Settings of the api function.
 #[derive(Debug, Clone)]
@@ -14,6 +32,7 @@ pub struct ApiConfig {
     /// The one SQS attempt a request makes; the sweeper retries whatever this misses.
     pub enqueue_timeout: Duration,
     pub pepper: PepperSource,
+    pub expiry: ExpiryPolicy,
 }
 
 impl ApiConfig {
@@ -25,6 +44,7 @@ impl ApiConfig {
             queue_url: env.required("ORDERS_QUEUE_URL")?,
             enqueue_timeout: env.millis("ENQUEUE_TIMEOUT_MS", 1_000)?,
             pepper: env.pepper()?,
+            expiry: expiry_policy(env)?,
         })
     }
 }

@@ -8,8 +8,8 @@ mod api;
 mod placer;
 mod sweeper;
 
-pub use alerter::AlerterConfig;
-pub use api::ApiConfig;
+pub use alerter::{AlerterConfig, alert_window};
+pub use api::{ApiConfig, expiry_policy};
 pub use placer::{PlacerConfig, placer_settings};
 pub use sweeper::{SweeperConfig, sweep_settings};
 

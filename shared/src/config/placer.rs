@@ -6,6 +6,7 @@ use super::{ConfigError, Env};
 use crate::adapters::http_exchange::ExchangeConfig;
 use crate::adapters::postgres::DatabaseConfig;
 use crate::handlers::placer::PlacerSettings;
+use crate::ports::BreakerSettings;
 use crate::usecases::backoff::Backoff;
 
 /// Settings of the placer function.
@@ -31,6 +32,14 @@ pub fn placer_settings<F: Fn(&str) -> Option<String>>(
         backoff: Backoff {
             base: env.seconds("RETRY_BASE_SECONDS", 2)?,
             max: env.seconds("RETRY_MAX_SECONDS", 300)?,
+        },
+        short_wait_max: env.seconds("SQS_SHORT_WAIT_MAX_SECONDS", 30)?,
+        // Two receives below the template's maxReceiveCount (5): a retried message never
+        // reaches the DLQ, whose alarm is for poison messages and crashing handlers.
+        park_from_receive: env.parsed("PARK_FROM_RECEIVE", 3)?,
+        breaker: BreakerSettings {
+            failure_threshold: env.parsed("BREAKER_FAILURE_THRESHOLD", 10)?,
+            probe_interval: env.seconds("BREAKER_PROBE_SECONDS", 5)?,
         },
     })
 }

@@ -10,6 +10,7 @@ pub struct SweeperConfig {
     pub database: DatabaseConfig,
     pub queue_url: String,
     pub sweep: SweepSettings,
+    pub alert_topic_arn: String,
 }
 
 /// How the sweeper picks stranded orders (the Lambda and the local runner).
@@ -20,6 +21,7 @@ pub fn sweep_settings<F: Fn(&str) -> Option<String>>(
         grace: env.seconds("SWEEP_GRACE_SECONDS", 30)?,
         claim_for: env.seconds("SWEEP_CLAIM_SECONDS", 60)?,
         batch_size: env.parsed("SWEEP_BATCH_SIZE", 500)?,
+        alert_window: super::alert_window(env)?,
     })
 }
 
@@ -29,6 +31,7 @@ impl SweeperConfig {
             database: env.database(2)?,
             queue_url: env.required("ORDERS_QUEUE_URL")?,
             sweep: sweep_settings(env)?,
+            alert_topic_arn: env.required("ALERT_TOPIC_ARN")?,
         })
     }
 }

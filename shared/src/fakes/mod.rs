@@ -9,6 +9,7 @@
 
 mod access;
 mod alerts;
+mod breaker;
 mod exchange;
 mod fixtures;
 mod order_queue;
@@ -16,6 +17,7 @@ mod order_store;
 
 pub use access::FakeAccess;
 pub use alerts::FakeAlerts;
+pub use breaker::FakeBreaker;
 pub use exchange::FakeExchange;
 pub use fixtures::{client, limit_order, market_order, placement_record, raw_record, sqs_event};
 pub use order_queue::{FakeQueue, FakeRetries, QueueBehaviour};

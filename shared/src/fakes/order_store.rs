@@ -1,5 +1,6 @@
 //! `OrderStore` and `OrderLifecycle` in memory, with the same conditional transitions as the
-//! Postgres store and an audit trail to inspect.
+//! Postgres store, an audit trail to inspect, and the incidents that failed and expired orders
+//! open (`IncidentLog`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -11,8 +12,8 @@ use time::OffsetDateTime;
 use super::outage;
 use crate::domain::{ClientId, IdempotencyKey, NewOrder, Order, OrderId, OrderStatus};
 use crate::ports::{
-    ClaimOutcome, CreateOutcome, FailedOrder, ListFilter, OrderLifecycle, OrderPage, OrderStore,
-    StoreError,
+    CancelOutcome, ClaimOutcome, CreateOutcome, FailedOrder, Incident, IncidentLog, ListFilter,
+    OrderLifecycle, OrderPage, OrderStore, RetryPlan, StoreError,
 };
 
 /// One method of the store, to make just that one fail (see [`FakeOrderStore::fail`]).
@@ -35,6 +36,16 @@ pub enum StoreOp {
     RequeueFailed,
     AttemptTimes,
     ListFailed,
+    CancelOrder,
+    ExpireDue,
+    ParkedCount,
+    Defer,
+    Expire,
+    ExpireAfterLookup,
+    /// Reading incidents: `unannounced` and `close_quiet`.
+    Incidents,
+    /// Marking an incident's alert published: `mark_announced` and `mark_closed_announced`.
+    MarkIncident,
 }
 
 /// One row of the audit trail (`order_events`): every status change, with the attempt count
@@ -80,7 +91,21 @@ struct State {
     calls: HashMap<StoreOp, usize>,
     /// How far the store's clock runs ahead of the real one.
     clock_offset: Duration,
+    incidents: Vec<FakeIncident>,
 }
+
+/// An incident with its alert marks, as `alert_incidents` holds it.
+#[derive(Debug, Clone)]
+struct FakeIncident {
+    incident: Incident,
+    announced: bool,
+    closed_announced: bool,
+    /// An announcer holds its next alert until then (as `announce_claimed_until`).
+    claimed_until: Option<OffsetDateTime>,
+}
+
+/// How long an announcer holds an incident's next alert (as in the Postgres adapter).
+const ANNOUNCE_CLAIM: Duration = Duration::from_secs(30);
 
 impl State {
     fn now(&self) -> OffsetDateTime {
@@ -91,6 +116,7 @@ impl State {
         &mut self,
         client: &ClientId,
         details: &NewOrder,
+        expires_at: Option<OffsetDateTime>,
         idempotency_key: Option<&IdempotencyKey>,
     ) -> Order {
         let now = self.now();
@@ -105,6 +131,9 @@ impl State {
             exchange_order_id: None,
             placed_at: None,
             alerted_at: None,
+            expires_at,
+            next_attempt_at: None,
+            outcome_unknown: false,
         };
         self.rows.insert(
             order.id,
@@ -158,7 +187,57 @@ impl State {
             attempt: row.order.attempts,
             at: now,
         });
-        Some(row.order.clone())
+        let order = row.order.clone();
+        if to.alerts_admins() {
+            self.record_incident(&order, now);
+        }
+        Some(order)
+    }
+
+    /// What the Postgres transitions do in the same statement: join the open incident of this
+    /// kind, or open one.
+    fn record_incident(&mut self, order: &Order, now: OffsetDateTime) {
+        let kind = order.status.as_str().to_owned();
+        let open = self
+            .incidents
+            .iter_mut()
+            .find(|i| i.incident.kind == kind && i.incident.closed_at.is_none());
+        match open {
+            Some(open) => {
+                let incident = &mut open.incident;
+                incident.order_count += 1;
+                incident.last_seen_at = now;
+                if incident.first_order_ids.len() < 10 {
+                    incident.first_order_ids.push(order.id.as_uuid());
+                }
+                if incident.sample_error.is_none() {
+                    incident.sample_error = order.last_error.clone();
+                }
+            }
+            None => {
+                let id = self.incidents.len() as i64 + 1;
+                self.incidents.push(FakeIncident {
+                    incident: Incident {
+                        id,
+                        kind,
+                        opened_at: now,
+                        last_seen_at: now,
+                        order_count: 1,
+                        first_order_ids: vec![order.id.as_uuid()],
+                        sample_error: order.last_error.clone(),
+                        closed_at: None,
+                    },
+                    announced: false,
+                    closed_announced: false,
+                    claimed_until: None,
+                });
+            }
+        }
+    }
+
+    /// `expires_at` has passed at `now` (an order without one never expires).
+    fn expired(row: &Row, now: OffsetDateTime) -> bool {
+        row.order.expires_at.is_some_and(|at| at <= now)
     }
 }
 
@@ -199,7 +278,37 @@ impl FakeOrderStore {
     /// Stores a new `pending` order for `client`, as `create_order` would (even when the store
     /// is told to fail): the usual first step of a test.
     pub fn seed(&self, client: &ClientId, details: &NewOrder) -> Order {
-        self.lock().insert(client, details, None)
+        self.lock().insert(client, details, None, None)
+    }
+
+    /// Like `seed`, with a time in force.
+    pub fn seed_expiring(
+        &self,
+        client: &ClientId,
+        details: &NewOrder,
+        expires_at: OffsetDateTime,
+    ) -> Order {
+        self.lock().insert(client, details, Some(expires_at), None)
+    }
+
+    /// Moves the order's time in force to `expires_at` (e.g. into the past, as if its time had
+    /// run out while it waited); panics if there is no such order.
+    pub fn set_expires_at(&self, id: OrderId, expires_at: OffsetDateTime) {
+        let mut state = self.lock();
+        let row = state
+            .rows
+            .get_mut(&id)
+            .expect("set_expires_at: no such order");
+        row.order.expires_at = Some(expires_at);
+    }
+
+    /// Every incident, with whether its opening and closing alerts were marked published.
+    pub fn incidents(&self) -> Vec<(Incident, bool, bool)> {
+        self.lock()
+            .incidents
+            .iter()
+            .map(|i| (i.incident.clone(), i.announced, i.closed_announced))
+            .collect()
     }
 
     /// The order as stored now.
@@ -299,6 +408,7 @@ impl OrderStore for FakeOrderStore {
         &self,
         client: &ClientId,
         order: &NewOrder,
+        expires_at: OffsetDateTime,
         idempotency_key: Option<&IdempotencyKey>,
     ) -> Result<CreateOutcome, StoreError> {
         let mut state = self.call(StoreOp::CreateOrder)?;
@@ -317,18 +427,97 @@ impl OrderStore for FakeOrderStore {
         Ok(CreateOutcome::Created(state.insert(
             client,
             order,
+            Some(expires_at),
             idempotency_key,
         )))
+    }
+
+    async fn cancel_order(
+        &self,
+        client: &ClientId,
+        id: OrderId,
+    ) -> Result<CancelOutcome, StoreError> {
+        let mut state = self.call(StoreOp::CancelOrder)?;
+        if state
+            .rows
+            .get(&id)
+            .is_none_or(|row| row.order.client_id != *client)
+        {
+            return Ok(CancelOutcome::NotFound);
+        }
+        if let Some(order) = state.transition(
+            id,
+            OrderStatus::Canceled,
+            "canceled by the client",
+            |row, _| row.order.status == OrderStatus::Pending && !row.order.outcome_unknown,
+            |_, _| {},
+        ) {
+            return Ok(CancelOutcome::Canceled(order));
+        }
+        let order = state.rows[&id].order.clone();
+        Ok(match order.status {
+            OrderStatus::Canceled => CancelOutcome::AlreadyCanceled(order),
+            status if status.is_final() => CancelOutcome::Final(order),
+            _ => CancelOutcome::BeingPlaced(order),
+        })
+    }
+
+    async fn expire_due(&self, limit: u32) -> Result<Vec<Order>, StoreError> {
+        let mut state = self.call(StoreOp::ExpireDue)?;
+        let now = state.now();
+        let mut due: Vec<(OffsetDateTime, OrderId)> = state
+            .rows
+            .values()
+            .filter(|row| {
+                row.order.status == OrderStatus::Pending
+                    && State::expired(row, now)
+                    && !row.order.outcome_unknown
+            })
+            .filter_map(|row| row.order.expires_at.map(|at| (at, row.order.id)))
+            .collect();
+        due.sort();
+        // The oldest expiries first; one statement then moves them (and joins their incident)
+        // in id order, as the Postgres store's `array_agg(id ORDER BY id)` does.
+        let mut batch: Vec<OrderId> = due
+            .into_iter()
+            .take(limit as usize)
+            .map(|(_, id)| id)
+            .collect();
+        batch.sort();
+        Ok(batch
+            .into_iter()
+            .filter_map(|id| {
+                state.transition(
+                    id,
+                    OrderStatus::Expired,
+                    "its time in force ran out before it could be placed",
+                    |_, _| true,
+                    |row, _| row.lease_expires_at = None,
+                )
+            })
+            .collect())
+    }
+
+    async fn parked_count(&self) -> Result<u64, StoreError> {
+        let state = self.call(StoreOp::ParkedCount)?;
+        let now = state.now();
+        Ok(state
+            .rows
+            .values()
+            .filter(|row| {
+                row.order.status == OrderStatus::Pending
+                    && row.enqueued_at.is_none()
+                    && row.order.next_attempt_at.is_some_and(|at| at > now)
+            })
+            .count() as u64)
     }
 
     async fn mark_enqueued(&self, id: OrderId) -> Result<(), StoreError> {
         let mut state = self.call(StoreOp::MarkEnqueued)?;
         let now = state.now();
-        if let Some(row) = state
-            .rows
-            .get_mut(&id)
-            .filter(|row| row.enqueued_at.is_none())
-        {
+        if let Some(row) = state.rows.get_mut(&id).filter(|row| {
+            row.enqueued_at.is_none() && row.order.next_attempt_at.is_none_or(|at| at <= now)
+        }) {
             row.enqueued_at = Some(now);
             row.updated_at = now;
         }
@@ -385,6 +574,8 @@ impl OrderStore for FakeOrderStore {
                     && row.enqueued_at.is_none()
                     && row.order.created_at < now - grace
                     && row.sweep_claimed_until.is_none_or(|until| until < now)
+                    && row.order.next_attempt_at.is_none_or(|at| at <= now)
+                    && (!State::expired(row, now) || row.order.outcome_unknown)
             })
             .collect();
         stranded.sort_by_key(|row| row.order.created_at);
@@ -406,6 +597,90 @@ impl OrderStore for FakeOrderStore {
     }
 }
 
+/// `pending` → `expired` once its time has run out and no outcome is in doubt.
+fn expire(state: &mut State, id: OrderId) -> Option<Order> {
+    state.transition(
+        id,
+        OrderStatus::Expired,
+        "its time in force ran out before it could be placed",
+        |row, now| {
+            row.order.status == OrderStatus::Pending
+                && State::expired(row, now)
+                && !row.order.outcome_unknown
+        },
+        |row, _| row.lease_expires_at = None,
+    )
+}
+
+#[async_trait]
+impl IncidentLog for FakeOrderStore {
+    async fn unannounced(&self) -> Result<Vec<Incident>, StoreError> {
+        let mut state = self.call(StoreOp::Incidents)?;
+        let now = state.now();
+        Ok(state
+            .incidents
+            .iter_mut()
+            .filter(|i| !i.announced && i.claimed_until.is_none_or(|until| until < now))
+            .map(|i| {
+                i.claimed_until = Some(now + ANNOUNCE_CLAIM);
+                i.incident.clone()
+            })
+            .collect())
+    }
+
+    async fn close_quiet(&self, quiet: Duration) -> Result<Vec<Incident>, StoreError> {
+        let mut state = self.call(StoreOp::Incidents)?;
+        let now = state.now();
+        for open in state.incidents.iter_mut() {
+            if open.incident.closed_at.is_none()
+                && open.announced
+                && open.incident.last_seen_at < now - quiet
+            {
+                open.incident.closed_at = Some(now);
+            }
+        }
+        Ok(state
+            .incidents
+            .iter_mut()
+            .filter(|i| {
+                i.incident.closed_at.is_some()
+                    && !i.closed_announced
+                    && i.claimed_until.is_none_or(|until| until < now)
+            })
+            .map(|i| {
+                i.claimed_until = Some(now + ANNOUNCE_CLAIM);
+                i.incident.clone()
+            })
+            .collect())
+    }
+
+    async fn mark_announced(&self, id: i64) -> Result<(), StoreError> {
+        let mut state = self.call(StoreOp::MarkIncident)?;
+        if let Some(incident) = state.incidents.iter_mut().find(|i| i.incident.id == id) {
+            incident.announced = true;
+            incident.claimed_until = None;
+        }
+        Ok(())
+    }
+
+    async fn mark_closed_announced(&self, id: i64) -> Result<(), StoreError> {
+        let mut state = self.call(StoreOp::MarkIncident)?;
+        if let Some(incident) = state.incidents.iter_mut().find(|i| i.incident.id == id) {
+            incident.closed_announced = true;
+            incident.claimed_until = None;
+        }
+        Ok(())
+    }
+
+    async fn release_claim(&self, id: i64) -> Result<(), StoreError> {
+        let mut state = self.call(StoreOp::MarkIncident)?;
+        if let Some(incident) = state.incidents.iter_mut().find(|i| i.incident.id == id) {
+            incident.claimed_until = None;
+        }
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl OrderLifecycle for FakeOrderStore {
     async fn claim_for_placement(
@@ -418,14 +693,37 @@ impl OrderLifecycle for FakeOrderStore {
             id,
             OrderStatus::Placing,
             "claimed for placement",
-            |row, now| row.order.status == OrderStatus::Pending || row.lease_expired(now),
+            |row, now| {
+                (row.order.status == OrderStatus::Pending || row.lease_expired(now))
+                    && (!State::expired(row, now)
+                        || row.order.outcome_unknown
+                        || row.lease_expired(now))
+            },
             |row, now| {
                 row.order.attempts += 1;
                 row.lease_expires_at = Some(now + lease);
             },
         );
+        // The fake's `transition` has already set the status; a takeover is recognisable by the
+        // event it appended (placing → placing).
+        let claimed = claimed.map(|order| {
+            let takeover = state
+                .events
+                .last()
+                .is_some_and(|e| e.order_id == id && e.from == Some(OrderStatus::Placing));
+            if takeover {
+                let row = state.rows.get_mut(&id).expect("claimed row");
+                row.order.outcome_unknown = true;
+                row.order.clone()
+            } else {
+                order
+            }
+        });
         if let Some(order) = claimed {
             return Ok(ClaimOutcome::Claimed(order));
+        }
+        if let Some(order) = expire(&mut state, id) {
+            return Ok(ClaimOutcome::Expired(order));
         }
         Ok(match state.rows.get(&id) {
             None => ClaimOutcome::Unknown,
@@ -451,6 +749,7 @@ impl OrderLifecycle for FakeOrderStore {
                 row.order.exchange_order_id = Some(exchange_order_id.to_owned());
                 row.order.placed_at = Some(now);
                 row.lease_expires_at = None;
+                row.order.outcome_unknown = false;
             },
         ))
     }
@@ -477,16 +776,72 @@ impl OrderLifecycle for FakeOrderStore {
         &self,
         id: OrderId,
         error: &str,
+        plan: RetryPlan,
     ) -> Result<Option<Order>, StoreError> {
         let mut state = self.call(StoreOp::ReleaseForRetry)?;
+        // The audit reason as the Postgres store writes it.
+        let kind = if plan.outcome_unknown {
+            "outcome unknown"
+        } else {
+            "transient exchange error"
+        };
+        let reason = match plan.park_until {
+            None => format!("{kind}: {error}"),
+            Some(until) => format!("{kind}, parked until {until}: {error}"),
+        };
         Ok(state.transition(
             id,
             OrderStatus::Pending,
-            &format!("transient exchange error: {error}"),
+            &reason,
             |row, _| row.order.status == OrderStatus::Placing,
             |row, _| {
                 row.order.last_error = Some(error.to_owned());
                 row.lease_expires_at = None;
+                row.order.next_attempt_at = plan.park_until;
+                row.order.outcome_unknown = plan.outcome_unknown;
+                if plan.park_until.is_some() {
+                    row.enqueued_at = None;
+                    row.sweep_claimed_until = None;
+                }
+            },
+        ))
+    }
+
+    async fn defer(&self, id: OrderId, until: OffsetDateTime) -> Result<bool, StoreError> {
+        let mut state = self.call(StoreOp::Defer)?;
+        let now = state.now();
+        let Some(row) = state
+            .rows
+            .get_mut(&id)
+            .filter(|row| row.order.status == OrderStatus::Pending)
+        else {
+            return Ok(false);
+        };
+        row.order.next_attempt_at = Some(until);
+        row.enqueued_at = None;
+        row.sweep_claimed_until = None;
+        row.updated_at = now;
+        Ok(true)
+    }
+
+    async fn expire(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
+        let mut state = self.call(StoreOp::Expire)?;
+        Ok(expire(&mut state, id))
+    }
+
+    async fn expire_after_lookup(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
+        let mut state = self.call(StoreOp::ExpireAfterLookup)?;
+        Ok(state.transition(
+            id,
+            OrderStatus::Expired,
+            "its time in force ran out and the exchange does not have it",
+            |row, now| {
+                (row.order.status == OrderStatus::Pending || row.lease_expired(now))
+                    && State::expired(row, now)
+            },
+            |row, _| {
+                row.lease_expires_at = None;
+                row.order.outcome_unknown = false;
             },
         ))
     }
@@ -511,6 +866,7 @@ impl OrderLifecycle for FakeOrderStore {
                 row.order.exchange_order_id = Some(exchange_order_id.to_owned());
                 row.order.placed_at = Some(now);
                 row.lease_expires_at = None;
+                row.order.outcome_unknown = false;
             },
         ))
     }
@@ -611,6 +967,14 @@ mod tests {
     use crate::fakes::{client, market_order};
 
     const LEASE: Duration = Duration::from_secs(30);
+    const SOON: RetryPlan = RetryPlan {
+        park_until: None,
+        outcome_unknown: false,
+    };
+
+    fn in_a_day() -> OffsetDateTime {
+        OffsetDateTime::now_utc() + Duration::from_secs(86_400)
+    }
 
     fn key(text: &str) -> IdempotencyKey {
         IdempotencyKey::parse(text).unwrap()
@@ -621,25 +985,30 @@ mod tests {
         let store = FakeOrderStore::new();
         let acme = client("acme");
         let CreateOutcome::Created(first) = store
-            .create_order(&acme, &market_order(10), Some(&key("k1")))
+            .create_order(&acme, &market_order(10), in_a_day(), Some(&key("k1")))
             .await
             .unwrap()
         else {
             panic!("first use of a key creates the order");
         };
         let replay = store
-            .create_order(&acme, &market_order(10), Some(&key("k1")))
+            .create_order(&acme, &market_order(10), in_a_day(), Some(&key("k1")))
             .await
             .unwrap();
         assert!(matches!(replay, CreateOutcome::Replayed(order) if order.id == first.id));
         let reuse = store
-            .create_order(&acme, &market_order(11), Some(&key("k1")))
+            .create_order(&acme, &market_order(11), in_a_day(), Some(&key("k1")))
             .await
             .unwrap();
         assert!(matches!(reuse, CreateOutcome::KeyReused));
         // Keys belong to a client: another client's same key is a new order.
         let other = store
-            .create_order(&client("globex"), &market_order(10), Some(&key("k1")))
+            .create_order(
+                &client("globex"),
+                &market_order(10),
+                in_a_day(),
+                Some(&key("k1")),
+            )
             .await
             .unwrap();
         assert!(matches!(other, CreateOutcome::Created(_)));
@@ -700,7 +1069,7 @@ mod tests {
         );
         assert!(
             store
-                .release_for_retry(order.id, "x")
+                .release_for_retry(order.id, "x", SOON)
                 .await
                 .unwrap()
                 .is_none()
@@ -737,5 +1106,255 @@ mod tests {
         assert!(store.ping().await.is_err());
         assert!(store.find_order(order.id).await.unwrap().is_some());
         assert_eq!(store.calls(StoreOp::Ping), 2);
+    }
+
+    #[tokio::test]
+    async fn an_expired_order_is_expired_by_the_claim_unless_its_outcome_is_unknown() {
+        let store = FakeOrderStore::new();
+        let past = OffsetDateTime::now_utc() - Duration::from_secs(1);
+        let waiting = store.seed_expiring(&client("acme"), &market_order(1), past);
+        assert!(matches!(
+            store.claim_for_placement(waiting.id, LEASE).await.unwrap(),
+            ClaimOutcome::Expired(order)
+                if order.status == OrderStatus::Expired && order.attempts == 0
+        ));
+        assert!(store.expire(waiting.id).await.unwrap().is_none(), "final");
+
+        // An attempt's outcome in doubt: claimable past its expiry (to be looked up), never
+        // expired without a lookup.
+        let doubtful = store.seed_expiring(&client("acme"), &market_order(2), in_a_day());
+        store.claim_for_placement(doubtful.id, LEASE).await.unwrap();
+        let unknown = RetryPlan {
+            park_until: None,
+            outcome_unknown: true,
+        };
+        store
+            .release_for_retry(doubtful.id, "timeout", unknown)
+            .await
+            .unwrap()
+            .unwrap();
+        store.set_expires_at(doubtful.id, past);
+        assert!(store.expire(doubtful.id).await.unwrap().is_none());
+        assert!(store.expire_due(10).await.unwrap().is_empty());
+        assert!(matches!(
+            store.claim_for_placement(doubtful.id, LEASE).await.unwrap(),
+            ClaimOutcome::Claimed(order) if order.outcome_unknown && order.attempts == 2
+        ));
+        // A valid lease keeps the lookup's expiry off; an expired one does not.
+        assert!(
+            store
+                .expire_after_lookup(doubtful.id)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        store.expire_lease(doubtful.id);
+        let expired = store
+            .expire_after_lookup(doubtful.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(expired.status, OrderStatus::Expired);
+        assert!(!expired.outcome_unknown);
+        assert_eq!(store.lease_expires_at(doubtful.id), None);
+    }
+
+    #[tokio::test]
+    async fn a_parked_release_drops_the_enqueued_mark_until_the_order_is_due() {
+        let store = FakeOrderStore::new();
+        let order = store.seed(&client("acme"), &market_order(1));
+        store.mark_enqueued(order.id).await.unwrap();
+        store.claim_for_placement(order.id, LEASE).await.unwrap();
+        let until = store.now() + Duration::from_secs(600);
+        let plan = RetryPlan {
+            park_until: Some(until),
+            outcome_unknown: false,
+        };
+
+        let released = store
+            .release_for_retry(order.id, "503", plan)
+            .await
+            .unwrap()
+            .unwrap();
+
+        assert_eq!(released.next_attempt_at, Some(until));
+        assert!(!store.is_enqueued(order.id));
+        assert_eq!(store.parked_count().await.unwrap(), 1);
+        let reason = store.events_of(order.id).pop().unwrap().reason;
+        assert_eq!(
+            reason,
+            format!("transient exchange error, parked until {until}: 503")
+        );
+        let grace = Duration::from_secs(1);
+        store.advance_clock(Duration::from_secs(60));
+        assert!(
+            store
+                .claim_unenqueued(grace, LEASE, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        store.advance_clock(Duration::from_secs(600));
+        assert_eq!(store.parked_count().await.unwrap(), 0);
+        let due = store.claim_unenqueued(grace, LEASE, 10).await.unwrap();
+        assert_eq!(due.iter().map(|o| o.id).collect::<Vec<_>>(), [order.id]);
+    }
+
+    #[tokio::test]
+    async fn a_release_through_the_queue_keeps_the_enqueued_mark() {
+        let store = FakeOrderStore::new();
+        let order = store.seed(&client("acme"), &market_order(1));
+        store.mark_enqueued(order.id).await.unwrap();
+        store.claim_for_placement(order.id, LEASE).await.unwrap();
+        let unknown = RetryPlan {
+            park_until: None,
+            outcome_unknown: true,
+        };
+
+        let released = store
+            .release_for_retry(order.id, "timeout", unknown)
+            .await
+            .unwrap()
+            .unwrap();
+
+        assert!(store.is_enqueued(order.id));
+        assert_eq!(released.next_attempt_at, None);
+        assert!(released.outcome_unknown);
+        assert_eq!(
+            store.events_of(order.id).last().unwrap().reason,
+            "outcome unknown: timeout"
+        );
+        // A placement settles the doubt.
+        store.claim_for_placement(order.id, LEASE).await.unwrap();
+        let placed = store.record_placed(order.id, "X-1").await.unwrap().unwrap();
+        assert!(!placed.outcome_unknown);
+    }
+
+    #[tokio::test]
+    async fn defer_parks_only_a_pending_order() {
+        let store = FakeOrderStore::new();
+        let pending = store.seed(&client("acme"), &market_order(1));
+        let placing = store.seed(&client("acme"), &market_order(2));
+        store.mark_enqueued(pending.id).await.unwrap();
+        store.claim_for_placement(placing.id, LEASE).await.unwrap();
+        let until = store.now() + Duration::from_secs(60);
+
+        assert!(store.defer(pending.id, until).await.unwrap());
+        assert!(!store.defer(placing.id, until).await.unwrap());
+        assert!(!store.defer(OrderId::generate(), until).await.unwrap());
+
+        let parked = store.order(pending.id).unwrap();
+        assert_eq!(parked.status, OrderStatus::Pending);
+        assert_eq!(parked.next_attempt_at, Some(until));
+        assert_eq!(parked.attempts, 0, "no attempt");
+        assert!(!store.is_enqueued(pending.id));
+        assert_eq!(store.events_of(pending.id).len(), 1, "no status change");
+        assert_eq!(store.order(placing.id).unwrap().next_attempt_at, None);
+    }
+
+    #[tokio::test]
+    async fn a_cancel_and_a_claim_exclude_each_other() {
+        let store = FakeOrderStore::new();
+        let acme = client("acme");
+        let canceled = store.seed(&acme, &market_order(1));
+        let claimed = store.seed(&acme, &market_order(2));
+
+        assert!(matches!(
+            store.cancel_order(&acme, canceled.id).await.unwrap(),
+            CancelOutcome::Canceled(order) if order.status == OrderStatus::Canceled
+        ));
+        assert!(matches!(
+            store.claim_for_placement(canceled.id, LEASE).await.unwrap(),
+            ClaimOutcome::AlreadyFinal(OrderStatus::Canceled)
+        ));
+        assert!(matches!(
+            store.cancel_order(&acme, canceled.id).await.unwrap(),
+            CancelOutcome::AlreadyCanceled(_)
+        ));
+
+        store.claim_for_placement(claimed.id, LEASE).await.unwrap();
+        assert!(matches!(
+            store.cancel_order(&acme, claimed.id).await.unwrap(),
+            CancelOutcome::BeingPlaced(_)
+        ));
+        store.record_placed(claimed.id, "X-1").await.unwrap();
+        assert!(matches!(
+            store.cancel_order(&acme, claimed.id).await.unwrap(),
+            CancelOutcome::Final(order) if order.status == OrderStatus::Placed
+        ));
+        assert!(matches!(
+            store
+                .cancel_order(&client("globex"), claimed.id)
+                .await
+                .unwrap(),
+            CancelOutcome::NotFound
+        ));
+    }
+
+    #[tokio::test]
+    async fn failures_join_one_open_incident_per_kind_which_closes_only_once_announced() {
+        let store = FakeOrderStore::new();
+        let mut failed = Vec::new();
+        for quantity in 1..=12 {
+            let order = store.seed(&client("acme"), &market_order(quantity));
+            store.claim_for_placement(order.id, LEASE).await.unwrap();
+            store
+                .release_for_retry(order.id, &format!("error {quantity}"), SOON)
+                .await
+                .unwrap();
+            store
+                .mark_failed(order.id, "gave up")
+                .await
+                .unwrap()
+                .unwrap();
+            failed.push(order.id.as_uuid());
+        }
+        let past = OffsetDateTime::now_utc() - Duration::from_secs(1);
+        let expiring = store.seed_expiring(&client("acme"), &market_order(1), past);
+        store.expire_due(10).await.unwrap();
+
+        let incidents = store.unannounced().await.unwrap();
+        assert_eq!(incidents.len(), 2);
+        let failures = &incidents[0];
+        assert_eq!(failures.kind, "failed");
+        assert_eq!(failures.order_count, 12);
+        assert_eq!(failures.first_order_ids, failed[..10]);
+        assert_eq!(failures.sample_error.as_deref(), Some("error 1"));
+        assert_eq!(incidents[1].kind, "expired");
+        assert_eq!(incidents[1].first_order_ids, [expiring.id.as_uuid()]);
+        assert_eq!(incidents[1].sample_error, None);
+
+        let quiet = Duration::from_secs(300);
+        store.advance_clock(quiet + Duration::from_secs(1));
+        assert!(
+            store.close_quiet(quiet).await.unwrap().is_empty(),
+            "not announced: not closed"
+        );
+        store.mark_announced(failures.id).await.unwrap();
+        let closed = store.close_quiet(quiet).await.unwrap();
+        assert_eq!(closed.len(), 1);
+        assert_eq!(closed[0].id, failures.id);
+        assert!(closed[0].closed_at.is_some());
+        store.mark_closed_announced(failures.id).await.unwrap();
+        assert!(store.close_quiet(quiet).await.unwrap().is_empty());
+
+        // A failure after the incident closed opens a new one.
+        let order = store.seed(&client("acme"), &market_order(1));
+        store
+            .mark_failed(order.id, "gave up")
+            .await
+            .unwrap()
+            .unwrap();
+        let open: Vec<_> = store
+            .unannounced()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|i| i.kind == "failed")
+            .collect();
+        assert_eq!(open.len(), 1);
+        assert_ne!(open[0].id, failures.id);
+        assert_eq!(open[0].order_count, 1);
+        assert_eq!(open[0].sample_error.as_deref(), Some("gave up"));
     }
 }

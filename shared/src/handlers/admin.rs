@@ -131,6 +131,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_retried_order_whose_time_ran_out_is_expired_by_the_placers_claim_not_sent() {
+        let (store, queue) = (FakeOrderStore::new(), FakeQueue::new());
+        let order = failed_order(&store).await;
+        store.set_expires_at(
+            order.id,
+            time::OffsetDateTime::now_utc() - Duration::from_secs(1),
+        );
+
+        let result = retry_failed_order(&store, &queue, order.id).await.unwrap();
+
+        assert_eq!(result, RetryResult::Requeued);
+        assert_eq!(queue.sent_ids(), [order.id]);
+        let claim = store
+            .claim_for_placement(order.id, Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert!(matches!(
+            claim,
+            crate::ports::ClaimOutcome::Expired(expired) if expired.status == OrderStatus::Expired
+        ));
+    }
+
+    #[tokio::test]
     async fn a_store_outage_is_an_error_and_sends_nothing() {
         let (store, queue) = (FakeOrderStore::new(), FakeQueue::new());
         let order = failed_order(&store).await;

@@ -1,34 +1,55 @@
-//! The alerter's handler: messages the placer gave up on (the DLQ). Before telling an admin it
-//! asks the exchange whether the order was placed after all (a timeout may hide a success);
-//! otherwise it marks the order `failed` and publishes one alert per order, at least once.
+//! The alerter's handler: messages the placer could not finish (the DLQ: poison messages and
+//! crashing handlers — outages never send an order here, they park it). Before anything else it
+//! asks the exchange whether the order was placed after all (a timeout may hide a success). An
+//! order the exchange does not have ends `expired` if its time has run out, else `failed`; one
+//! the exchange cannot be asked about stays open and is asked about again. Failed and expired
+//! orders are grouped into incidents: admins get one alert per incident, not one per order, while
+//! a message that names no order is reported on its own.
+
+use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::StreamExt;
 use serde_json::json;
+use time::OffsetDateTime;
 
 use super::sqs_batch::{RecordOutcome, batch_response, receive_count};
-use crate::domain::{Order, OrderId, OrderStatus};
+use crate::domain::{OrderId, OrderStatus};
 use crate::ports::{
-    Alert, AlertPublisher, Exchange, LookupOutcome, OrderLifecycle, PlacementMessage, StoreError,
+    Alert, AlertPublisher, Exchange, IncidentLog, LookupOutcome, OrderLifecycle, PlacementMessage,
+    StoreError,
 };
 use crate::telemetry::error_chain;
+use crate::usecases::incidents::announce_incidents;
 
 /// The ports the alerter needs.
 #[derive(Clone, Copy)]
 pub struct AlerterPorts<'a> {
     pub store: &'a dyn OrderLifecycle,
+    pub incidents: &'a dyn IncidentLog,
     pub exchange: &'a dyn Exchange,
     pub alerts: &'a dyn AlertPublisher,
+}
+
+/// How the alerter groups alerts; from configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct AlerterSettings {
+    /// An incident is over once no order failed or expired for this long.
+    pub alert_window: Duration,
 }
 
 /// The longest raw message body copied into an alert (SNS messages are limited to 256 KiB).
 const RAW_BODY_LIMIT: usize = 4 * 1024;
 
-/// Handles one batch of dead letters; a record is reported failed (and retried) only when its
-/// alert could not be published or the store could not be read.
-pub async fn handle_dead_letters(event: SqsEvent, ports: AlerterPorts<'_>) -> SqsBatchResponse {
-    // Two dead letters of one order in one batch would both see "not alerted yet" if handled at
-    // once; the later copies run after the first, when `alerted_at` is set.
+/// Handles one batch of dead letters; a record is reported failed (and retried) when the store
+/// could not be read, the exchange could not be asked, or a poison report was not published.
+pub async fn handle_dead_letters(
+    event: SqsEvent,
+    ports: AlerterPorts<'_>,
+    settings: &AlerterSettings,
+) -> SqsBatchResponse {
+    // Two dead letters of one order in one batch are handled one after the other, so the second
+    // finds the first one's result.
     let mut seen = std::collections::HashSet::new();
     let (firsts, repeats): (Vec<SqsMessage>, Vec<SqsMessage>) = event
         .records
@@ -41,6 +62,13 @@ pub async fn handle_dead_letters(event: SqsEvent, ports: AlerterPorts<'_>) -> Sq
         .await;
     for record in repeats {
         outcomes.push(handle_traced(record, ports).await);
+    }
+    // Whatever this batch failed or expired is in an incident by now; tell the admins. What is
+    // not published here is published by the next batch or the sweeper's next run.
+    if let Err(error) =
+        announce_incidents(ports.incidents, ports.alerts, settings.alert_window).await
+    {
+        tracing::error!(error = %error_chain(&error), "could not announce incidents; the sweeper will");
     }
     batch_response(outcomes)
 }
@@ -74,14 +102,13 @@ async fn handle_record(record: &SqsMessage, ports: AlerterPorts<'_>) -> RecordOu
     let order_id = OrderId::from(message.order_id);
     tracing::Span::current().record("order_id", tracing::field::display(order_id));
     match resolve(order_id, ports).await {
-        Ok(Resolution::Nothing) => RecordOutcome::Done,
+        Ok(Resolution::Done) => RecordOutcome::Done,
         Ok(Resolution::UnknownOrder) => {
             publish_raw(record, "the message names no known order", ports).await
         }
-        Ok(Resolution::Alert { order, lookup }) => publish_failure(&order, &lookup, ports).await,
-        Ok(Resolution::Later) => {
-            tracing::info!("a placer holds the order's lease; deciding later");
-            RecordOutcome::Retry("order is being placed".into())
+        Ok(Resolution::Later(reason)) => {
+            tracing::info!(%reason, "deciding later");
+            RecordOutcome::Retry(reason.into())
         }
         Err(error) => {
             tracing::error!(error = %error_chain(&error), "could not resolve the dead letter");
@@ -91,133 +118,69 @@ async fn handle_record(record: &SqsMessage, ports: AlerterPorts<'_>) -> RecordOu
 }
 
 enum Resolution {
-    /// Placed (perhaps found by lookup), rejected, or failed and already alerted.
-    Nothing,
+    /// Final now (placed by lookup, failed, expired) or before: its incident, if any, tells.
+    Done,
     UnknownOrder,
-    /// Failed and not yet alerted; `lookup` says what the exchange answered.
-    Alert {
-        order: Box<Order>,
-        lookup: String,
-    },
-    /// A placer holds a valid lease on it: look again when the dead letter comes back.
-    Later,
+    /// Look again when the dead letter comes back.
+    Later(&'static str),
 }
 
 async fn resolve(order_id: OrderId, ports: AlerterPorts<'_>) -> Result<Resolution, StoreError> {
     let Some(order) = ports.store.find_order(order_id).await? else {
         return Ok(Resolution::UnknownOrder);
     };
-    match order.status {
-        OrderStatus::Placed | OrderStatus::Rejected => {
-            tracing::info!(status = %order.status, "order already resolved; no alert");
-            return Ok(Resolution::Nothing);
-        }
-        OrderStatus::Failed if order.alerted_at.is_some() => {
-            tracing::info!("failure already alerted");
-            return Ok(Resolution::Nothing);
-        }
-        OrderStatus::Failed => {
-            return Ok(Resolution::Alert {
-                order: Box::new(order),
-                lookup: "not repeated (the order was already failed)".into(),
-            });
-        }
-        OrderStatus::Pending | OrderStatus::Placing => {}
+    if order.status.is_final() {
+        tracing::info!(status = %order.status, "order already final");
+        return Ok(Resolution::Done);
     }
-    let lookup_note = match ports.exchange.lookup(order_id).await {
+    match ports.exchange.lookup(order_id).await {
         Ok(LookupOutcome::Placed { exchange_order_id }) => {
-            ports
+            if ports
                 .store
                 .record_placed_by_lookup(order_id, &exchange_order_id)
-                .await?;
-            crate::telemetry::metrics::order_placed();
-            tracing::info!(%exchange_order_id, "retries ran out but the exchange has the order: placed");
-            return Ok(Resolution::Nothing);
+                .await?
+                .is_some()
+            {
+                crate::telemetry::metrics::order_placed();
+                tracing::info!(%exchange_order_id, "the exchange has the order: placed");
+            }
+            return Ok(Resolution::Done);
         }
-        Ok(LookupOutcome::Unknown) => None,
-        Err(error) => Some(error.to_string()),
-    };
-    let lookup = match &lookup_note {
-        None => "the exchange does not know the order".to_string(),
-        Some(note) => format!("{note} (the order may have been placed: check before retrying)"),
-    };
-    let reason = format!("retries exhausted; {lookup}");
-    if let Some(order) = ports.store.mark_failed(order_id, &reason).await? {
-        crate::telemetry::metrics::order_failed();
-        tracing::warn!(attempts = order.attempts, last_error = ?order.last_error, "order failed");
-        return Ok(Resolution::Alert {
-            order: Box::new(order),
-            lookup,
-        });
-    }
-    // Not failed: a placer holds the lease, or the order moved on meanwhile.
-    match ports.store.find_order(order_id).await? {
-        Some(order) if matches!(order.status, OrderStatus::Pending | OrderStatus::Placing) => {
-            Ok(Resolution::Later)
-        }
-        Some(order) if order.status == OrderStatus::Failed && order.alerted_at.is_none() => {
-            Ok(Resolution::Alert {
-                order: Box::new(order),
-                lookup,
-            })
-        }
-        Some(_) => Ok(Resolution::Nothing),
-        None => Ok(Resolution::UnknownOrder),
-    }
-}
-
-async fn publish_failure(order: &Order, lookup: &str, ports: AlerterPorts<'_>) -> RecordOutcome {
-    let (first_attempt, last_attempt) = match ports.store.attempt_times(order.id).await {
-        Ok(times) => times,
+        Ok(LookupOutcome::Unknown) => {}
         Err(error) => {
-            tracing::error!(error = %error_chain(&error), "could not read attempt times");
-            return RecordOutcome::Retry("store unavailable".into());
+            // Maybe placed, and nobody can tell now: never failed on a guess.
+            tracing::warn!(%error, "exchange lookup failed; the order stays open");
+            return Ok(Resolution::Later("exchange lookup failed"));
         }
-    };
-    let rfc3339 = |t: Option<time::OffsetDateTime>| {
-        t.and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-    };
-    let alert = Alert {
-        subject: format!(
-            "Order {} failed: {} {} × {}",
-            order.id,
-            order.details.side(),
-            order.details.quantity().get(),
-            order.details.instrument()
-        ),
-        body: json!({
-            "kind": "order_failed",
-            "order_id": order.id.to_string(),
-            "client_id": order.client_id.as_str(),
-            "instrument": order.details.instrument().as_str(),
-            "side": order.details.side().as_str(),
-            "type": order.details.order_type().as_str(),
-            "limit_price": order.details.limit_price().map(|p| p.to_string()),
-            "quantity": order.details.quantity().get(),
-            "attempts": order.attempts,
-            "last_error": order.last_error,
-            "exchange_lookup": lookup,
-            "created_at": rfc3339(Some(order.created_at)),
-            "first_attempt_at": rfc3339(first_attempt),
-            "last_attempt_at": rfc3339(last_attempt),
-            "how_to_retry": format!("orders-admin retry {}", order.id),
-        })
-        .to_string(),
-    };
-    if let Err(error) = ports.alerts.publish(&alert).await {
-        tracing::error!(error = %error_chain(&error), "alert not published; will retry");
-        return RecordOutcome::Retry("alert not published".into());
     }
-    if let Err(error) = ports.store.mark_alerted(order.id).await {
-        // Published but not marked: this record is done, but another dead letter of the order
-        // would alert again — a duplicate, never nothing.
-        tracing::warn!(error = %error_chain(&error), "alert published but not marked");
+    let ended = if order.is_expired_at(OffsetDateTime::now_utc()) {
+        let expired = ports.store.expire_after_lookup(order_id).await?;
+        if expired.is_some() {
+            crate::telemetry::metrics::order_expired();
+            tracing::warn!("expired: its time ran out and the exchange does not have it");
+        }
+        expired
+    } else {
+        let reason = "its placement message could not be handled (a poison message or a \
+                      crashing placer), and the exchange does not have the order";
+        let failed = ports.store.mark_failed(order_id, reason).await?;
+        if let Some(order) = &failed {
+            crate::telemetry::metrics::order_failed();
+            tracing::warn!(attempts = order.attempts, last_error = ?order.last_error, "order failed");
+        }
+        failed
+    };
+    if ended.is_some() {
+        return Ok(Resolution::Done);
     }
-    tracing::info!("admin alerted");
-    RecordOutcome::Done
+    // Not ended: a placer holds the lease, or the order moved on meanwhile.
+    Ok(match ports.store.find_order(order_id).await? {
+        Some(order) if matches!(order.status, OrderStatus::Pending | OrderStatus::Placing) => {
+            Resolution::Later("a placer holds the order")
+        }
+        Some(_) => Resolution::Done,
+        None => Resolution::UnknownOrder,
+    })
 }
 
 async fn publish_raw(record: &SqsMessage, problem: &str, ports: AlerterPorts<'_>) -> RecordOutcome {
@@ -249,18 +212,29 @@ async fn publish_raw(record: &SqsMessage, problem: &str, ports: AlerterPorts<'_>
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
+    use std::collections::BTreeSet;
 
     use serde_json::Value;
+    use time::format_description::well_known::Rfc3339;
 
     use super::*;
+    use crate::domain::Order;
     use crate::fakes::{
         FakeAlerts, FakeExchange, FakeOrderStore, StoreOp, client, market_order, placement_record,
         raw_record, sqs_event,
     };
-    use crate::ports::{LookupError, PlacementOutcome};
+    use crate::ports::{LookupError, OrderStore, PlacementOutcome, RetryPlan};
 
     const LEASE: Duration = Duration::from_secs(30);
+    const SETTINGS: AlerterSettings = AlerterSettings {
+        alert_window: Duration::from_secs(300),
+    };
+    const SOON: RetryPlan = RetryPlan {
+        park_until: None,
+        outcome_unknown: false,
+    };
+    const FAIL_REASON: &str = "its placement message could not be handled (a poison message or \
+                               a crashing placer), and the exchange does not have the order";
 
     /// The alerter with its ports on fakes.
     struct Alerter {
@@ -278,33 +252,54 @@ mod tests {
             }
         }
 
-        /// An order whose last attempt hit a transient error and whose message then ran out of
-        /// receives: `pending`, one attempt, the error kept.
-        async fn order_out_of_retries(&self) -> Order {
-            let order = self.store.seed(&client("acme"), &market_order(10));
+        fn in_a_day() -> OffsetDateTime {
+            OffsetDateTime::now_utc() + Duration::from_secs(86_400)
+        }
+
+        /// A `pending` order (expiring in a day) that is not placing yet.
+        fn new_order(&self) -> Order {
+            self.store
+                .seed_expiring(&client("acme"), &market_order(10), Self::in_a_day())
+        }
+
+        /// An order whose message reached the DLQ after one attempt hit a transient error:
+        /// `pending`, one attempt, the error kept, `plan` as the placer released it.
+        async fn dead_lettered(&self, plan: RetryPlan) -> Order {
+            let order = self.new_order();
             self.store
                 .claim_for_placement(order.id, LEASE)
                 .await
                 .unwrap();
             self.store
-                .release_for_retry(order.id, "503 from the exchange")
+                .release_for_retry(order.id, "503 from the exchange", plan)
                 .await
                 .unwrap()
                 .unwrap()
         }
 
-        /// An order that is `failed`, alerted or not.
-        async fn failed_order(&self, alerted: bool) -> Order {
-            let order = self.order_out_of_retries().await;
-            self.store.mark_failed(order.id, "gave up").await.unwrap();
-            if alerted {
-                self.store.mark_alerted(order.id).await.unwrap();
-            }
-            self.store.order(order.id).unwrap()
+        /// Like `dead_lettered`, with its time in force run out.
+        async fn dead_lettered_expired(&self, plan: RetryPlan) -> Order {
+            let order = self.dead_lettered(plan).await;
+            self.store
+                .set_expires_at(order.id, OffsetDateTime::now_utc() - Duration::from_secs(1));
+            self.current(&order)
         }
 
         fn current(&self, order: &Order) -> Order {
             self.store.order(order.id).unwrap()
+        }
+
+        fn last_reason(&self, order: &Order) -> String {
+            self.store.events_of(order.id).pop().unwrap().reason
+        }
+
+        /// The published alert bodies of one kind.
+        fn alerts_of_kind(&self, kind: &str) -> Vec<Value> {
+            self.alerts
+                .bodies()
+                .into_iter()
+                .filter(|body| body["kind"] == kind)
+                .collect()
         }
 
         /// Hands one batch of dead letters over; returns the message ids to be redelivered.
@@ -319,10 +314,11 @@ mod tests {
         ) -> Vec<String> {
             let ports = AlerterPorts {
                 store: &self.store,
+                incidents: &self.store,
                 exchange,
                 alerts: &self.alerts,
             };
-            handle_dead_letters(sqs_event(records), ports)
+            handle_dead_letters(sqs_event(records), ports, &SETTINGS)
                 .await
                 .batch_item_failures
                 .into_iter()
@@ -331,10 +327,25 @@ mod tests {
         }
     }
 
+    fn ids(values: &Value) -> BTreeSet<String> {
+        values
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    fn ids_of<'a>(orders: impl IntoIterator<Item = &'a Order>) -> BTreeSet<String> {
+        orders.into_iter().map(|o| o.id.to_string()).collect()
+    }
+
+    // --- the exchange has it ----------------------------------------------------------------
+
     #[tokio::test]
     async fn an_order_the_exchange_has_is_recorded_placed_without_an_alert() {
         let alerter = Alerter::new();
-        let order = alerter.order_out_of_retries().await;
+        let order = alerter.dead_lettered(SOON).await;
         alerter.exchange.set_lookup(
             order.id,
             LookupOutcome::Placed {
@@ -350,13 +361,45 @@ mod tests {
         let placed = alerter.current(&order);
         assert_eq!(placed.status, OrderStatus::Placed);
         assert_eq!(placed.exchange_order_id.as_deref(), Some("EX-9"));
+        assert_eq!(
+            alerter.last_reason(&order),
+            "found placed by an exchange lookup after retries ran out"
+        );
+        assert!(alerter.alerts.published().is_empty());
+        assert!(alerter.store.incidents().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_expired_order_the_exchange_has_is_placed_not_expired() {
+        let alerter = Alerter::new();
+        let order = alerter
+            .dead_lettered_expired(RetryPlan {
+                park_until: None,
+                outcome_unknown: true,
+            })
+            .await;
+        alerter.exchange.set_lookup(
+            order.id,
+            LookupOutcome::Placed {
+                exchange_order_id: "EX-9".into(),
+            },
+        );
+
+        let retried = alerter
+            .deliver(vec![placement_record("d1", &order, 1)])
+            .await;
+
+        assert!(retried.is_empty());
+        let placed = alerter.current(&order);
+        assert_eq!(placed.status, OrderStatus::Placed);
+        assert!(!placed.outcome_unknown);
         assert!(alerter.alerts.published().is_empty());
     }
 
     #[tokio::test]
     async fn a_lookup_result_that_cannot_be_recorded_is_retried() {
         let alerter = Alerter::new();
-        let order = alerter.order_out_of_retries().await;
+        let order = alerter.dead_lettered(SOON).await;
         alerter.exchange.set_lookup(
             order.id,
             LookupOutcome::Placed {
@@ -372,341 +415,6 @@ mod tests {
         assert_eq!(retried, ["d1"]);
         assert_eq!(alerter.current(&order).status, OrderStatus::Pending);
         assert!(alerter.alerts.published().is_empty());
-    }
-
-    #[tokio::test]
-    async fn an_order_the_exchange_does_not_know_is_failed_and_alerted_once() {
-        let alerter = Alerter::new();
-        let order = alerter.order_out_of_retries().await;
-
-        let retried = alerter
-            .deliver(vec![placement_record("d1", &order, 5)])
-            .await;
-
-        assert!(retried.is_empty());
-        let failed = alerter.current(&order);
-        assert_eq!(failed.status, OrderStatus::Failed);
-        assert!(failed.alerted_at.is_some());
-        // The placer's error is kept; the reason for failing is in the audit trail.
-        assert_eq!(failed.last_error.as_deref(), Some("503 from the exchange"));
-        let alerts = alerter.alerts.published();
-        assert_eq!(alerts.len(), 1);
-        assert_eq!(
-            alerts[0].subject,
-            format!("Order {} failed: buy 10 × US0378331005", order.id)
-        );
-        let body = &alerter.alerts.bodies()[0];
-        assert_eq!(body["kind"], "order_failed");
-        assert_eq!(body["order_id"], order.id.to_string());
-        assert_eq!(body["client_id"], "acme");
-        assert_eq!(body["attempts"], 1);
-        assert_eq!(body["last_error"], "503 from the exchange");
-        assert_eq!(
-            body["exchange_lookup"],
-            "the exchange does not know the order"
-        );
-        assert_eq!(
-            body["how_to_retry"],
-            format!("orders-admin retry {}", order.id)
-        );
-        assert!(body["first_attempt_at"].is_string());
-        assert!(body["last_attempt_at"].is_string());
-    }
-
-    #[tokio::test]
-    async fn a_failed_lookup_alerts_that_the_order_may_have_been_placed() {
-        let alerter = Alerter::new();
-        let order = alerter.order_out_of_retries().await;
-        alerter.exchange.set_lookups_failing(true);
-
-        let retried = alerter
-            .deliver(vec![placement_record("d1", &order, 5)])
-            .await;
-
-        assert!(retried.is_empty());
-        assert_eq!(alerter.current(&order).status, OrderStatus::Failed);
-        let lookup = alerter.alerts.bodies()[0]["exchange_lookup"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        assert!(lookup.contains("exchange lookup failed"), "{lookup}");
-        assert!(lookup.contains("may have been placed"), "{lookup}");
-    }
-
-    #[tokio::test]
-    async fn an_alerted_failure_is_not_alerted_again() {
-        let alerter = Alerter::new();
-        let order = alerter.failed_order(true).await;
-
-        let retried = alerter
-            .deliver(vec![placement_record("d1", &order, 5)])
-            .await;
-
-        assert!(retried.is_empty());
-        assert!(alerter.alerts.published().is_empty());
-        assert_eq!(alerter.exchange.total_lookups(), 0);
-    }
-
-    #[tokio::test]
-    async fn a_failure_whose_alert_was_lost_is_alerted_without_a_new_lookup() {
-        let alerter = Alerter::new();
-        let order = alerter.failed_order(false).await;
-
-        let retried = alerter
-            .deliver(vec![placement_record("d1", &order, 5)])
-            .await;
-
-        assert!(retried.is_empty());
-        assert_eq!(alerter.exchange.total_lookups(), 0);
-        assert_eq!(
-            alerter.alerts.bodies()[0]["exchange_lookup"],
-            "not repeated (the order was already failed)"
-        );
-        assert!(alerter.current(&order).alerted_at.is_some());
-    }
-
-    #[tokio::test]
-    async fn placed_and_rejected_orders_need_no_alert() {
-        let alerter = Alerter::new();
-        let placed = alerter.store.seed(&client("acme"), &market_order(1));
-        let rejected = alerter.store.seed(&client("acme"), &market_order(2));
-        for order in [&placed, &rejected] {
-            alerter
-                .store
-                .claim_for_placement(order.id, LEASE)
-                .await
-                .unwrap();
-        }
-        alerter
-            .store
-            .record_placed(placed.id, "EX-1")
-            .await
-            .unwrap();
-        alerter
-            .store
-            .record_rejected(rejected.id, "market closed")
-            .await
-            .unwrap();
-
-        let retried = alerter
-            .deliver(vec![
-                placement_record("d1", &placed, 5),
-                placement_record("d2", &rejected, 5),
-            ])
-            .await;
-
-        assert!(retried.is_empty());
-        assert!(alerter.alerts.published().is_empty());
-        assert_eq!(alerter.current(&placed).status, OrderStatus::Placed);
-        assert_eq!(alerter.current(&rejected).status, OrderStatus::Rejected);
-    }
-
-    #[tokio::test]
-    async fn an_order_under_a_valid_lease_is_decided_later() {
-        let alerter = Alerter::new();
-        let order = alerter.store.seed(&client("acme"), &market_order(1));
-        alerter
-            .store
-            .claim_for_placement(order.id, LEASE)
-            .await
-            .unwrap();
-
-        let retried = alerter
-            .deliver(vec![placement_record("d1", &order, 5)])
-            .await;
-
-        assert_eq!(retried, ["d1"]);
-        assert_eq!(alerter.current(&order).status, OrderStatus::Placing);
-        assert!(alerter.alerts.published().is_empty());
-    }
-
-    #[tokio::test]
-    async fn an_order_whose_lease_expired_is_failed_and_alerted() {
-        let alerter = Alerter::new();
-        let order = alerter.store.seed(&client("acme"), &market_order(1));
-        alerter
-            .store
-            .claim_for_placement(order.id, LEASE)
-            .await
-            .unwrap();
-        alerter.store.expire_lease(order.id);
-
-        let retried = alerter
-            .deliver(vec![placement_record("d1", &order, 5)])
-            .await;
-
-        assert!(retried.is_empty());
-        assert_eq!(alerter.current(&order).status, OrderStatus::Failed);
-        assert_eq!(alerter.alerts.published().len(), 1);
-    }
-
-    #[tokio::test]
-    async fn an_alert_that_cannot_be_published_is_retried_and_not_marked() {
-        let alerter = Alerter::new();
-        let order = alerter.order_out_of_retries().await;
-        alerter.alerts.set_failing(true);
-
-        let retried = alerter
-            .deliver(vec![placement_record("d1", &order, 5)])
-            .await;
-
-        assert_eq!(retried, ["d1"]);
-        let failed = alerter.current(&order);
-        assert_eq!(failed.status, OrderStatus::Failed);
-        assert_eq!(failed.alerted_at, None);
-
-        alerter.alerts.set_failing(false);
-        let retried = alerter
-            .deliver(vec![placement_record("d1", &order, 6)])
-            .await;
-
-        assert!(retried.is_empty());
-        assert_eq!(alerter.alerts.published().len(), 1);
-        assert!(alerter.current(&order).alerted_at.is_some());
-    }
-
-    #[tokio::test]
-    async fn an_alert_published_but_not_marked_still_deletes_the_message() {
-        let alerter = Alerter::new();
-        let order = alerter.order_out_of_retries().await;
-        alerter.store.fail(StoreOp::MarkAlerted);
-
-        let retried = alerter
-            .deliver(vec![placement_record("d1", &order, 5)])
-            .await;
-
-        assert!(retried.is_empty());
-        assert_eq!(alerter.alerts.published().len(), 1);
-        assert_eq!(alerter.current(&order).alerted_at, None);
-    }
-
-    #[tokio::test]
-    async fn unreadable_attempt_times_retry_without_alerting() {
-        let alerter = Alerter::new();
-        let order = alerter.order_out_of_retries().await;
-        alerter.store.fail(StoreOp::AttemptTimes);
-
-        let retried = alerter
-            .deliver(vec![placement_record("d1", &order, 5)])
-            .await;
-
-        assert_eq!(retried, ["d1"]);
-        assert!(alerter.alerts.published().is_empty());
-        assert_eq!(alerter.current(&order).status, OrderStatus::Failed);
-    }
-
-    #[tokio::test]
-    async fn a_store_outage_retries_without_looking_up_or_alerting() {
-        let alerter = Alerter::new();
-        let order = alerter.order_out_of_retries().await;
-        alerter.store.set_down(true);
-
-        let retried = alerter
-            .deliver(vec![placement_record("d1", &order, 5)])
-            .await;
-
-        assert_eq!(retried, ["d1"]);
-        assert!(alerter.alerts.published().is_empty());
-        assert_eq!(alerter.exchange.total_lookups(), 0);
-    }
-
-    #[tokio::test]
-    async fn a_poison_message_is_reported_raw() {
-        let alerter = Alerter::new();
-
-        let retried = alerter
-            .deliver(vec![raw_record("d1", Some("{oops"), 4)])
-            .await;
-
-        assert!(retried.is_empty());
-        let body = &alerter.alerts.bodies()[0];
-        assert_eq!(body["kind"], "poison_message");
-        assert_eq!(
-            body["problem"],
-            "the message is not a readable placement message"
-        );
-        assert_eq!(body["message_id"], "d1");
-        assert_eq!(body["receive_count"], 4);
-        assert_eq!(body["body"], "{oops");
-        assert_eq!(body["body_truncated"], false);
-        assert_eq!(alerter.store.calls(StoreOp::FindOrder), 0);
-    }
-
-    #[tokio::test]
-    async fn a_long_poison_body_is_truncated_in_the_alert() {
-        let alerter = Alerter::new();
-        let huge = "x".repeat(RAW_BODY_LIMIT + 100);
-
-        alerter
-            .deliver(vec![raw_record("d1", Some(&huge), 4)])
-            .await;
-
-        let body = &alerter.alerts.bodies()[0];
-        assert_eq!(body["body"].as_str().unwrap().len(), RAW_BODY_LIMIT);
-        assert_eq!(body["body_truncated"], true);
-    }
-
-    #[tokio::test]
-    async fn a_poison_report_that_cannot_be_published_is_retried() {
-        let alerter = Alerter::new();
-        alerter.alerts.set_failing(true);
-
-        let retried = alerter.deliver(vec![raw_record("d1", None, 4)]).await;
-
-        assert_eq!(retried, ["d1"]);
-    }
-
-    #[tokio::test]
-    async fn a_message_naming_no_known_order_is_reported_raw() {
-        let alerter = Alerter::new();
-        let ghost = FakeOrderStore::new().seed(&client("acme"), &market_order(1));
-
-        let retried = alerter
-            .deliver(vec![placement_record("d1", &ghost, 4)])
-            .await;
-
-        assert!(retried.is_empty());
-        let body = &alerter.alerts.bodies()[0];
-        assert_eq!(body["kind"], "poison_message");
-        assert_eq!(body["problem"], "the message names no known order");
-        assert!(
-            body["body"]
-                .as_str()
-                .unwrap()
-                .contains(&ghost.id.to_string())
-        );
-    }
-
-    #[tokio::test]
-    async fn duplicate_dead_letters_of_one_order_in_one_batch_alert_once() {
-        let alerter = Alerter::new();
-        let twice = alerter.order_out_of_retries().await;
-        let once = alerter.order_out_of_retries().await;
-
-        let retried = alerter
-            .deliver(vec![
-                placement_record("d1", &twice, 5),
-                placement_record("d2", &once, 5),
-                placement_record("d3", &twice, 5),
-                placement_record("d4", &twice, 5),
-            ])
-            .await;
-
-        assert!(retried.is_empty());
-        let mut alerted: Vec<Value> = alerter
-            .alerts
-            .bodies()
-            .into_iter()
-            .map(|body| body["order_id"].clone())
-            .collect();
-        alerted.sort_by_key(|id| id.to_string());
-        let mut expected = vec![
-            Value::from(twice.id.to_string()),
-            Value::from(once.id.to_string()),
-        ];
-        expected.sort_by_key(|id| id.to_string());
-        assert_eq!(alerted, expected);
-        assert_eq!(alerter.exchange.lookups(twice.id), 1);
     }
 
     /// An exchange whose lookup answers "unknown" while, meanwhile, a late placer records the
@@ -731,7 +439,7 @@ mod tests {
     #[tokio::test]
     async fn an_order_placed_while_it_was_looked_up_is_not_failed_or_alerted() {
         let alerter = Alerter::new();
-        let order = alerter.order_out_of_retries().await;
+        let order = alerter.dead_lettered(SOON).await;
         let exchange = PlacedDuringLookup {
             store: &alerter.store,
         };
@@ -743,5 +451,572 @@ mod tests {
         assert!(retried.is_empty());
         assert_eq!(alerter.current(&order).status, OrderStatus::Placed);
         assert!(alerter.alerts.published().is_empty());
+        assert!(alerter.store.incidents().is_empty());
+    }
+
+    // --- the exchange cannot say ------------------------------------------------------------
+
+    #[tokio::test]
+    async fn a_failed_lookup_keeps_the_order_open_unalerted_and_asks_again_later() {
+        let alerter = Alerter::new();
+        let live = alerter.dead_lettered(SOON).await;
+        let expired = alerter
+            .dead_lettered_expired(RetryPlan {
+                park_until: None,
+                outcome_unknown: true,
+            })
+            .await;
+        alerter.exchange.set_lookups_failing(true);
+
+        let mut retried = alerter
+            .deliver(vec![
+                placement_record("d1", &live, 5),
+                placement_record("d2", &expired, 5),
+            ])
+            .await;
+
+        retried.sort();
+        assert_eq!(retried, ["d1", "d2"]);
+        for order in [&live, &expired] {
+            let open = alerter.current(order);
+            assert_eq!(open.status, OrderStatus::Pending, "never failed on a guess");
+            assert_eq!(alerter.exchange.lookups(order.id), 1);
+        }
+        assert!(alerter.current(&expired).outcome_unknown);
+        assert_eq!(alerter.store.calls(StoreOp::MarkFailed), 0);
+        assert_eq!(alerter.store.calls(StoreOp::ExpireAfterLookup), 0);
+        assert!(alerter.alerts.published().is_empty());
+        assert!(alerter.store.incidents().is_empty());
+
+        // The exchange answers again: the redelivered dead letters settle both, once.
+        alerter.exchange.set_lookups_failing(false);
+        alerter.exchange.set_lookup(
+            live.id,
+            LookupOutcome::Placed {
+                exchange_order_id: "EX-1".into(),
+            },
+        );
+        let retried = alerter
+            .deliver(vec![
+                placement_record("d1", &live, 6),
+                placement_record("d2", &expired, 6),
+            ])
+            .await;
+
+        assert!(retried.is_empty());
+        assert_eq!(alerter.current(&live).status, OrderStatus::Placed);
+        assert_eq!(alerter.current(&expired).status, OrderStatus::Expired);
+    }
+
+    // --- the exchange does not have it ------------------------------------------------------
+
+    #[tokio::test]
+    async fn a_live_order_the_exchange_does_not_have_is_failed_and_its_incident_announced() {
+        let alerter = Alerter::new();
+        let order = alerter.dead_lettered(SOON).await;
+
+        let retried = alerter
+            .deliver(vec![placement_record("d1", &order, 5)])
+            .await;
+
+        assert!(retried.is_empty());
+        let failed = alerter.current(&order);
+        assert_eq!(failed.status, OrderStatus::Failed);
+        // The placer's error is kept; the reason for failing is in the audit trail.
+        assert_eq!(failed.last_error.as_deref(), Some("503 from the exchange"));
+        assert_eq!(alerter.last_reason(&order), FAIL_REASON);
+        assert_eq!(alerter.store.calls(StoreOp::ExpireAfterLookup), 0);
+
+        let alerts = alerter.alerts.published();
+        assert_eq!(alerts.len(), 1);
+        let incident = &alerter.store.incidents()[0];
+        let opened_at = incident.0.opened_at.format(&Rfc3339).unwrap();
+        assert!(incident.1, "marked announced");
+        assert_eq!(
+            alerts[0].subject,
+            format!("Incident: orders failed since {opened_at} (1 so far)")
+        );
+        let body = &alerter.alerts.bodies()[0];
+        assert_eq!(body["kind"], "incident_opened");
+        assert_eq!(body["cause"], "failed");
+        assert_eq!(body["order_count"], 1);
+        assert_eq!(
+            body["first_order_ids"],
+            serde_json::json!([order.id.to_string()])
+        );
+        assert_eq!(body["sample_error"], "503 from the exchange");
+        assert_eq!(
+            body["what_to_do"]["retry"],
+            format!("orders-admin retry --all-failed-since {opened_at}")
+        );
+    }
+
+    #[tokio::test]
+    async fn an_expired_order_the_exchange_does_not_have_ends_expired_with_its_incident() {
+        let alerter = Alerter::new();
+        let order = alerter
+            .dead_lettered_expired(RetryPlan {
+                park_until: None,
+                outcome_unknown: true,
+            })
+            .await;
+
+        let retried = alerter
+            .deliver(vec![placement_record("d1", &order, 5)])
+            .await;
+
+        assert!(retried.is_empty());
+        let expired = alerter.current(&order);
+        assert_eq!(expired.status, OrderStatus::Expired);
+        assert!(!expired.outcome_unknown, "the lookup settled it");
+        assert_eq!(
+            alerter.last_reason(&order),
+            "its time in force ran out and the exchange does not have it"
+        );
+        assert_eq!(alerter.store.calls(StoreOp::ExpireAfterLookup), 1);
+        assert_eq!(alerter.store.calls(StoreOp::MarkFailed), 0);
+        let opened = alerter.alerts_of_kind("incident_opened");
+        assert_eq!(opened.len(), 1);
+        assert_eq!(opened[0]["cause"], "expired");
+        assert_eq!(opened[0]["first_order_ids"][0], order.id.to_string());
+        assert_eq!(alerter.alerts.published().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_order_under_a_valid_lease_is_decided_later() {
+        let alerter = Alerter::new();
+        let live = alerter.new_order();
+        let expired = alerter.new_order();
+        for order in [&live, &expired] {
+            alerter
+                .store
+                .claim_for_placement(order.id, LEASE)
+                .await
+                .unwrap();
+        }
+        alerter.store.set_expires_at(
+            expired.id,
+            OffsetDateTime::now_utc() - Duration::from_secs(1),
+        );
+
+        let mut retried = alerter
+            .deliver(vec![
+                placement_record("d1", &live, 5),
+                placement_record("d2", &expired, 5),
+            ])
+            .await;
+
+        retried.sort();
+        assert_eq!(retried, ["d1", "d2"]);
+        assert_eq!(alerter.current(&live).status, OrderStatus::Placing);
+        assert_eq!(alerter.current(&expired).status, OrderStatus::Placing);
+        assert!(alerter.alerts.published().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_order_whose_lease_expired_is_failed() {
+        let alerter = Alerter::new();
+        let order = alerter.new_order();
+        alerter
+            .store
+            .claim_for_placement(order.id, LEASE)
+            .await
+            .unwrap();
+        alerter.store.expire_lease(order.id);
+
+        let retried = alerter
+            .deliver(vec![placement_record("d1", &order, 5)])
+            .await;
+
+        assert!(retried.is_empty());
+        let failed = alerter.current(&order);
+        assert_eq!(failed.status, OrderStatus::Failed);
+        assert_eq!(failed.last_error.as_deref(), Some(FAIL_REASON));
+        assert_eq!(alerter.store.lease_expires_at(order.id), None);
+        assert_eq!(alerter.alerts_of_kind("incident_opened").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_expired_order_left_placing_by_a_crashed_placer_is_looked_up_and_expired() {
+        let alerter = Alerter::new();
+        let order = alerter.new_order();
+        alerter
+            .store
+            .claim_for_placement(order.id, LEASE)
+            .await
+            .unwrap();
+        alerter.store.expire_lease(order.id);
+        alerter
+            .store
+            .set_expires_at(order.id, OffsetDateTime::now_utc() - Duration::from_secs(1));
+
+        let retried = alerter
+            .deliver(vec![placement_record("d1", &order, 5)])
+            .await;
+
+        assert!(retried.is_empty());
+        assert_eq!(alerter.exchange.lookups(order.id), 1);
+        assert_eq!(alerter.current(&order).status, OrderStatus::Expired);
+        assert_eq!(alerter.store.lease_expires_at(order.id), None);
+        assert_eq!(alerter.alerts_of_kind("incident_opened").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failure_that_cannot_be_recorded_is_retried_without_an_alert() {
+        let alerter = Alerter::new();
+        let order = alerter.dead_lettered(SOON).await;
+        alerter.store.fail(StoreOp::MarkFailed);
+
+        let retried = alerter
+            .deliver(vec![placement_record("d1", &order, 5)])
+            .await;
+
+        assert_eq!(retried, ["d1"]);
+        assert_eq!(alerter.current(&order).status, OrderStatus::Pending);
+        assert!(alerter.alerts.published().is_empty());
+    }
+
+    // --- final orders -----------------------------------------------------------------------
+
+    #[tokio::test]
+    async fn final_orders_are_dropped_without_a_lookup_or_an_alert() {
+        let alerter = Alerter::new();
+        let placed = alerter.new_order();
+        let rejected = alerter.new_order();
+        let failed = alerter.new_order();
+        let expired = alerter.store.seed_expiring(
+            &client("acme"),
+            &market_order(1),
+            OffsetDateTime::now_utc() - Duration::from_secs(1),
+        );
+        let canceled = alerter.new_order();
+        for order in [&placed, &rejected] {
+            alerter
+                .store
+                .claim_for_placement(order.id, LEASE)
+                .await
+                .unwrap();
+        }
+        alerter
+            .store
+            .record_placed(placed.id, "EX-1")
+            .await
+            .unwrap();
+        alerter
+            .store
+            .record_rejected(rejected.id, "market closed")
+            .await
+            .unwrap();
+        alerter
+            .store
+            .mark_failed(failed.id, "gave up")
+            .await
+            .unwrap();
+        alerter.store.expire_due(10).await.unwrap();
+        alerter
+            .store
+            .cancel_order(&client("acme"), canceled.id)
+            .await
+            .unwrap();
+        // Their incidents were told before.
+        announce_incidents(&alerter.store, &alerter.alerts, SETTINGS.alert_window)
+            .await
+            .unwrap();
+        let told = alerter.alerts.published().len();
+
+        let retried = alerter
+            .deliver(vec![
+                placement_record("d1", &placed, 5),
+                placement_record("d2", &rejected, 5),
+                placement_record("d3", &failed, 5),
+                placement_record("d4", &expired, 5),
+                placement_record("d5", &canceled, 5),
+            ])
+            .await;
+
+        assert!(retried.is_empty());
+        assert_eq!(alerter.alerts.published().len(), told, "no new alert");
+        assert_eq!(alerter.exchange.total_lookups(), 0);
+        let statuses: Vec<OrderStatus> = [&placed, &rejected, &failed, &expired, &canceled]
+            .iter()
+            .map(|o| alerter.current(o).status)
+            .collect();
+        assert_eq!(
+            statuses,
+            [
+                OrderStatus::Placed,
+                OrderStatus::Rejected,
+                OrderStatus::Failed,
+                OrderStatus::Expired,
+                OrderStatus::Canceled
+            ]
+        );
+    }
+
+    // --- one alert per incident -------------------------------------------------------------
+
+    #[tokio::test]
+    async fn many_failures_in_one_batch_send_one_incident_alert() {
+        let alerter = Alerter::new();
+        let mut orders = Vec::new();
+        for _ in 0..6 {
+            orders.push(alerter.dead_lettered(SOON).await);
+        }
+        let records = orders
+            .iter()
+            .enumerate()
+            .map(|(i, order)| placement_record(&format!("d{i}"), order, 5))
+            .collect();
+
+        let retried = alerter.deliver(records).await;
+
+        assert!(retried.is_empty());
+        assert!(
+            orders
+                .iter()
+                .all(|o| alerter.current(o).status == OrderStatus::Failed)
+        );
+        let alerts = alerter.alerts.bodies();
+        assert_eq!(alerts.len(), 1, "one alert, not one per order");
+        assert_eq!(alerts[0]["kind"], "incident_opened");
+        assert_eq!(alerts[0]["order_count"], 6);
+        assert_eq!(ids(&alerts[0]["first_order_ids"]), ids_of(&orders));
+    }
+
+    #[tokio::test]
+    async fn later_failures_join_the_announced_incident_and_the_end_is_told_once() {
+        let alerter = Alerter::new();
+        let first = alerter.dead_lettered(SOON).await;
+        alerter
+            .deliver(vec![placement_record("d1", &first, 5)])
+            .await;
+        let mut more = Vec::new();
+        for _ in 0..3 {
+            more.push(alerter.dead_lettered(SOON).await);
+        }
+        let records = more
+            .iter()
+            .enumerate()
+            .map(|(i, order)| placement_record(&format!("e{i}"), order, 5))
+            .collect();
+
+        alerter.deliver(records).await;
+
+        assert_eq!(alerter.alerts.published().len(), 1, "the incident is open");
+        let incidents = alerter.store.incidents();
+        assert_eq!(incidents.len(), 1);
+        assert_eq!(incidents[0].0.order_count, 4);
+
+        // Quiet for the alert window: the next batch (here an empty one) tells it is over.
+        alerter
+            .store
+            .advance_clock(SETTINGS.alert_window + Duration::from_secs(1));
+        alerter.deliver(vec![]).await;
+        alerter.deliver(vec![]).await;
+
+        let over = alerter.alerts_of_kind("incident_over");
+        assert_eq!(over.len(), 1);
+        assert_eq!(over[0]["order_count"], 4);
+        assert_eq!(over[0]["cause"], "failed");
+        assert!(over[0]["closed_at"].is_string());
+        assert_eq!(alerter.alerts.published().len(), 2);
+        assert!(alerter.store.incidents()[0].2, "closing alert marked");
+    }
+
+    #[tokio::test]
+    async fn duplicate_dead_letters_of_one_order_in_one_batch_are_resolved_once() {
+        let alerter = Alerter::new();
+        let twice = alerter.dead_lettered(SOON).await;
+        let once = alerter.dead_lettered(SOON).await;
+
+        let retried = alerter
+            .deliver(vec![
+                placement_record("d1", &twice, 5),
+                placement_record("d2", &once, 5),
+                placement_record("d3", &twice, 5),
+                placement_record("d4", &twice, 5),
+            ])
+            .await;
+
+        assert!(retried.is_empty());
+        assert_eq!(alerter.exchange.lookups(twice.id), 1);
+        assert_eq!(alerter.exchange.lookups(once.id), 1);
+        let failed_events = alerter
+            .store
+            .events_of(twice.id)
+            .iter()
+            .filter(|e| e.to == OrderStatus::Failed)
+            .count();
+        assert_eq!(failed_events, 1);
+        let alerts = alerter.alerts.bodies();
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0]["order_count"], 2);
+        assert_eq!(ids(&alerts[0]["first_order_ids"]), ids_of([&twice, &once]));
+    }
+
+    #[tokio::test]
+    async fn an_incident_alert_that_cannot_be_published_is_announced_by_a_later_batch() {
+        let alerter = Alerter::new();
+        let order = alerter.dead_lettered(SOON).await;
+        alerter.alerts.set_failing(true);
+
+        let retried = alerter
+            .deliver(vec![placement_record("d1", &order, 5)])
+            .await;
+
+        assert!(
+            retried.is_empty(),
+            "the order is settled; its incident waits"
+        );
+        assert_eq!(alerter.current(&order).status, OrderStatus::Failed);
+        assert_eq!(alerter.alerts.attempts(), 1);
+        assert!(alerter.alerts.published().is_empty());
+        assert!(!alerter.store.incidents()[0].1, "not marked announced");
+
+        alerter.alerts.set_failing(false);
+        alerter.deliver(vec![]).await;
+        alerter.deliver(vec![]).await;
+
+        let opened = alerter.alerts_of_kind("incident_opened");
+        assert_eq!(opened.len(), 1, "published once it could be, then marked");
+        assert_eq!(opened[0]["first_order_ids"][0], order.id.to_string());
+        assert!(alerter.store.incidents()[0].1);
+    }
+
+    #[tokio::test]
+    async fn unreadable_incidents_do_not_fail_the_batch_and_are_announced_later() {
+        let alerter = Alerter::new();
+        let order = alerter.dead_lettered(SOON).await;
+        alerter.store.fail(StoreOp::Incidents);
+
+        let retried = alerter
+            .deliver(vec![placement_record("d1", &order, 5)])
+            .await;
+
+        assert!(retried.is_empty());
+        assert_eq!(alerter.current(&order).status, OrderStatus::Failed);
+        assert!(alerter.alerts.published().is_empty());
+
+        alerter.store.recover(StoreOp::Incidents);
+        alerter.deliver(vec![]).await;
+        assert_eq!(alerter.alerts_of_kind("incident_opened").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_store_outage_retries_without_looking_up_or_alerting() {
+        let alerter = Alerter::new();
+        let order = alerter.dead_lettered(SOON).await;
+        alerter.store.set_down(true);
+
+        let retried = alerter
+            .deliver(vec![placement_record("d1", &order, 5)])
+            .await;
+
+        assert_eq!(retried, ["d1"]);
+        assert!(alerter.alerts.published().is_empty());
+        assert_eq!(alerter.exchange.total_lookups(), 0);
+        assert_eq!(alerter.current(&order).status, OrderStatus::Pending);
+    }
+
+    // --- poison messages: one alert each ----------------------------------------------------
+
+    #[tokio::test]
+    async fn a_poison_message_is_reported_raw() {
+        let alerter = Alerter::new();
+
+        let retried = alerter
+            .deliver(vec![raw_record("d1", Some("{oops"), 4)])
+            .await;
+
+        assert!(retried.is_empty());
+        let alerts = alerter.alerts.published();
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(
+            alerts[0].subject,
+            "Unplaceable message in the orders dead-letter queue"
+        );
+        let body = &alerter.alerts.bodies()[0];
+        assert_eq!(body["kind"], "poison_message");
+        assert_eq!(
+            body["problem"],
+            "the message is not a readable placement message"
+        );
+        assert_eq!(body["message_id"], "d1");
+        assert_eq!(body["receive_count"], 4);
+        assert_eq!(body["body"], "{oops");
+        assert_eq!(body["body_truncated"], false);
+        assert_eq!(alerter.store.calls(StoreOp::FindOrder), 0);
+    }
+
+    #[tokio::test]
+    async fn poison_messages_alert_one_by_one_and_open_no_incident() {
+        let alerter = Alerter::new();
+        let ghost = FakeOrderStore::new().seed(&client("acme"), &market_order(1));
+
+        let retried = alerter
+            .deliver(vec![
+                raw_record("d1", Some("{oops"), 4),
+                raw_record("d2", None, 4),
+                placement_record("d3", &ghost, 4),
+            ])
+            .await;
+
+        assert!(retried.is_empty());
+        let mut ids: Vec<String> = alerter
+            .alerts_of_kind("poison_message")
+            .iter()
+            .map(|b| b["message_id"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        assert_eq!(ids, ["d1", "d2", "d3"]);
+        assert_eq!(alerter.alerts.published().len(), 3);
+        assert!(alerter.store.incidents().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_long_poison_body_is_truncated_in_the_alert() {
+        let alerter = Alerter::new();
+        let huge = "x".repeat(RAW_BODY_LIMIT + 100);
+
+        alerter
+            .deliver(vec![raw_record("d1", Some(&huge), 4)])
+            .await;
+
+        let body = &alerter.alerts.bodies()[0];
+        assert_eq!(body["body"].as_str().unwrap().len(), RAW_BODY_LIMIT);
+        assert_eq!(body["body_truncated"], true);
+    }
+
+    #[tokio::test]
+    async fn a_poison_report_that_cannot_be_published_is_retried() {
+        let alerter = Alerter::new();
+        alerter.alerts.set_failing(true);
+
+        let retried = alerter.deliver(vec![raw_record("d1", None, 4)]).await;
+
+        assert_eq!(retried, ["d1"]);
+        assert_eq!(alerter.alerts.attempts(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_message_naming_no_known_order_is_reported_raw() {
+        let alerter = Alerter::new();
+        let ghost = FakeOrderStore::new().seed(&client("acme"), &market_order(1));
+
+        let retried = alerter
+            .deliver(vec![placement_record("d1", &ghost, 4)])
+            .await;
+
+        assert!(retried.is_empty());
+        let body = &alerter.alerts.bodies()[0];
+        assert_eq!(body["kind"], "poison_message");
+        assert_eq!(body["problem"], "the message names no known order");
+        assert!(
+            body["body"]
+                .as_str()
+                .unwrap()
+                .contains(&ghost.id.to_string())
+        );
+        assert_eq!(alerter.exchange.total_lookups(), 0);
     }
 }

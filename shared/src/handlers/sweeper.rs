@@ -1,13 +1,16 @@
-//! The sweeper's handler: enqueue orders that were committed but whose message never reached
-//! the queue (the api's one send attempt failed, or its Lambda died between commit and send).
+//! The sweeper's handler, on a schedule: expire the waiting orders whose time in force ran out,
+//! enqueue the orders whose message is not in the queue (the api's one send attempt failed, its
+//! Lambda died between commit and send, or the order was parked after a failure and is due
+//! now), report how many orders are parked, and tell admins about incidents.
 
 use std::time::Duration;
 
 use tracing::Instrument;
 
-use crate::ports::{OrderQueue, OrderStore, StoreError};
+use crate::ports::{AlertPublisher, IncidentLog, OrderQueue, OrderStore, StoreError};
 use crate::telemetry::error_chain;
 use crate::usecases::enqueue::{BACKGROUND_SEND_TIMEOUT, send_for_placement};
+use crate::usecases::incidents::{Announced, announce_incidents};
 
 /// How the sweeper picks stranded orders.
 #[derive(Debug, Clone)]
@@ -16,8 +19,10 @@ pub struct SweepSettings {
     pub grace: Duration,
     /// How long a claimed order is hidden from other sweepers while this one sends it.
     pub claim_for: Duration,
-    /// Orders per run; the rest wait for the next run.
+    /// Orders per run (to send, and to expire); the rest wait for the next run.
     pub batch_size: u32,
+    /// An incident is over once no order failed or expired for this long.
+    pub alert_window: Duration,
 }
 
 /// What one sweep did, logged and returned to tests.
@@ -26,6 +31,57 @@ pub struct SweepReport {
     pub claimed: usize,
     pub enqueued: usize,
     pub failed: usize,
+    /// Waiting orders whose time in force ran out: now `expired`, never sent.
+    pub expired: usize,
+}
+
+/// The ports of one scheduled run.
+#[derive(Clone, Copy)]
+pub struct SweeperPorts<'a> {
+    pub store: &'a dyn OrderStore,
+    pub incidents: &'a dyn IncidentLog,
+    pub queue: &'a dyn OrderQueue,
+    pub alerts: &'a dyn AlertPublisher,
+}
+
+/// What a scheduled run did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TickReport {
+    pub sweep: SweepReport,
+    pub parked: u64,
+    pub incidents: Announced,
+}
+
+/// One scheduled run: the sweep, the parked-orders gauge, and the incident alerts. A failed
+/// step is logged and the others still run; the run fails only when the sweep itself could not.
+pub async fn run_scheduled(
+    ports: SweeperPorts<'_>,
+    settings: &SweepSettings,
+) -> Result<TickReport, StoreError> {
+    let sweep = sweep_once(ports.store, ports.queue, settings).await;
+    let parked = match ports.store.parked_count().await {
+        Ok(parked) => {
+            crate::telemetry::metrics::parked_orders(parked);
+            parked
+        }
+        Err(error) => {
+            tracing::error!(error = %error_chain(&error), "could not count parked orders");
+            0
+        }
+    };
+    let incidents =
+        match announce_incidents(ports.incidents, ports.alerts, settings.alert_window).await {
+            Ok(announced) => announced,
+            Err(error) => {
+                tracing::error!(error = %error_chain(&error), "could not announce incidents");
+                Announced::default()
+            }
+        };
+    Ok(TickReport {
+        sweep: sweep?,
+        parked,
+        incidents,
+    })
 }
 
 /// One sweep: claim a batch of stranded orders, send each, mark the sent ones. A failed send is
@@ -35,11 +91,21 @@ pub async fn sweep_once(
     queue: &dyn OrderQueue,
     settings: &SweepSettings,
 ) -> Result<SweepReport, StoreError> {
+    // Expired first, so that nothing past its time is sent below.
+    let expired = store.expire_due(settings.batch_size).await?;
+    if !expired.is_empty() {
+        crate::telemetry::metrics::orders_expired(expired.len());
+        tracing::warn!(
+            count = expired.len(),
+            "waiting orders expired before they could be placed"
+        );
+    }
     let orders = store
         .claim_unenqueued(settings.grace, settings.claim_for, settings.batch_size)
         .await?;
     let mut report = SweepReport {
         claimed: orders.len(),
+        expired: expired.len(),
         ..SweepReport::default()
     };
     for order in &orders {
@@ -73,16 +139,22 @@ pub async fn sweep_once(
 
 #[cfg(test)]
 mod tests {
+    use time::OffsetDateTime;
+
     use super::*;
     use crate::domain::{Order, OrderStatus};
-    use crate::fakes::{FakeOrderStore, FakeQueue, QueueBehaviour, StoreOp, client, market_order};
-    use crate::ports::OrderLifecycle;
+    use crate::fakes::{
+        FakeAlerts, FakeOrderStore, FakeQueue, QueueBehaviour, StoreOp, client, market_order,
+    };
+    use crate::ports::{OrderLifecycle, RetryPlan};
 
     const SETTINGS: SweepSettings = SweepSettings {
         grace: Duration::from_secs(30),
         claim_for: Duration::from_secs(60),
         batch_size: 500,
+        alert_window: Duration::from_secs(300),
     };
+    const LEASE: Duration = Duration::from_secs(30);
 
     fn stranded(store: &FakeOrderStore, count: usize) -> Vec<Order> {
         (0..count)
@@ -90,10 +162,87 @@ mod tests {
             .collect()
     }
 
+    /// A `pending` order, never enqueued, whose time in force ran out `ago`.
+    fn expired(store: &FakeOrderStore, ago: Duration) -> Order {
+        store.seed_expiring(
+            &client("acme"),
+            &market_order(1),
+            OffsetDateTime::now_utc() - ago,
+        )
+    }
+
+    /// An order whose attempt failed and which the placer parked until `until`.
+    async fn parked(store: &FakeOrderStore, until: OffsetDateTime, outcome_unknown: bool) -> Order {
+        let order = store.seed(&client("acme"), &market_order(5));
+        store.mark_enqueued(order.id).await.unwrap();
+        store.claim_for_placement(order.id, LEASE).await.unwrap();
+        let plan = RetryPlan {
+            park_until: Some(until),
+            outcome_unknown,
+        };
+        store
+            .release_for_retry(order.id, "503", plan)
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    /// An order that failed (and so opened or joined an incident).
+    async fn failed(store: &FakeOrderStore) -> Order {
+        let order = store.seed(&client("acme"), &market_order(3));
+        store.mark_enqueued(order.id).await.unwrap();
+        store
+            .mark_failed(order.id, "gave up")
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
     /// Lets the grace period of every order created so far run out.
     fn after_grace(store: &FakeOrderStore) {
         store.advance_clock(SETTINGS.grace + Duration::from_secs(1));
     }
+
+    fn status(store: &FakeOrderStore, order: &Order) -> OrderStatus {
+        store.order(order.id).unwrap().status
+    }
+
+    /// The sweeper's ports on fakes, for `run_scheduled`.
+    struct Sweeper {
+        store: FakeOrderStore,
+        queue: FakeQueue,
+        alerts: FakeAlerts,
+    }
+
+    impl Sweeper {
+        fn new() -> Self {
+            Self {
+                store: FakeOrderStore::new(),
+                queue: FakeQueue::new(),
+                alerts: FakeAlerts::new(),
+            }
+        }
+
+        async fn run(&self) -> Result<TickReport, StoreError> {
+            let ports = SweeperPorts {
+                store: &self.store,
+                incidents: &self.store,
+                queue: &self.queue,
+                alerts: &self.alerts,
+            };
+            run_scheduled(ports, &SETTINGS).await
+        }
+
+        fn alert_kinds(&self) -> Vec<String> {
+            self.alerts
+                .bodies()
+                .iter()
+                .map(|b| b["kind"].as_str().unwrap().to_owned())
+                .collect()
+        }
+    }
+
+    // --- sending stranded orders --------------------------------------------------------------
 
     #[tokio::test]
     async fn stranded_orders_are_sent_and_marked_once() {
@@ -111,7 +260,8 @@ mod tests {
             SweepReport {
                 claimed: 2,
                 enqueued: 2,
-                failed: 0
+                failed: 0,
+                expired: 0,
             }
         );
         assert_eq!(queue.sent_ids(), [orders[0].id, orders[1].id]);
@@ -129,7 +279,7 @@ mod tests {
         let (store, queue) = (FakeOrderStore::new(), FakeQueue::new());
         let orders = stranded(&store, 2);
         store
-            .claim_for_placement(orders[0].id, Duration::from_secs(30))
+            .claim_for_placement(orders[0].id, LEASE)
             .await
             .unwrap();
         store
@@ -143,10 +293,7 @@ mod tests {
 
         assert_eq!(report.claimed, 1);
         assert_eq!(queue.sent_ids(), [orders[1].id]);
-        assert_eq!(
-            store.order(orders[0].id).unwrap().status,
-            OrderStatus::Placed
-        );
+        assert_eq!(status(&store, &orders[0]), OrderStatus::Placed);
     }
 
     #[tokio::test]
@@ -179,7 +326,8 @@ mod tests {
             SweepReport {
                 claimed: 2,
                 enqueued: 0,
-                failed: 2
+                failed: 2,
+                expired: 0,
             }
         );
         assert!(orders.iter().all(|order| !store.is_enqueued(order.id)));
@@ -242,5 +390,262 @@ mod tests {
 
         assert!(matches!(result, Err(StoreError::Unavailable(_))));
         assert_eq!(queue.attempts(), 0);
+    }
+
+    // --- time in force ------------------------------------------------------------------------
+
+    #[tokio::test]
+    async fn due_orders_are_expired_before_anything_is_sent() {
+        let (store, queue) = (FakeOrderStore::new(), FakeQueue::new());
+        let live = stranded(&store, 1).remove(0);
+        let never_sent = expired(&store, Duration::from_secs(1));
+        // Expired while its message waits in the queue (or the DLQ): expired all the same.
+        let queued = expired(&store, Duration::from_secs(2));
+        store.mark_enqueued(queued.id).await.unwrap();
+        after_grace(&store);
+
+        let report = sweep_once(&store, &queue, &SETTINGS).await.unwrap();
+
+        assert_eq!(
+            report,
+            SweepReport {
+                claimed: 1,
+                enqueued: 1,
+                failed: 0,
+                expired: 2,
+            }
+        );
+        assert_eq!(queue.sent_ids(), [live.id], "nothing past its time is sent");
+        for order in [&never_sent, &queued] {
+            assert_eq!(status(&store, order), OrderStatus::Expired);
+            assert_eq!(
+                store.events_of(order.id).pop().unwrap().reason,
+                "its time in force ran out before it could be placed"
+            );
+        }
+        let incidents = store.incidents();
+        assert_eq!(incidents.len(), 1);
+        assert_eq!(incidents[0].0.kind, "expired");
+        assert_eq!(incidents[0].0.order_count, 2);
+    }
+
+    #[tokio::test]
+    async fn expiry_takes_at_most_its_batch_oldest_expiry_first() {
+        let (store, queue) = (FakeOrderStore::new(), FakeQueue::new());
+        let newest = expired(&store, Duration::from_secs(1));
+        let oldest = expired(&store, Duration::from_secs(30));
+        let middle = expired(&store, Duration::from_secs(10));
+        after_grace(&store);
+        let small = SweepSettings {
+            batch_size: 2,
+            ..SETTINGS
+        };
+
+        let report = sweep_once(&store, &queue, &small).await.unwrap();
+
+        assert_eq!((report.expired, report.claimed), (2, 0));
+        assert_eq!(status(&store, &oldest), OrderStatus::Expired);
+        assert_eq!(status(&store, &middle), OrderStatus::Expired);
+        assert_eq!(status(&store, &newest), OrderStatus::Pending, "next run");
+        assert!(queue.sent().is_empty(), "the rest is not sent either");
+        let next = sweep_once(&store, &queue, &small).await.unwrap();
+        assert_eq!(next.expired, 1);
+        assert_eq!(status(&store, &newest), OrderStatus::Expired);
+    }
+
+    #[tokio::test]
+    async fn an_expired_order_whose_outcome_is_unknown_is_sent_to_be_looked_up_not_expired() {
+        let (store, queue) = (FakeOrderStore::new(), FakeQueue::new());
+        let order = parked(&store, store.now(), true).await;
+        store.set_expires_at(order.id, OffsetDateTime::now_utc() - Duration::from_secs(1));
+        after_grace(&store);
+
+        let report = sweep_once(&store, &queue, &SETTINGS).await.unwrap();
+
+        assert_eq!((report.expired, report.enqueued), (0, 1));
+        assert_eq!(queue.sent_ids(), [order.id]);
+        assert_eq!(status(&store, &order), OrderStatus::Pending);
+    }
+
+    #[tokio::test]
+    async fn a_failed_expiry_fails_the_sweep_before_anything_is_sent() {
+        let (store, queue) = (FakeOrderStore::new(), FakeQueue::new());
+        stranded(&store, 1);
+        expired(&store, Duration::from_secs(1));
+        after_grace(&store);
+        store.fail(StoreOp::ExpireDue);
+
+        let result = sweep_once(&store, &queue, &SETTINGS).await;
+
+        assert!(result.is_err());
+        assert_eq!(queue.attempts(), 0);
+        assert_eq!(store.calls(StoreOp::ClaimUnenqueued), 0);
+    }
+
+    // --- parked orders ------------------------------------------------------------------------
+
+    #[tokio::test]
+    async fn parked_orders_are_sent_again_only_when_due() {
+        let (store, queue) = (FakeOrderStore::new(), FakeQueue::new());
+        let later = store.now() + Duration::from_secs(120);
+        let released = parked(&store, later, false).await;
+        let deferred = store.seed(&client("acme"), &market_order(6));
+        store.mark_enqueued(deferred.id).await.unwrap();
+        assert!(store.defer(deferred.id, later).await.unwrap());
+        after_grace(&store);
+
+        let early = sweep_once(&store, &queue, &SETTINGS).await.unwrap();
+        assert_eq!(early.claimed, 0, "not due yet");
+        assert!(queue.sent().is_empty());
+
+        store.advance_clock(Duration::from_secs(120));
+        let due = sweep_once(&store, &queue, &SETTINGS).await.unwrap();
+
+        assert_eq!(due.enqueued, 2);
+        let mut sent = queue.sent_ids();
+        sent.sort();
+        let mut expected = vec![released.id, deferred.id];
+        expected.sort();
+        assert_eq!(sent, expected);
+        assert!(store.is_enqueued(released.id) && store.is_enqueued(deferred.id));
+    }
+
+    // --- the scheduled run --------------------------------------------------------------------
+
+    #[tokio::test]
+    async fn a_scheduled_run_sweeps_counts_parked_orders_and_announces_incidents() {
+        let sweeper = Sweeper::new();
+        let in_an_hour = sweeper.store.now() + Duration::from_secs(3_600);
+        parked(&sweeper.store, in_an_hour, false).await;
+        parked(&sweeper.store, in_an_hour, true).await;
+        let failures = [failed(&sweeper.store).await, failed(&sweeper.store).await];
+        let lost = stranded(&sweeper.store, 1).remove(0);
+        after_grace(&sweeper.store);
+
+        let report = sweeper.run().await.unwrap();
+
+        assert_eq!(report.sweep.enqueued, 1);
+        assert_eq!(sweeper.queue.sent_ids(), [lost.id]);
+        assert_eq!(report.parked, 2);
+        assert_eq!(
+            report.incidents,
+            Announced {
+                opened: 1,
+                over: 0,
+                unpublished: 0
+            }
+        );
+        let bodies = sweeper.alerts.bodies();
+        assert_eq!(bodies.len(), 1);
+        assert_eq!(bodies[0]["kind"], "incident_opened");
+        assert_eq!(bodies[0]["order_count"], 2);
+        assert_eq!(
+            bodies[0]["first_order_ids"],
+            serde_json::json!(failures.map(|o| o.id.to_string()))
+        );
+    }
+
+    #[tokio::test]
+    async fn an_incident_is_announced_once_and_over_once_after_a_quiet_window() {
+        let sweeper = Sweeper::new();
+        failed(&sweeper.store).await;
+
+        let first = sweeper.run().await.unwrap();
+        let second = sweeper.run().await.unwrap();
+        // A failure inside the window keeps the incident open.
+        sweeper
+            .store
+            .advance_clock(SETTINGS.alert_window - Duration::from_secs(10));
+        failed(&sweeper.store).await;
+        sweeper
+            .store
+            .advance_clock(SETTINGS.alert_window - Duration::from_secs(10));
+        let still_open = sweeper.run().await.unwrap();
+        sweeper.store.advance_clock(Duration::from_secs(20));
+        let over = sweeper.run().await.unwrap();
+        let after = sweeper.run().await.unwrap();
+
+        assert_eq!(first.incidents.opened, 1);
+        assert_eq!(second.incidents, Announced::default());
+        assert_eq!(still_open.incidents, Announced::default());
+        assert_eq!(over.incidents.over, 1);
+        assert_eq!(after.incidents, Announced::default());
+        assert_eq!(sweeper.alert_kinds(), ["incident_opened", "incident_over"]);
+        assert_eq!(sweeper.alerts.bodies()[1]["order_count"], 2);
+    }
+
+    #[tokio::test]
+    async fn an_unpublished_incident_alert_is_tried_again_by_the_next_run() {
+        let sweeper = Sweeper::new();
+        failed(&sweeper.store).await;
+        sweeper.alerts.set_failing(true);
+
+        let failing = sweeper.run().await.unwrap();
+        sweeper.alerts.set_failing(false);
+        let next = sweeper.run().await.unwrap();
+
+        assert_eq!(failing.incidents.unpublished, 1);
+        assert_eq!(failing.incidents.opened, 0);
+        assert_eq!(next.incidents.opened, 1);
+        assert_eq!(sweeper.alert_kinds(), ["incident_opened"]);
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_parked_count_does_not_stop_the_sweep_or_the_alerts() {
+        let sweeper = Sweeper::new();
+        parked(
+            &sweeper.store,
+            sweeper.store.now() + Duration::from_secs(3_600),
+            false,
+        )
+        .await;
+        failed(&sweeper.store).await;
+        stranded(&sweeper.store, 1);
+        after_grace(&sweeper.store);
+        sweeper.store.fail(StoreOp::ParkedCount);
+
+        let report = sweeper.run().await.unwrap();
+
+        assert_eq!(report.parked, 0, "unknown, reported as none");
+        assert_eq!(report.sweep.enqueued, 1);
+        assert_eq!(report.incidents.opened, 1);
+    }
+
+    #[tokio::test]
+    async fn unreadable_incidents_do_not_stop_the_sweep_or_the_parked_count() {
+        let sweeper = Sweeper::new();
+        parked(
+            &sweeper.store,
+            sweeper.store.now() + Duration::from_secs(3_600),
+            false,
+        )
+        .await;
+        failed(&sweeper.store).await;
+        stranded(&sweeper.store, 1);
+        after_grace(&sweeper.store);
+        sweeper.store.fail(StoreOp::Incidents);
+
+        let report = sweeper.run().await.unwrap();
+
+        assert_eq!(report.sweep.enqueued, 1);
+        assert_eq!(report.parked, 1);
+        assert_eq!(report.incidents, Announced::default());
+        assert!(sweeper.alerts.published().is_empty());
+
+        sweeper.store.recover(StoreOp::Incidents);
+        assert_eq!(sweeper.run().await.unwrap().incidents.opened, 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_sweep_still_counts_parked_orders_and_announces_incidents() {
+        let sweeper = Sweeper::new();
+        failed(&sweeper.store).await;
+        sweeper.store.fail(StoreOp::ExpireDue);
+
+        let result = sweeper.run().await;
+
+        assert!(result.is_err(), "the run reports the sweep's failure");
+        assert_eq!(sweeper.store.calls(StoreOp::ParkedCount), 1);
+        assert_eq!(sweeper.alert_kinds(), ["incident_opened"]);
     }
 }

@@ -11,9 +11,12 @@ pub enum PlacementOutcome {
     Acknowledged { exchange_order_id: String },
     /// Refused for good (a business refusal, 400/422-like): never retried.
     Rejected { reason: String },
-    /// Might work later (5xx, 401/403/408/409/429, timeouts, connection errors): retried.
-    /// A timeout may hide a success, which the exchange's de-duplication makes harmless.
+    /// Not taken, and might work later (5xx, 401/403/408/409/429, no connection): retried.
     Transient { error: String },
+    /// Maybe placed: the request went out and no answer came back (a timeout, a connection lost
+    /// after sending). Retried under the same client order id (the exchange de-duplicates) or
+    /// looked up; never given up as `failed`.
+    Unknown { error: String },
 }
 
 /// What the exchange knows about a client order id.

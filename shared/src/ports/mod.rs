@@ -7,7 +7,9 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 mod access;
 mod alerts;
+mod breaker;
 mod exchange;
+mod incidents;
 mod order_lifecycle;
 mod order_queue;
 mod order_store;
@@ -15,7 +17,9 @@ pub mod placement_message;
 
 pub use access::*;
 pub use alerts::*;
+pub use breaker::*;
 pub use exchange::*;
+pub use incidents::*;
 pub use order_lifecycle::*;
 pub use order_queue::*;
 pub use order_store::*;

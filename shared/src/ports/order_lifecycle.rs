@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use time::OffsetDateTime;
+
 use async_trait::async_trait;
 
 use super::{OrderStore, StoreError};
@@ -18,6 +20,18 @@ pub enum ClaimOutcome {
     LeasedElsewhere,
     /// No such order: the message is poison and must reach the DLQ to be reported.
     Unknown,
+    /// Its time in force ran out before anyone sent it: now `expired`, never sent.
+    Expired(Order),
+}
+
+/// How a released order comes back after a transient failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPlan {
+    /// `None`: soon, through the queue (its message comes back). `Some(t)`: parked in the
+    /// database until `t`; its message is dropped and the sweeper sends a new one when due.
+    pub park_until: Option<OffsetDateTime>,
+    /// The attempt may have reached the exchange: retry under the same id or look it up.
+    pub outcome_unknown: bool,
 }
 
 /// The placement state machine on the store. Every method is one conditional transition with
@@ -43,12 +57,26 @@ pub trait OrderLifecycle: OrderStore {
     async fn record_rejected(&self, id: OrderId, reason: &str)
     -> Result<Option<Order>, StoreError>;
 
-    /// `placing` → `pending` after a transient error, keeping the error for the admin.
+    /// `placing` → `pending` after a transient error, keeping the error for the client and the
+    /// admin, to come back as `plan` says.
     async fn release_for_retry(
         &self,
         id: OrderId,
         error: &str,
+        plan: RetryPlan,
     ) -> Result<Option<Order>, StoreError>;
+
+    /// Parks a `pending` order until `until` without an attempt (the exchange's breaker is open):
+    /// its message is dropped and the sweeper sends a new one when due. Not a status change.
+    /// `false` when the order was not `pending` (nothing parked: its message must stay).
+    async fn defer(&self, id: OrderId, until: OffsetDateTime) -> Result<bool, StoreError>;
+
+    /// `pending` → `expired` when its time has run out and no outcome is in doubt.
+    async fn expire(&self, id: OrderId) -> Result<Option<Order>, StoreError>;
+
+    /// `pending` (or `placing` with an expired lease) → `expired`, once a lookup confirmed that
+    /// the exchange does not have the order and its time has run out.
+    async fn expire_after_lookup(&self, id: OrderId) -> Result<Option<Order>, StoreError>;
 
     /// `pending`/`placing` → `placed` when a lookup shows the exchange did take the order.
     async fn record_placed_by_lookup(

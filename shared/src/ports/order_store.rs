@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use time::OffsetDateTime;
+
 use async_trait::async_trait;
 
 use super::BoxError;
@@ -34,6 +36,22 @@ pub enum CreateOutcome {
     Replayed(Order),
     /// The idempotency key was used before with a different order.
     KeyReused,
+}
+
+/// What a client's cancel request found.
+#[derive(Debug)]
+pub enum CancelOutcome {
+    /// It was `pending`: now `canceled`, and no placer can claim it any more.
+    Canceled(Order),
+    /// Canceled before: the same answer again (cancel is idempotent).
+    AlreadyCanceled(Order),
+    /// A placer holds it (`placing`), or its last attempt may have reached the exchange and is
+    /// being confirmed: ask again in a moment.
+    BeingPlaced(Order),
+    /// Another final status (placed, rejected, failed, expired): too late to cancel.
+    Final(Order),
+    /// No such order, or another client's.
+    NotFound,
 }
 
 /// A page of the newest-first order list.
@@ -82,8 +100,18 @@ pub trait OrderStore: Send + Sync {
         &self,
         client: &ClientId,
         order: &NewOrder,
+        expires_at: OffsetDateTime,
         idempotency_key: Option<&IdempotencyKey>,
     ) -> Result<CreateOutcome, StoreError>;
+
+    /// `pending` → `canceled` for the client's own order, atomically against a placer's claim:
+    /// exactly one of the two wins. An order whose outcome is unknown (maybe placed) is not
+    /// canceled until that is settled.
+    async fn cancel_order(
+        &self,
+        client: &ClientId,
+        id: OrderId,
+    ) -> Result<CancelOutcome, StoreError>;
 
     /// Records that the order's message reached the queue. Losing this mark is harmless (the
     /// sweeper sends one duplicate message), so it is written without waiting for fsync.
@@ -101,14 +129,22 @@ pub trait OrderStore: Send + Sync {
 
     async fn list_orders(&self, filter: &ListFilter) -> Result<OrderPage, StoreError>;
 
-    /// Claims up to `limit` orders that are `pending`, were never marked enqueued and are older
-    /// than `grace`, for `claim_for` — so that a concurrent sweeper skips them.
+    /// Claims up to `limit` orders that are `pending`, not marked enqueued (never sent, or parked
+    /// and now due), older than `grace` and not expired (unless an attempt's outcome is unknown:
+    /// those must be looked up), for `claim_for` — so that a concurrent sweeper skips them.
     async fn claim_unenqueued(
         &self,
         grace: Duration,
         claim_for: Duration,
         limit: u32,
     ) -> Result<Vec<Order>, StoreError>;
+
+    /// Expires up to `limit` waiting orders whose time in force has run out (none with an
+    /// unknown outcome: those are looked up first), with their audit events and incident.
+    async fn expire_due(&self, limit: u32) -> Result<Vec<Order>, StoreError>;
+
+    /// Orders parked until a later attempt (a metric and an alarm: an outage in progress).
+    async fn parked_count(&self) -> Result<u64, StoreError>;
 
     /// Cheap round trip for `/health`.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -13,6 +13,11 @@ pub const ORDERS_ACCEPTED: &str = "orders_accepted";
 pub const ORDERS_PLACED: &str = "orders_placed";
 pub const ORDERS_REJECTED: &str = "orders_rejected";
 pub const ORDERS_FAILED: &str = "orders_failed";
+pub const ORDERS_EXPIRED: &str = "orders_expired";
+pub const ORDERS_CANCELED: &str = "orders_canceled";
+pub const ORDERS_PARKED: &str = "orders_parked";
+/// A gauge (the sweeper sets it each run); alarmed in the template.
+pub const PARKED_ORDERS: &str = "parked_orders";
 pub const PLACEMENT_ATTEMPTS: &str = "placement_attempts";
 pub const EXCHANGE_LATENCY_MS: &str = "exchange_latency_ms";
 
@@ -61,4 +66,26 @@ pub fn order_failed() {
 pub fn placement_attempt(latency: Duration) {
     metrics::counter!(PLACEMENT_ATTEMPTS).increment(1);
     metrics::histogram!(EXCHANGE_LATENCY_MS).record(latency.as_secs_f64() * 1000.0);
+}
+
+pub fn order_expired() {
+    metrics::counter!(ORDERS_EXPIRED).increment(1);
+}
+
+pub fn orders_expired(count: usize) {
+    metrics::counter!(ORDERS_EXPIRED).increment(count as u64);
+}
+
+pub fn order_canceled() {
+    metrics::counter!(ORDERS_CANCELED).increment(1);
+}
+
+/// An order parked in the database after a transient failure (or an open breaker).
+pub fn order_parked() {
+    metrics::counter!(ORDERS_PARKED).increment(1);
+}
+
+/// Orders parked right now: an outage in progress (alarmed in the template).
+pub fn parked_orders(count: u64) {
+    metrics::gauge!(PARKED_ORDERS).set(count as f64);
 }

@@ -1,21 +1,31 @@
 //! The simulator's HTTP surface: the two exchange routes the order service calls (`POST /orders`,
 //! `GET /orders/{client_order_id}`) with the configured misbehaviour applied, and the harness
 //! routes tests use to steer and inspect it (`/control`, `/stats`, `/health`).
+//!
+//! `POST /orders` takes `client_order_id`, `instrument`, `side`, `type`, `limit_price`,
+//! `quantity` and an optional `expires_at` (RFC 3339; absent or `null`: no expiry). It answers
+//! `201` with `exchange_order_id` for a new order, `200` with the original one for an id accepted
+//! before, `422` with a `reason` for a business refusal (expired, instrument not tradable), `400`
+//! for a malformed body, `401` for a wrong key and `503` while down or on an injected failure —
+//! or, when told to, nothing at all after accepting (held back, or the connection dropped).
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{Extensions, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-use crate::book::{Accepted, Book, PlacedOrder, Stats};
+use crate::book::{Accepted, Book, PlacedOrder, Refusal, Stats, Withheld};
+use crate::conn::Connection;
 use crate::settings::{ControlPatch, ControlView, SimSettings};
 
 /// The header the API key travels in.
@@ -89,22 +99,46 @@ struct PlaceRequest {
     #[serde(default)]
     limit_price: Option<String>,
     quantity: i64,
+    /// RFC 3339; absent or `null` for an order without an expiry.
+    #[serde(default)]
+    expires_at: Option<String>,
+}
+
+/// A placement body that passed the checks.
+#[derive(Debug)]
+struct Placement {
+    id: Uuid,
+    request: PlaceRequest,
+    expires_at: Option<OffsetDateTime>,
 }
 
 /// Latency, key, shape, then the failure modes in the order a real exchange would hit them:
-/// down, transient failure, business refusal; only then the idempotent accept.
-async fn place(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) -> Response {
+/// down, transient failure; then, atomically, the idempotent accept, which repeats the original
+/// answer for an id it already has and otherwise refuses an expired order or an instrument that
+/// is not tradable. Last, if told to, the answer to an accepted placement is withheld.
+async fn place(
+    State(sim): State<Arc<Sim>>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    // The order reached the exchange now; the latency is the exchange's own time.
+    let arrived = OffsetDateTime::now_utc();
     tokio::time::sleep(sim.settings().latency).await;
     // Read after the latency, so that a switch flipped meanwhile applies to this answer.
     let settings = sim.settings();
     if let Some(response) = unauthenticated(&settings, &headers) {
         return response;
     }
-    let (id, request) = match parse_place(&body) {
+    let Placement {
+        id,
+        request,
+        expires_at,
+    } = match parse_place(&body) {
         Ok(parsed) => parsed,
         Err(reason) => return reply(StatusCode::BAD_REQUEST, json!({ "reason": reason })),
     };
-    sim.book().record_call(id);
+    sim.book().record_call(id, arrived);
 
     if settings.down {
         tracing::info!(client_order_id = %id, outcome = "down", "placement refused");
@@ -117,26 +151,55 @@ async fn place(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) -> 
             json!({ "error": "simulated transient failure, try again" }),
         );
     }
-    if settings.rejects(&request.instrument) {
-        tracing::info!(client_order_id = %id, outcome = "rejected", "placement rejected");
-        return reply(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            json!({ "reason": format!("instrument {} is not tradable", request.instrument) }),
-        );
-    }
 
-    let accepted = sim.book().accept(id, |exchange_order_id| PlacedOrder {
-        exchange_order_id,
-        client_order_id: id.to_string(),
-        instrument: request.instrument,
-        side: request.side,
-        order_type: request.order_type,
-        limit_price: request.limit_price,
-        quantity: request.quantity,
-    });
+    let expired = expires_at.is_some_and(|expiry| expiry <= arrived);
+    let instrument = request.instrument.clone();
+    let accepted = sim.book().accept(
+        id,
+        || {
+            if expired {
+                Some(Refusal::Expired)
+            } else if settings.rejects(&instrument) {
+                Some(Refusal::InstrumentNotTradable)
+            } else {
+                None
+            }
+        },
+        |exchange_order_id| PlacedOrder {
+            exchange_order_id,
+            client_order_id: id.to_string(),
+            instrument: request.instrument,
+            side: request.side,
+            order_type: request.order_type,
+            limit_price: request.limit_price,
+            quantity: request.quantity,
+            expires_at: expires_at.and_then(|expiry| expiry.format(&Rfc3339).ok()),
+        },
+    );
     let (status, placed) = match accepted {
         Accepted::New(placed) => (StatusCode::CREATED, placed),
         Accepted::Duplicate(placed) => (StatusCode::OK, placed),
+        Accepted::Refused(Refusal::Expired) => {
+            let expiry = expires_at
+                .and_then(|expiry| expiry.format(&Rfc3339).ok())
+                .unwrap_or_default();
+            tracing::info!(client_order_id = %id, expires_at = %expiry, outcome = "expired", "placement refused");
+            return reply(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({
+                    "reason": format!(
+                        "order expired before it reached the exchange (expires_at {expiry})"
+                    ),
+                }),
+            );
+        }
+        Accepted::Refused(Refusal::InstrumentNotTradable) => {
+            tracing::info!(client_order_id = %id, outcome = "rejected", "placement rejected");
+            return reply(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({ "reason": format!("instrument {instrument} is not tradable") }),
+            );
+        }
     };
     tracing::info!(
         client_order_id = %id,
@@ -144,7 +207,30 @@ async fn place(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) -> 
         outcome = if status == StatusCode::CREATED { "placed" } else { "duplicate" },
         "placement accepted"
     );
-    if settings.timeout_after_accept {
+
+    let mut hold_back =
+        settings.timeout_after_accept || sim.fails(settings.timeout_after_accept_rate);
+    if settings.drop_after_accept || sim.fails(settings.drop_after_accept_rate) {
+        match extensions.get::<ConnectInfo<Connection>>() {
+            Some(ConnectInfo(connection)) => {
+                connection.cut();
+                sim.book().record_withheld(Withheld::Dropped);
+                tracing::info!(client_order_id = %id, "accepted, connection dropped unanswered");
+                // Never written: the connection fails on the first byte and is closed.
+                return reply(StatusCode::SERVICE_UNAVAILABLE, json!({}));
+            }
+            // Served by someone else's server: nothing to cut, so the client gets no answer the
+            // other way.
+            None => hold_back = true,
+        }
+    }
+    if hold_back {
+        sim.book().record_withheld(Withheld::HeldBack);
+        tracing::info!(
+            client_order_id = %id,
+            held_for_ms = settings.timeout_after_accept_delay.as_millis() as u64,
+            "accepted, answer held back"
+        );
         tokio::time::sleep(settings.timeout_after_accept_delay).await;
     }
     reply(
@@ -162,11 +248,13 @@ async fn lookup(
     headers: HeaderMap,
     Path(client_order_id): Path<String>,
 ) -> Response {
+    let arrived = OffsetDateTime::now_utc();
     tokio::time::sleep(sim.settings().lookup_latency).await;
     let settings = sim.settings();
     if let Some(response) = unauthenticated(&settings, &headers) {
         return response;
     }
+    sim.book().record_lookup(arrived);
     if settings.down {
         return down();
     }
@@ -228,7 +316,7 @@ fn unauthenticated(settings: &SimSettings, headers: &HeaderMap) -> Option<Respon
 }
 
 /// Checks the placement body enough to catch a broken client, not to re-validate orders.
-fn parse_place(body: &[u8]) -> Result<(Uuid, PlaceRequest), String> {
+fn parse_place(body: &[u8]) -> Result<Placement, String> {
     let request: PlaceRequest =
         serde_json::from_slice(body).map_err(|error| format!("invalid order: {error}"))?;
     let id = Uuid::parse_str(&request.client_order_id)
@@ -248,7 +336,19 @@ fn parse_place(body: &[u8]) -> Result<(Uuid, PlaceRequest), String> {
     if request.quantity <= 0 {
         return Err("quantity must be positive".into());
     }
-    Ok((id, request))
+    let expires_at = match request.expires_at.as_deref() {
+        None => None,
+        Some(text) => Some(
+            OffsetDateTime::parse(text, &Rfc3339)
+                .map_err(|_| format!("expires_at must be an RFC 3339 date-time, got {text}"))?
+                .to_offset(time::UtcOffset::UTC),
+        ),
+    };
+    Ok(Placement {
+        id,
+        request,
+        expires_at,
+    })
 }
 
 fn down() -> Response {
@@ -315,6 +415,22 @@ mod tests {
             .to_string()
         };
         assert!(parse_place(body("buy", "market", Value::Null, 1).as_bytes()).is_ok());
+        let with_expiry = |expiry: Value| {
+            let mut value: Value =
+                serde_json::from_str(&body("buy", "market", Value::Null, 1)).unwrap();
+            value["expires_at"] = expiry;
+            parse_place(value.to_string().as_bytes())
+        };
+        assert_eq!(with_expiry(Value::Null).unwrap().expires_at, None);
+        assert_eq!(
+            with_expiry(json!("2030-01-02T03:04:05+02:00"))
+                .unwrap()
+                .expires_at,
+            Some(time::macros::datetime!(2030-01-02 01:04:05 UTC))
+        );
+        for bad in [json!("tomorrow"), json!("2030-01-02"), json!(5)] {
+            assert!(with_expiry(bad.clone()).is_err(), "{bad}");
+        }
         assert!(parse_place(body("sell", "limit", json!("10.50"), 1).as_bytes()).is_ok());
         for bad in [
             body("hold", "market", Value::Null, 1),

@@ -6,10 +6,17 @@
 //! - [`settings`]: the knobs, their defaults, `EXCHANGE_SIM_*` parsing and the `/control` documents.
 //! - [`book`]: the accepted orders and the call/placement counts behind `/stats`.
 //! - `http`: the routes and the order in which failures are applied.
+//! - `conn`: connections a handler can cut, for "connection lost after sending".
+//!
+//! It honours a placement's `expires_at` (an order arriving after it is refused with 422 and
+//! counted, never placed) and can make unknown outcomes on demand: an accepted and recorded
+//! placement whose answer is held back past the client's timeout, or whose connection is closed
+//! unanswered (see [`settings`]).
 //!
 //! Embed it with [`spawn`] (tests bind port 0) or run the `exchange-sim` binary.
 
 pub mod book;
+mod conn;
 mod http;
 pub mod settings;
 
@@ -19,11 +26,13 @@ use std::sync::Arc;
 
 use tokio::task::JoinHandle;
 
-pub use book::{PlacedOrder, Stats};
+pub use book::{PlacedOrder, Refusal, Stats};
 pub use http::API_KEY_HEADER;
 pub use settings::{ControlPatch, ControlView, DEFAULT_LISTEN, SettingsError, SimSettings};
 
-/// The simulator's routes over fresh, empty state.
+/// The simulator's routes over fresh, empty state, for serving on a server of one's own. Only
+/// [`spawn`] can drop a connection (`drop_after_accept`); behind this router such a placement's
+/// answer is held back instead.
 pub fn router(settings: SimSettings) -> axum::Router {
     http::router(Arc::new(http::Sim::new(settings)))
 }
@@ -35,6 +44,8 @@ pub async fn spawn(listen: SocketAddr, settings: SimSettings) -> io::Result<SimH
     let addr = listener.local_addr()?;
     let sim = Arc::new(http::Sim::new(settings));
     let app = http::router(Arc::clone(&sim));
+    let listener = conn::CuttableListener(listener);
+    let app = app.into_make_service_with_connect_info::<conn::Connection>();
     let task = tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, app).await {
             tracing::error!(%error, "exchange simulator stopped");

@@ -1,6 +1,31 @@
 //! The simulator's knobs: their defaults, how the binary reads them from `EXCHANGE_SIM_*`
 //! variables, and the `/control` documents that read and change them while it runs (so that a
 //! test can take the exchange down and bring it back without restarting anything).
+//!
+//! | Variable | `/control` field | Default | Effect |
+//! |---|---|---|---|
+//! | `EXCHANGE_SIM_LISTEN` | – | `127.0.0.1:4010` | where the binary listens |
+//! | `EXCHANGE_SIM_LATENCY_MS` | `latency_ms` | 500 | time every placement takes to answer |
+//! | `EXCHANGE_SIM_LOOKUP_LATENCY_MS` | `lookup_latency_ms` | 50 | time every lookup takes |
+//! | `EXCHANGE_SIM_FAILURE_RATE` | `failure_rate` | 0.1 | share of placements answered 503 |
+//! | – | `down` | false | every placement and lookup answers 503 |
+//! | `EXCHANGE_SIM_REJECT_INSTRUMENTS` | `reject_instruments` | – | ISINs refused for good (422) |
+//! | `EXCHANGE_SIM_API_KEY` | – | – | key required in `x-api-key` (401 otherwise) |
+//! | `EXCHANGE_SIM_TIMEOUT_AFTER_ACCEPT` | `timeout_after_accept` | false | every accepted placement's answer is held back |
+//! | `EXCHANGE_SIM_TIMEOUT_AFTER_ACCEPT_RATE` | `timeout_after_accept_rate` | 0 | share of accepted placements held back |
+//! | `EXCHANGE_SIM_TIMEOUT_AFTER_ACCEPT_DELAY_MS` | `timeout_after_accept_delay_ms` | 30000 | how long it is held back |
+//! | `EXCHANGE_SIM_DROP_AFTER_ACCEPT` | `drop_after_accept` | false | every accepted placement's connection is closed unanswered |
+//! | `EXCHANGE_SIM_DROP_AFTER_ACCEPT_RATE` | `drop_after_accept_rate` | 0 | share of accepted placements dropped so |
+//!
+//! The last five make "unknown outcomes" on demand: the order is accepted and recorded (a retry
+//! under the same client order id gets the same exchange order id, a lookup finds it) but the
+//! client hears nothing — a timeout (held back) or a connection lost after sending (dropped).
+//! When both apply to one placement, the drop wins. A drop needs the connection the simulator
+//! serves itself ([`crate::spawn`]); behind [`crate::router`] on another server it degrades to
+//! holding the answer back. Booleans accept `true`/`false`/`1`/`0`; rates are from 0 to 1.
+//!
+//! Whatever the settings, a placement whose `expires_at` has passed is refused (422) and counted,
+//! unless its client order id was accepted before (then the original answer is repeated).
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -37,7 +62,16 @@ pub struct SimSettings {
     /// `timeout_after_accept_delay`: the client times out on an order the exchange has — the
     /// case de-duplication and lookups exist for.
     pub timeout_after_accept: bool,
+    /// Probability (0 to 1) that an accepted placement is held back so, when
+    /// `timeout_after_accept` is off: unknown outcomes sprinkled among normal answers.
+    pub timeout_after_accept_rate: f64,
     pub timeout_after_accept_delay: Duration,
+    /// When set, a placement is accepted and recorded, then its connection is closed without an
+    /// answer: the client sees the connection lost after sending.
+    pub drop_after_accept: bool,
+    /// Probability (0 to 1) that an accepted placement is dropped so, when `drop_after_accept`
+    /// is off.
+    pub drop_after_accept_rate: f64,
 }
 
 impl Default for SimSettings {
@@ -51,7 +85,10 @@ impl Default for SimSettings {
             reject_instruments: BTreeSet::new(),
             api_key: None,
             timeout_after_accept: false,
+            timeout_after_accept_rate: 0.0,
             timeout_after_accept_delay: Duration::from_secs(30),
+            drop_after_accept: false,
+            drop_after_accept_rate: 0.0,
         }
     }
 }
@@ -68,10 +105,13 @@ impl fmt::Debug for SimSettings {
             .field("reject_instruments", &self.reject_instruments)
             .field("api_key", &self.api_key.as_ref().map(|_| "[redacted]"))
             .field("timeout_after_accept", &self.timeout_after_accept)
+            .field("timeout_after_accept_rate", &self.timeout_after_accept_rate)
             .field(
                 "timeout_after_accept_delay",
                 &self.timeout_after_accept_delay,
             )
+            .field("drop_after_accept", &self.drop_after_accept)
+            .field("drop_after_accept_rate", &self.drop_after_accept_rate)
             .finish()
     }
 }
@@ -86,10 +126,8 @@ pub struct SettingsError {
 }
 
 impl SimSettings {
-    /// Reads `EXCHANGE_SIM_LISTEN` (default `127.0.0.1:4010`), `EXCHANGE_SIM_LATENCY_MS`,
-    /// `EXCHANGE_SIM_LOOKUP_LATENCY_MS`, `EXCHANGE_SIM_FAILURE_RATE` (0 to 1),
-    /// `EXCHANGE_SIM_REJECT_INSTRUMENTS` (comma list) and `EXCHANGE_SIM_API_KEY`. Unset or empty
-    /// variables keep the defaults.
+    /// Reads the `EXCHANGE_SIM_*` variables in the module's table. Unset or empty variables keep
+    /// the defaults.
     pub fn from_env() -> Result<Self, SettingsError> {
         Self::from_lookup(|var| match std::env::var(var) {
             Ok(value) => Ok(Some(value)),
@@ -125,23 +163,42 @@ impl SimSettings {
             settings.lookup_latency = millis("EXCHANGE_SIM_LOOKUP_LATENCY_MS", &value)?;
         }
         if let Some(value) = get("EXCHANGE_SIM_FAILURE_RATE")? {
-            let rate = value.parse::<f64>().ok().filter(|rate| valid_rate(*rate));
-            settings.failure_rate = rate.ok_or_else(|| SettingsError {
-                var: "EXCHANGE_SIM_FAILURE_RATE",
-                problem: format!("must be a number from 0 to 1, got `{value}`"),
-            })?;
+            settings.failure_rate = rate("EXCHANGE_SIM_FAILURE_RATE", &value)?;
         }
         if let Some(value) = get("EXCHANGE_SIM_REJECT_INSTRUMENTS")? {
             settings.reject_instruments = instrument_set(value.split(','));
         }
         settings.api_key = get("EXCHANGE_SIM_API_KEY")?;
+        if let Some(value) = get("EXCHANGE_SIM_TIMEOUT_AFTER_ACCEPT")? {
+            settings.timeout_after_accept = boolean("EXCHANGE_SIM_TIMEOUT_AFTER_ACCEPT", &value)?;
+        }
+        if let Some(value) = get("EXCHANGE_SIM_TIMEOUT_AFTER_ACCEPT_RATE")? {
+            settings.timeout_after_accept_rate =
+                rate("EXCHANGE_SIM_TIMEOUT_AFTER_ACCEPT_RATE", &value)?;
+        }
+        if let Some(value) = get("EXCHANGE_SIM_TIMEOUT_AFTER_ACCEPT_DELAY_MS")? {
+            settings.timeout_after_accept_delay =
+                millis("EXCHANGE_SIM_TIMEOUT_AFTER_ACCEPT_DELAY_MS", &value)?;
+        }
+        if let Some(value) = get("EXCHANGE_SIM_DROP_AFTER_ACCEPT")? {
+            settings.drop_after_accept = boolean("EXCHANGE_SIM_DROP_AFTER_ACCEPT", &value)?;
+        }
+        if let Some(value) = get("EXCHANGE_SIM_DROP_AFTER_ACCEPT_RATE")? {
+            settings.drop_after_accept_rate = rate("EXCHANGE_SIM_DROP_AFTER_ACCEPT_RATE", &value)?;
+        }
         Ok(settings)
     }
 
     /// Applies a `/control` change; nothing changes unless all of it is valid.
     pub fn apply(&mut self, patch: &ControlPatch) -> Result<(), String> {
-        if let Some(rate) = patch.failure_rate.filter(|rate| !valid_rate(*rate)) {
-            return Err(format!("failure_rate must be from 0 to 1, got {rate}"));
+        for (field, value) in [
+            ("failure_rate", patch.failure_rate),
+            ("timeout_after_accept_rate", patch.timeout_after_accept_rate),
+            ("drop_after_accept_rate", patch.drop_after_accept_rate),
+        ] {
+            if let Some(rate) = value.filter(|rate| !valid_rate(*rate)) {
+                return Err(format!("{field} must be from 0 to 1, got {rate}"));
+            }
         }
         if let Some(ms) = patch.latency_ms {
             self.latency = Duration::from_millis(ms);
@@ -161,8 +218,17 @@ impl SimSettings {
         if let Some(on) = patch.timeout_after_accept {
             self.timeout_after_accept = on;
         }
+        if let Some(rate) = patch.timeout_after_accept_rate {
+            self.timeout_after_accept_rate = rate;
+        }
         if let Some(ms) = patch.timeout_after_accept_delay_ms {
             self.timeout_after_accept_delay = Duration::from_millis(ms);
+        }
+        if let Some(on) = patch.drop_after_accept {
+            self.drop_after_accept = on;
+        }
+        if let Some(rate) = patch.drop_after_accept_rate {
+            self.drop_after_accept_rate = rate;
         }
         Ok(())
     }
@@ -176,7 +242,10 @@ impl SimSettings {
             down: self.down,
             reject_instruments: self.reject_instruments.iter().cloned().collect(),
             timeout_after_accept: self.timeout_after_accept,
+            timeout_after_accept_rate: self.timeout_after_accept_rate,
             timeout_after_accept_delay_ms: millis_of(self.timeout_after_accept_delay),
+            drop_after_accept: self.drop_after_accept,
+            drop_after_accept_rate: self.drop_after_accept_rate,
             api_key_required: self.api_key.is_some(),
         }
     }
@@ -206,7 +275,13 @@ pub struct ControlPatch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_after_accept: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_after_accept_rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_after_accept_delay_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop_after_accept: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop_after_accept_rate: Option<f64>,
 }
 
 /// The current settings as `GET /control` (and `POST /control`) show them. The API key itself
@@ -219,12 +294,37 @@ pub struct ControlView {
     pub down: bool,
     pub reject_instruments: Vec<String>,
     pub timeout_after_accept: bool,
+    pub timeout_after_accept_rate: f64,
     pub timeout_after_accept_delay_ms: u64,
+    pub drop_after_accept: bool,
+    pub drop_after_accept_rate: f64,
     pub api_key_required: bool,
 }
 
 fn valid_rate(rate: f64) -> bool {
     (0.0..=1.0).contains(&rate)
+}
+
+fn rate(var: &'static str, value: &str) -> Result<f64, SettingsError> {
+    value
+        .parse::<f64>()
+        .ok()
+        .filter(|rate| valid_rate(*rate))
+        .ok_or_else(|| SettingsError {
+            var,
+            problem: format!("must be a number from 0 to 1, got `{value}`"),
+        })
+}
+
+fn boolean(var: &'static str, value: &str) -> Result<bool, SettingsError> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(SettingsError {
+            var,
+            problem: format!("must be true or false, got `{value}`"),
+        }),
+    }
 }
 
 fn millis(var: &'static str, value: &str) -> Result<Duration, SettingsError> {
@@ -281,8 +381,21 @@ mod tests {
                 " us0378331005, ,DE0007164600",
             ),
             ("EXCHANGE_SIM_API_KEY", "k"),
+            ("EXCHANGE_SIM_TIMEOUT_AFTER_ACCEPT", "TRUE"),
+            ("EXCHANGE_SIM_TIMEOUT_AFTER_ACCEPT_RATE", "0.25"),
+            ("EXCHANGE_SIM_TIMEOUT_AFTER_ACCEPT_DELAY_MS", "1500"),
+            ("EXCHANGE_SIM_DROP_AFTER_ACCEPT", "1"),
+            ("EXCHANGE_SIM_DROP_AFTER_ACCEPT_RATE", "0.5"),
         ])
         .unwrap();
+        assert!(settings.timeout_after_accept);
+        assert_eq!(settings.timeout_after_accept_rate, 0.25);
+        assert_eq!(
+            settings.timeout_after_accept_delay,
+            Duration::from_millis(1500)
+        );
+        assert!(settings.drop_after_accept);
+        assert_eq!(settings.drop_after_accept_rate, 0.5);
         assert_eq!(settings.listen, "0.0.0.0:9000".parse().unwrap());
         assert_eq!(settings.latency, Duration::from_millis(20));
         assert_eq!(settings.lookup_latency, Duration::from_millis(5));
@@ -302,6 +415,11 @@ mod tests {
             ("EXCHANGE_SIM_LOOKUP_LATENCY_MS", "1.5"),
             ("EXCHANGE_SIM_FAILURE_RATE", "1.5"),
             ("EXCHANGE_SIM_FAILURE_RATE", "NaN"),
+            ("EXCHANGE_SIM_TIMEOUT_AFTER_ACCEPT", "yes"),
+            ("EXCHANGE_SIM_TIMEOUT_AFTER_ACCEPT_RATE", "2"),
+            ("EXCHANGE_SIM_TIMEOUT_AFTER_ACCEPT_DELAY_MS", "soon"),
+            ("EXCHANGE_SIM_DROP_AFTER_ACCEPT", "on"),
+            ("EXCHANGE_SIM_DROP_AFTER_ACCEPT_RATE", "-0.1"),
         ] {
             let error = parse(&[(var, value)]).unwrap_err();
             assert_eq!(error.var, var);
@@ -319,6 +437,21 @@ mod tests {
         };
         assert!(settings.apply(&bad).is_err());
         assert!(!settings.down);
+        for bad in [
+            ControlPatch {
+                drop_after_accept: Some(true),
+                drop_after_accept_rate: Some(1.5),
+                ..ControlPatch::default()
+            },
+            ControlPatch {
+                timeout_after_accept_rate: Some(-1.0),
+                ..ControlPatch::default()
+            },
+        ] {
+            let error = settings.apply(&bad).unwrap_err();
+            assert!(error.contains("_after_accept_rate"), "{error}");
+        }
+        assert!(!settings.drop_after_accept);
 
         let good = ControlPatch {
             down: Some(true),

@@ -1,7 +1,8 @@
 //! The order service's HTTP exchange client (`order_shared::adapters::http_exchange`) against the
 //! simulator and against a tiny server answering odd statuses: every answer must land in the
-//! right bucket — acknowledged, rejected for good, or transient — and no outcome may carry the key.
-//! (These tests live here because `order-shared` must not depend on the simulator.)
+//! right bucket — acknowledged, rejected for good, transient (not taken) or unknown (maybe
+//! placed) — and no outcome may carry the key. (These tests live here because `order-shared`
+//! must not depend on the simulator.)
 
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use order_shared::domain::{
 use order_shared::ports::{Exchange, LookupOutcome, PlacementOutcome};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
+use time::macros::datetime;
 
 mod common;
 
@@ -76,6 +78,9 @@ fn order(details: NewOrder) -> Order {
         exchange_order_id: None,
         placed_at: None,
         alerted_at: None,
+        expires_at: None,
+        next_attempt_at: None,
+        outcome_unknown: false,
     }
 }
 
@@ -96,6 +101,16 @@ fn transient(outcome: PlacementOutcome) -> String {
     }
 }
 
+fn unknown(outcome: PlacementOutcome) -> String {
+    match outcome {
+        PlacementOutcome::Unknown { error } => {
+            assert!(!error.contains(KEY), "the key leaked: {error}");
+            error
+        }
+        other => panic!("expected unknown, got {other:?}"),
+    }
+}
+
 fn rejected(outcome: PlacementOutcome) -> String {
     match outcome {
         PlacementOutcome::Rejected { reason } => reason,
@@ -113,7 +128,8 @@ async fn places_once_and_finds_the_order_again() {
     })
     .await;
     let exchange = client(&format!("{}/", sim.base_url), Some(KEY));
-    let order = limit_order(APPLE);
+    let mut order = limit_order(APPLE);
+    order.expires_at = Some(datetime!(2099-01-02 03:04:05.25 +01:00));
 
     let first = acknowledged(exchange.place(&order).await);
     let again = acknowledged(exchange.place(&order).await);
@@ -148,7 +164,7 @@ async fn places_once_and_finds_the_order_again() {
         json!({
             "exchange_order_id": first, "client_order_id": order.id.to_string(),
             "instrument": APPLE, "side": "buy", "type": "limit", "limit_price": "187.25",
-            "quantity": 10,
+            "quantity": 10, "expires_at": "2099-01-02T02:04:05.25Z",
         })
     );
 }
@@ -169,6 +185,8 @@ async fn market_orders_carry_no_price() {
     assert_eq!(seen["type"], "market");
     assert_eq!(seen["side"], "sell");
     assert_eq!(seen["quantity"], 3);
+    // Without a time in force, none is sent (and the exchange keeps none).
+    assert_eq!(seen["expires_at"], Value::Null);
 }
 
 #[tokio::test]
@@ -238,7 +256,59 @@ async fn a_wrong_or_missing_key_is_transient_not_a_rejection() {
 }
 
 #[tokio::test]
-async fn a_timeout_is_transient_and_the_lookup_finds_the_hidden_success() {
+async fn an_expired_order_is_rejected_and_never_placed() {
+    let sim = start(quiet()).await;
+    let exchange = client(&sim.base_url, None);
+    let mut order = market_order();
+    order.expires_at = Some(OffsetDateTime::now_utc() - time::Duration::seconds(1));
+    let reason = rejected(exchange.place(&order).await);
+    assert!(
+        reason.starts_with("order expired before it reached the exchange"),
+        "{reason}"
+    );
+    assert_eq!(
+        exchange.lookup(order.id).await.unwrap(),
+        LookupOutcome::Unknown
+    );
+    let stats = sim.stats();
+    assert!(stats.placements.is_empty());
+    assert_eq!(stats.expired_refusals[&order.id.to_string()], 1);
+    assert_eq!(stats.place_calls[&order.id.to_string()], 1);
+
+    // One still in force is placed.
+    order.expires_at = Some(OffsetDateTime::now_utc() + time::Duration::minutes(5));
+    acknowledged(exchange.place(&order).await);
+    assert_eq!(sim.stats().placements[&order.id.to_string()], 1);
+}
+
+/// An unknown outcome from the simulator: the order was accepted and recorded although the
+/// client heard nothing, so a lookup finds it and a retry under the same id is de-duplicated.
+async fn assert_placed_behind_the_clients_back(
+    sim: &exchange_sim::SimHandle,
+    exchange: &HttpExchange,
+    order: &Order,
+) {
+    assert_eq!(sim.stats().placements[&order.id.to_string()], 1);
+    let LookupOutcome::Placed { exchange_order_id } = exchange.lookup(order.id).await.unwrap()
+    else {
+        panic!("the accepted order must be found");
+    };
+    sim.control(&ControlPatch {
+        timeout_after_accept: Some(false),
+        timeout_after_accept_rate: Some(0.0),
+        drop_after_accept: Some(false),
+        drop_after_accept_rate: Some(0.0),
+        ..ControlPatch::default()
+    })
+    .unwrap();
+    assert_eq!(acknowledged(exchange.place(order).await), exchange_order_id);
+    let stats = sim.stats();
+    assert_eq!(stats.placements[&order.id.to_string()], 1);
+    assert!(stats.duplicates_absorbed >= 1);
+}
+
+#[tokio::test]
+async fn a_timeout_after_accepting_is_unknown_and_the_lookup_finds_the_hidden_success() {
     let sim = start(SimSettings {
         timeout_after_accept: true,
         timeout_after_accept_delay: Duration::from_secs(5),
@@ -248,25 +318,83 @@ async fn a_timeout_is_transient_and_the_lookup_finds_the_hidden_success() {
     let exchange = client_with_timeout(&sim.base_url, Some(KEY), Duration::from_millis(300));
     let order = limit_order(APPLE);
 
-    let error = transient(exchange.place(&order).await);
+    let error = unknown(exchange.place(&order).await);
     assert!(error.contains("did not answer within 300 ms"), "{error}");
-    assert_eq!(sim.stats().placements[&order.id.to_string()], 1);
+    assert_eq!(sim.stats().total_answers_held_back, 1);
+    assert_placed_behind_the_clients_back(&sim, &exchange, &order).await;
+}
 
-    let LookupOutcome::Placed { exchange_order_id } = exchange.lookup(order.id).await.unwrap()
-    else {
-        panic!("the accepted order must be found");
-    };
-
-    sim.control(&ControlPatch {
-        timeout_after_accept: Some(false),
-        ..ControlPatch::default()
+#[tokio::test]
+async fn a_held_back_share_of_one_is_unknown_too() {
+    let sim = start(SimSettings {
+        timeout_after_accept_rate: 1.0,
+        timeout_after_accept_delay: Duration::from_secs(5),
+        ..quiet()
     })
-    .unwrap();
-    assert_eq!(
-        acknowledged(exchange.place(&order).await),
-        exchange_order_id
-    );
-    assert_eq!(sim.stats().placements[&order.id.to_string()], 1);
+    .await;
+    let exchange = client_with_timeout(&sim.base_url, None, Duration::from_millis(300));
+    let order = market_order();
+    unknown(exchange.place(&order).await);
+    assert_placed_behind_the_clients_back(&sim, &exchange, &order).await;
+}
+
+#[tokio::test]
+async fn a_connection_dropped_after_accepting_is_unknown() {
+    let sim = start(SimSettings {
+        drop_after_accept: true,
+        ..quiet()
+    })
+    .await;
+    // A generous timeout: the outcome must come from the lost connection, not from waiting.
+    let exchange = client_with_timeout(&sim.base_url, Some(KEY), Duration::from_secs(10));
+    let order = limit_order(APPLE);
+
+    let started = std::time::Instant::now();
+    let error = unknown(exchange.place(&order).await);
+    assert!(started.elapsed() < Duration::from_secs(5), "{error}");
+    assert!(error.contains("connection to the exchange lost"), "{error}");
+    assert!(!error.contains("did not answer"), "{error}");
+    // A retry while the exchange still drops: unknown again, and still one placement.
+    unknown(exchange.place(&order).await);
+    let stats = sim.stats();
+    assert_eq!(stats.total_connections_dropped, 2);
+    assert_eq!(stats.place_calls[&order.id.to_string()], 2);
+    assert_placed_behind_the_clients_back(&sim, &exchange, &order).await;
+}
+
+#[tokio::test]
+async fn a_dropped_share_of_one_is_unknown_too() {
+    let sim = start(SimSettings {
+        drop_after_accept_rate: 1.0,
+        ..quiet()
+    })
+    .await;
+    let exchange = client(&sim.base_url, None);
+    let order = market_order();
+    unknown(exchange.place(&order).await);
+    assert_placed_behind_the_clients_back(&sim, &exchange, &order).await;
+}
+
+#[tokio::test]
+async fn nothing_is_withheld_from_a_refusal() {
+    let sim = start(SimSettings {
+        drop_after_accept: true,
+        timeout_after_accept: true,
+        reject_instruments: [SIEMENS.to_string()].into(),
+        ..quiet()
+    })
+    .await;
+    // Shorter than the 30 s an answer would be held back, long enough for a loaded machine.
+    let exchange = client_with_timeout(&sim.base_url, None, Duration::from_secs(5));
+    rejected(exchange.place(&limit_order(SIEMENS)).await);
+    let mut late = market_order();
+    late.expires_at = Some(OffsetDateTime::now_utc() - time::Duration::minutes(1));
+    rejected(exchange.place(&late).await);
+    let stats = sim.stats();
+    assert_eq!(stats.total_connections_dropped, 0);
+    assert_eq!(stats.total_answers_held_back, 0);
+    assert_eq!(stats.total_instrument_refusals, 1);
+    assert_eq!(stats.total_expired_refusals, 1);
 }
 
 #[tokio::test]
@@ -283,7 +411,8 @@ async fn a_slow_lookup_is_a_lookup_error() {
 
 #[tokio::test]
 async fn an_unreachable_exchange_is_transient() {
-    // A port that was free a moment ago: nothing listens there any more.
+    // A port that was free a moment ago: nothing listens there any more, so the connection is
+    // refused and the order certainly never left.
     let port = local_process::free_port().unwrap();
     let exchange = client(&format!("http://127.0.0.1:{port}"), Some(KEY));
     let order = limit_order(APPLE);
@@ -390,9 +519,9 @@ async fn every_status_lands_in_the_right_bucket() {
     assert!(transient(place(429, "error").await).ends_with("busy, come back later"));
     // A redirect is not followed (the key must not travel elsewhere).
     assert!(transient(place(302, "redirect").await).contains("302"));
-    // A success nobody can read is not an acknowledgement.
+    // A success nobody can read is not an acknowledgement, but the exchange did take the order.
     for kind in ["garbage", "noid", "empty"] {
-        transient(place(201, kind).await);
+        unknown(place(201, kind).await);
     }
     // An exchange echoing the key back does not get it into an outcome.
     transient(place(401, "echo").await);

@@ -1,11 +1,14 @@
 //! The simulator's HTTP contract, exercised over real sockets: idempotent placement, injected
-//! failures, refusals, lookups, the run-time switches and the API key.
+//! failures, refusals (expired orders among them), lookups, withheld answers, the run-time
+//! switches, the API key and the counts in `/stats`.
 
 use std::time::{Duration, Instant};
 
 use exchange_sim::{SimHandle, SimSettings, Stats};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 mod common;
@@ -219,7 +222,9 @@ async fn control_shows_and_validates_settings() {
         json!({
             "latency_ms": 0, "lookup_latency_ms": 0, "failure_rate": 0.0, "down": false,
             "reject_instruments": [], "timeout_after_accept": false,
-            "timeout_after_accept_delay_ms": 30000, "api_key_required": false,
+            "timeout_after_accept_rate": 0.0, "timeout_after_accept_delay_ms": 30000,
+            "drop_after_accept": false, "drop_after_accept_rate": 0.0,
+            "api_key_required": false,
         })
     );
 
@@ -233,8 +238,20 @@ async fn control_shows_and_validates_settings() {
     assert_eq!(view["reject_instruments"], json!([APPLE]));
     assert_eq!(view["latency_ms"], 1);
 
+    let (status, view) = control(
+        &sim,
+        json!({"drop_after_accept_rate": 0.5, "timeout_after_accept_rate": 0.125}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(view["drop_after_accept_rate"], 0.5);
+    assert_eq!(view["timeout_after_accept_rate"], 0.125);
+
     for bad in [
         json!({"failure_rate": 1.5}),
+        json!({"drop_after_accept_rate": 2}),
+        json!({"timeout_after_accept_rate": -0.5}),
+        json!({"drop_after_accept": 1}),
         json!({"dwon": true}),
         json!({"down": "yes"}),
     ] {
@@ -338,4 +355,198 @@ async fn shutdown_stops_the_server() {
     sim.shutdown().await;
     let fresh = reqwest::Client::new();
     assert!(fresh.get(&url).send().await.is_err());
+}
+
+fn with_expiry(id: Uuid, expires_at: Value) -> Value {
+    let mut body = order(id, APPLE);
+    body["expires_at"] = expires_at;
+    body
+}
+
+fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&Rfc3339).unwrap()
+}
+
+#[tokio::test]
+async fn an_order_arriving_after_its_expiry_is_refused_counted_and_not_placed() {
+    let sim = start(quiet()).await;
+    let id = Uuid::now_v7();
+    let past = rfc3339(OffsetDateTime::now_utc() - time::Duration::seconds(1));
+    for _ in 0..2 {
+        let (status, body) = place(&sim, &with_expiry(id, json!(past)), None).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        let reason = body["reason"].as_str().unwrap();
+        assert!(
+            reason.starts_with("order expired before it reached the exchange"),
+            "{reason}"
+        );
+    }
+    assert_eq!(
+        get(&sim, &format!("/orders/{id}")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let stats = stats(&sim).await;
+    assert!(stats.placements.is_empty());
+    assert_eq!(stats.expired_refusals[&id.to_string()], 2);
+    assert_eq!(stats.total_expired_refusals, 2);
+    assert_eq!(stats.place_calls[&id.to_string()], 2);
+    assert_eq!(stats.total_placed, 0);
+}
+
+#[tokio::test]
+async fn orders_in_force_or_without_an_expiry_are_placed() {
+    let sim = start(quiet()).await;
+    let (without, null, future) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let (status, _) = place(&sim, &order(without, APPLE), None).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = place(&sim, &with_expiry(null, Value::Null), None).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = place(
+        &sim,
+        &with_expiry(future, json!("2099-06-01T12:00:00+02:00")),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    let (_, found) = get(&sim, &format!("/orders/{future}")).await;
+    assert_eq!(found["expires_at"], "2099-06-01T10:00:00Z");
+    let (_, found) = get(&sim, &format!("/orders/{without}")).await;
+    assert_eq!(found["expires_at"], Value::Null);
+    assert_eq!(stats(&sim).await.total_placed, 3);
+}
+
+#[tokio::test]
+async fn a_retry_of_an_accepted_order_after_its_expiry_gets_the_original_answer() {
+    // Placed in time, answer lost, retried late: the exchange has it, so it says so.
+    let sim = start(quiet()).await;
+    let id = Uuid::now_v7();
+    // Far enough ahead that a loaded machine still delivers the first call in time.
+    let soon = OffsetDateTime::now_utc() + time::Duration::seconds(2);
+    let (status, first) = place(&sim, &with_expiry(id, json!(rfc3339(soon))), None).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let left = soon - OffsetDateTime::now_utc() + time::Duration::milliseconds(100);
+    tokio::time::sleep(left.try_into().unwrap_or_default()).await;
+    let (status, again) = place(&sim, &with_expiry(id, json!(rfc3339(soon))), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again["exchange_order_id"], first["exchange_order_id"]);
+    let stats = stats(&sim).await;
+    assert_eq!(stats.placements[&id.to_string()], 1);
+    assert_eq!(stats.total_expired_refusals, 0);
+}
+
+#[tokio::test]
+async fn a_malformed_expiry_is_a_bad_request() {
+    let sim = start(quiet()).await;
+    for bad in [
+        json!("next week"),
+        json!("2099-06-01"),
+        json!(1_900_000_000),
+    ] {
+        let (status, body) = place(&sim, &with_expiry(Uuid::now_v7(), bad.clone()), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        assert!(body["reason"].is_string());
+    }
+    assert_eq!(stats(&sim).await.total_calls, 0);
+}
+
+#[tokio::test]
+async fn drop_after_accept_records_the_placement_and_closes_the_connection_unanswered() {
+    let sim = start(SimSettings {
+        drop_after_accept: true,
+        ..quiet()
+    })
+    .await;
+    let id = Uuid::now_v7();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let error = client
+        .post(format!("{}/orders", sim.base_url))
+        .json(&order(id, APPLE))
+        .send()
+        .await
+        .unwrap_err();
+    // Lost after it was sent: neither a failure to connect nor a timeout.
+    assert!(!error.is_connect(), "{error:?}");
+    assert!(!error.is_timeout(), "{error:?}");
+
+    let stats = stats(&sim).await;
+    assert_eq!(stats.placements[&id.to_string()], 1);
+    assert_eq!(stats.total_connections_dropped, 1);
+    let (status, found) = get(&sim, &format!("/orders/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // The simulator still serves other connections (and other routes on the same one).
+    control(&sim, json!({"drop_after_accept": false})).await;
+    let (status, again) = place(&sim, &order(id, APPLE), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again["exchange_order_id"], found["exchange_order_id"]);
+    assert_eq!(sim.stats().placements[&id.to_string()], 1);
+}
+
+#[tokio::test]
+async fn withheld_shares_follow_their_rates() {
+    let sim = start(SimSettings {
+        drop_after_accept_rate: 0.5,
+        ..quiet()
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let mut lost = 0;
+    for _ in 0..40 {
+        let sent = client
+            .post(format!("{}/orders", sim.base_url))
+            .json(&order(Uuid::now_v7(), APPLE))
+            .send()
+            .await;
+        if sent.is_err() {
+            lost += 1;
+        }
+    }
+    let stats = stats(&sim).await;
+    assert_eq!(stats.total_placed, 40);
+    assert_eq!(stats.total_connections_dropped, lost);
+    assert!(
+        (5..=35).contains(&lost),
+        "{lost} of 40 dropped at a rate of 0.5"
+    );
+}
+
+#[tokio::test]
+async fn stats_count_attempts_placements_and_calls_per_minute() {
+    let sim = start(SimSettings {
+        down: true,
+        ..quiet()
+    })
+    .await;
+    let id = Uuid::now_v7();
+    for _ in 0..3 {
+        let (status, _) = place(&sim, &order(id, APPLE), None).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+    assert_eq!(
+        get(&sim, &format!("/orders/{id}")).await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    control(&sim, json!({"down": false})).await;
+    for _ in 0..2 {
+        place(&sim, &order(id, APPLE), None).await;
+    }
+    get(&sim, &format!("/orders/{id}")).await;
+
+    let stats = stats(&sim).await;
+    assert_eq!(stats.place_calls[&id.to_string()], 5);
+    assert_eq!(stats.total_calls, 5);
+    assert_eq!(stats.placements[&id.to_string()], 1);
+    assert_eq!(stats.duplicates_absorbed, 1);
+    assert_eq!(stats.calls_per_minute.values().sum::<u64>(), 5);
+    assert_eq!(stats.total_lookups, 2);
+    assert_eq!(stats.lookups_per_minute.values().sum::<u64>(), 2);
+    for minute in stats.calls_per_minute.keys() {
+        let start = OffsetDateTime::parse(minute, &Rfc3339).unwrap();
+        assert_eq!(start.second(), 0, "{minute}");
+        assert!(OffsetDateTime::now_utc() - start < time::Duration::minutes(2));
+    }
 }

@@ -12,8 +12,8 @@ use order_shared::adapters::postgres::DatabaseConfig;
 use order_shared::adapters::secrets::PepperSource;
 use order_shared::adapters::sqs::QueueTopology;
 use order_shared::auth::ApiKey;
-use order_shared::config::{Env, placer_settings, sweep_settings};
-use order_shared::domain::ClientId;
+use order_shared::config::{Env, expiry_policy, placer_settings, sweep_settings};
+use order_shared::domain::{ClientId, ExpiryPolicy};
 use order_shared::handlers::placer::PlacerSettings;
 use order_shared::handlers::sweeper::SweepSettings;
 use order_shared::ports::ClientLimits;
@@ -45,6 +45,8 @@ pub struct LocalConfig {
     pub sweep: SweepSettings,
     /// The bound of the one SQS send a `POST /orders` makes.
     pub enqueue_timeout: Duration,
+    /// Each accepted order's time in force (`MARKET_ORDER_TTL_SECONDS`).
+    pub expiry: ExpiryPolicy,
     /// The pollers and the sweeper that play Lambda's triggers; the test harness drives the
     /// handlers step by step instead and leaves this unused.
     pub background: Background,
@@ -93,6 +95,13 @@ impl LocalConfig {
             )),
         };
         let exchange_timeout = env.millis("EXCHANGE_TIMEOUT_MS", 5_000)?;
+        let max_receive_count: u32 = env.parsed("MAX_RECEIVE_COUNT", 5)?;
+        let mut placer = placer_settings(env, exchange_timeout)?;
+        // A retried message must park before SQS dead-letters it: with fewer receives than
+        // the placer's default, park sooner (the template checks the same for AWS).
+        placer.park_from_receive = placer
+            .park_from_receive
+            .min(max_receive_count.saturating_sub(1).max(1));
         Ok(Self {
             // Locally many requests share one process, unlike a Lambda instance.
             database: env.database(16)?,
@@ -115,7 +124,7 @@ impl LocalConfig {
                 dead_letters_name: env
                     .optional("ORDERS_DLQ_NAME")
                     .unwrap_or_else(|| "orders-dlq".into()),
-                max_receive_count: env.parsed("MAX_RECEIVE_COUNT", 5)?,
+                max_receive_count,
                 visibility_timeout_seconds: env.parsed("VISIBILITY_TIMEOUT_SECONDS", 30)?,
                 dead_letter_visibility_timeout_seconds: None,
             },
@@ -138,9 +147,10 @@ impl LocalConfig {
                 .or_else(|| env.optional("EXCHANGE_SIM_API_KEY")),
             exchange_connect_timeout: env.millis("EXCHANGE_CONNECT_TIMEOUT_MS", 1_000)?,
             exchange_timeout,
-            placer: placer_settings(env, exchange_timeout)?,
+            placer,
             sweep: sweep_settings(env)?,
             enqueue_timeout: env.millis("ENQUEUE_TIMEOUT_MS", 1_000)?,
+            expiry: expiry_policy(env)?,
             background: Background {
                 placer_pollers: env.parsed("PLACER_POLLERS", 4)?,
                 poll_wait: env.seconds("POLL_WAIT_SECONDS", 2)?,

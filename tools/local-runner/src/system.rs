@@ -19,10 +19,11 @@ use order_shared::adapters::sqs::{
     QueueUrls, SqsClient, SqsOrderQueue, SqsRetryScheduler, ensure_queues,
 };
 use order_shared::domain::ClientId;
-use order_shared::handlers::alerter::{AlerterPorts, handle_dead_letters};
+use order_shared::domain::ExpiryPolicy;
+use order_shared::handlers::alerter::{AlerterPorts, AlerterSettings, handle_dead_letters};
 use order_shared::handlers::api::{ApiContext, router};
 use order_shared::handlers::placer::{PlacerPorts, PlacerSettings, handle_placement_batch};
-use order_shared::handlers::sweeper::{SweepSettings, sweep_once};
+use order_shared::handlers::sweeper::{SweepSettings, SweeperPorts, run_scheduled};
 use order_shared::ports::{AlertPublisher, ClientRegistry};
 use order_shared::telemetry::error_chain;
 use sqs_local::sdk::SqsConnection;
@@ -52,8 +53,10 @@ pub struct LocalSystem {
     pub simulator: Option<SimHandle>,
     pub retries: Arc<SqsRetryScheduler>,
     pub placer: PlacerSettings,
+    pub alerter: AlerterSettings,
     pub sweep: SweepSettings,
     pub enqueue_timeout: std::time::Duration,
+    pub expiry: ExpiryPolicy,
     /// The client of `LOCAL_API_KEY`, once registered.
     pub local_client: Option<ClientId>,
     sqs_connection: SqsConnection,
@@ -184,8 +187,12 @@ impl LocalSystem {
             simulator,
             retries,
             placer: config.placer.clone(),
+            alerter: AlerterSettings {
+                alert_window: config.sweep.alert_window,
+            },
             sweep: config.sweep.clone(),
             enqueue_timeout: config.enqueue_timeout,
+            expiry: config.expiry,
             local_client,
             sqs_connection,
             background: Vec::new(),
@@ -202,6 +209,7 @@ impl LocalSystem {
             )),
             access: Arc::new(self.access.clone()),
             enqueue_timeout: self.enqueue_timeout,
+            expiry: self.expiry,
         }
     }
 
@@ -214,6 +222,7 @@ impl LocalSystem {
             store: self.store.as_ref(),
             exchange: self.exchange.as_ref(),
             retries: self.retries.as_ref(),
+            breaker: self.store.as_ref(),
         }
     }
 
@@ -221,6 +230,7 @@ impl LocalSystem {
     pub fn alerter_ports<'a>(&'a self, alerts: &'a dyn AlertPublisher) -> AlerterPorts<'a> {
         AlerterPorts {
             store: self.store.as_ref(),
+            incidents: self.store.as_ref(),
             exchange: self.exchange.as_ref(),
             alerts,
         }
@@ -253,26 +263,29 @@ impl LocalSystem {
                         store: store.as_ref(),
                         exchange: exchange.as_ref(),
                         retries: retries.as_ref(),
+                        breaker: store.as_ref(),
                     };
                     handle_placement_batch(event, ports, &placer).await
                 }
             });
         }
 
-        let (store, exchange, alerts) = (
+        let (store, exchange, alerts, alerter) = (
             self.store.clone(),
             self.exchange.clone(),
             self.alerts.clone(),
+            self.alerter,
         );
         self.spawn_poller(self.dead_letter_source.clone(), move |event| {
             let (store, exchange, alerts) = (store.clone(), exchange.clone(), alerts.clone());
             async move {
                 let ports = AlerterPorts {
                     store: store.as_ref(),
+                    incidents: store.as_ref(),
                     exchange: exchange.as_ref(),
                     alerts: alerts.as_ref(),
                 };
-                handle_dead_letters(event, ports).await
+                handle_dead_letters(event, ports, &alerter).await
             }
         });
 
@@ -287,9 +300,10 @@ impl LocalSystem {
             });
         }
 
-        let (store, queue, sweep) = (
+        let (store, queue, alerts, sweep) = (
             self.store.clone(),
             self.background_queue(),
+            self.alerts.clone(),
             self.sweep.clone(),
         );
         let every = background.sweep_every;
@@ -297,7 +311,13 @@ impl LocalSystem {
             let mut ticks = tokio::time::interval(every);
             loop {
                 ticks.tick().await;
-                if let Err(error) = sweep_once(store.as_ref(), &queue, &sweep).await {
+                let ports = SweeperPorts {
+                    store: store.as_ref(),
+                    incidents: store.as_ref(),
+                    queue: &queue,
+                    alerts: alerts.as_ref(),
+                };
+                if let Err(error) = run_scheduled(ports, &sweep).await {
                     tracing::error!(error = %error_chain(&error), "sweep failed");
                 }
             }

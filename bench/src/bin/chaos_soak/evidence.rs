@@ -1,17 +1,63 @@
-//! What the system ended with, from the three places that record it: the orders table, the
-//! simulated exchange's own count of placements, and the alerts on the soak's alert queue.
+//! What the system ended with, from the places that record it: the orders table (with each
+//! order's expiry and when it failed), the incidents table, the simulated exchange's own count of
+//! placements (and the calls the soak watched it receive), and the alerts on the soak's alert
+//! queue.
 
 use std::collections::HashMap;
 
+use crate::exchange_watch::Seen;
 use crate::services::System;
 
 pub struct Evidence {
-    /// Every stored order's status, by id.
-    pub stored: HashMap<String, String>,
+    /// Every stored order, by id.
+    pub stored: HashMap<String, Stored>,
+    /// Every incident the system recorded.
+    pub incidents: Vec<IncidentRow>,
     /// The exchange's `/stats`: placements per order and duplicate calls absorbed.
     pub exchange: serde_json::Value,
-    /// Alerts received, per order id.
-    pub alerts: HashMap<String, usize>,
+    /// The exchange as the soak watched it during the run.
+    pub watched: Seen,
+    pub alerts: Alerts,
+}
+
+/// One order as the orders table has it; times are Unix seconds.
+pub struct Stored {
+    pub status: String,
+    pub expires_at: Option<f64>,
+    /// When it became `failed` (its audit trail), if it did.
+    pub failed_at: Option<f64>,
+    pub failed_reason: Option<String>,
+}
+
+pub struct IncidentRow {
+    pub id: i64,
+    pub kind: String,
+    pub order_count: i64,
+    pub opened_alerted: bool,
+    pub closed: bool,
+    pub closed_alerted: bool,
+}
+
+/// The alerts received, by kind.
+#[derive(Default)]
+pub struct Alerts {
+    /// `incident_opened` alerts per incident id.
+    pub opened: HashMap<i64, usize>,
+    /// `incident_over` alerts per incident id.
+    pub over: HashMap<i64, usize>,
+    /// The raw bodies quoted by `poison_message` alerts.
+    pub poison: Vec<String>,
+    /// Anything else (the one-alert-per-order kind this release replaced, or unreadable).
+    pub other: Vec<String>,
+}
+
+impl Alerts {
+    pub fn total(&self) -> usize {
+        self.opened.values().sum::<usize>()
+            + self.over.values().sum::<usize>()
+            + self.poison.len()
+            + self.other.len()
+    }
 }
 
 impl Evidence {
@@ -19,20 +65,67 @@ impl Evidence {
         db: &tokio_postgres::Client,
         client: &reqwest::Client,
         system: &System,
+        watched: Seen,
     ) -> anyhow::Result<Self> {
         Ok(Self {
             stored: stored_orders(db).await?,
+            incidents: incidents(db).await?,
             exchange: exchange_stats(client, &system.exchange_url).await?,
-            alerts: alerts_per_order(&system.sqs_url, &system.alerts_queue).await?,
+            watched,
+            alerts: alerts(&system.sqs_url, &system.alerts_queue).await?,
         })
     }
 }
 
-async fn stored_orders(db: &tokio_postgres::Client) -> anyhow::Result<HashMap<String, String>> {
-    let rows = db.query("SELECT id::text, status FROM orders", &[]).await?;
+async fn stored_orders(db: &tokio_postgres::Client) -> anyhow::Result<HashMap<String, Stored>> {
+    let rows = db
+        .query(
+            "SELECT o.id::text, o.status, extract(epoch FROM o.expires_at)::float8, \
+                    extract(epoch FROM f.created_at)::float8, f.reason \
+             FROM orders o \
+             LEFT JOIN LATERAL ( \
+               SELECT created_at, reason FROM order_events e \
+               WHERE e.order_id = o.id AND e.to_status = 'failed' \
+               ORDER BY e.id DESC LIMIT 1 \
+             ) f ON true",
+            &[],
+        )
+        .await?;
     Ok(rows
         .iter()
-        .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
+        .map(|r| {
+            (
+                r.get::<_, String>(0),
+                Stored {
+                    status: r.get(1),
+                    expires_at: r.get(2),
+                    failed_at: r.get(3),
+                    failed_reason: r.get(4),
+                },
+            )
+        })
+        .collect())
+}
+
+async fn incidents(db: &tokio_postgres::Client) -> anyhow::Result<Vec<IncidentRow>> {
+    let rows = db
+        .query(
+            "SELECT id, kind, order_count::bigint, opened_alert_at IS NOT NULL, \
+                    closed_at IS NOT NULL, closed_alert_at IS NOT NULL \
+             FROM alert_incidents ORDER BY id",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| IncidentRow {
+            id: r.get(0),
+            kind: r.get(1),
+            order_count: r.get(2),
+            opened_alerted: r.get(3),
+            closed: r.get(4),
+            closed_alerted: r.get(5),
+        })
         .collect())
 }
 
@@ -48,50 +141,105 @@ async fn exchange_stats(
         .await?)
 }
 
-/// Every alert in the soak's alert queue, counted per order id. Received with a long visibility
+/// Every alert in the soak's alert queue, sorted by kind. Received with a long visibility
 /// timeout and never deleted, so that each message is counted once; the queue is empty when a
 /// receive comes back with nothing.
-async fn alerts_per_order(
-    endpoint: &str,
-    queue_name: &str,
-) -> anyhow::Result<HashMap<String, usize>> {
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            "soak", "soak", None, None, "soak",
-        ))
-        .load()
-        .await;
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let url = sqs
-        .get_queue_url()
-        .queue_name(queue_name)
-        .send()
-        .await?
-        .queue_url
-        .unwrap_or_default();
-    let mut counts = HashMap::new();
+async fn alerts(endpoint: &str, queue_name: &str) -> anyhow::Result<Alerts> {
+    let sqs = crate::sqs::client(endpoint).await;
+    let url = crate::sqs::queue_url(&sqs, queue_name).await?;
+    let mut alerts = Alerts::default();
     loop {
         let messages = sqs
             .receive_message()
             .queue_url(&url)
             .max_number_of_messages(10)
-            .visibility_timeout(300)
+            .visibility_timeout(600)
             .wait_time_seconds(1)
             .send()
             .await?
             .messages
             .unwrap_or_default();
         if messages.is_empty() {
-            return Ok(counts);
+            return Ok(alerts);
         }
         for message in messages {
-            let body: serde_json::Value =
-                serde_json::from_str(message.body().unwrap_or("{}")).unwrap_or_default();
-            if let Some(id) = body["order_id"].as_str() {
-                *counts.entry(id.to_owned()).or_default() += 1;
+            let text = message.body().unwrap_or("{}");
+            let body: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+            match (body["kind"].as_str(), body["incident_id"].as_i64()) {
+                (Some("incident_opened"), Some(id)) => *alerts.opened.entry(id).or_default() += 1,
+                (Some("incident_over"), Some(id)) => *alerts.over.entry(id).or_default() += 1,
+                (Some("poison_message"), _) => alerts
+                    .poison
+                    .push(body["body"].as_str().unwrap_or_default().to_owned()),
+                _ => alerts.other.push(text.chars().take(300).collect()),
             }
+        }
+    }
+}
+
+/// Prints each suspect order's row and audit trail, times on the soak's clock: what a violation
+/// is about, for whoever has to find its cause.
+pub async fn print_audit(
+    db: &tokio_postgres::Client,
+    suspects: &[(String, &'static str)],
+    timeline: &crate::timeline::Timeline,
+) {
+    let at = |wall: Option<f64>| {
+        wall.map(|w| format!("{:+.1}s", timeline.since_start(w)))
+            .unwrap_or_else(|| "-".into())
+    };
+    for (id, what) in suspects {
+        println!("\n{what}: order {id}");
+        let row = db
+            .query_opt(
+                "SELECT status, order_type, attempts, outcome_unknown, last_error, \
+                        extract(epoch FROM created_at)::float8, \
+                        extract(epoch FROM expires_at)::float8, \
+                        extract(epoch FROM enqueued_at)::float8, \
+                        extract(epoch FROM next_attempt_at)::float8, \
+                        extract(epoch FROM lease_expires_at)::float8, \
+                        extract(epoch FROM sweep_claimed_until)::float8 \
+                 FROM orders WHERE id = $1::text::uuid",
+                &[id],
+            )
+            .await;
+        match row {
+            Ok(Some(r)) => println!(
+                "  {} {} attempts={} outcome_unknown={} created={} expires={} enqueued={} \
+                 next_attempt={} lease_until={} sweep_claimed_until={} last_error={:?}",
+                r.get::<_, String>(0),
+                r.get::<_, String>(1),
+                r.get::<_, i32>(2),
+                r.get::<_, bool>(3),
+                at(r.get(5)),
+                at(r.get(6)),
+                at(r.get(7)),
+                at(r.get(8)),
+                at(r.get(9)),
+                at(r.get(10)),
+                r.get::<_, Option<String>>(4),
+            ),
+            Ok(None) => println!("  not stored"),
+            Err(error) => println!("  unreadable: {error}"),
+        }
+        let events = db
+            .query(
+                "SELECT extract(epoch FROM created_at)::float8, from_status, to_status, reason, \
+                        attempt \
+                 FROM order_events WHERE order_id = $1::text::uuid ORDER BY id",
+                &[id],
+            )
+            .await
+            .unwrap_or_default();
+        for e in events {
+            println!(
+                "  {:>8} {} -> {} (attempt {}): {}",
+                at(e.get(0)),
+                e.get::<_, Option<String>>(1).unwrap_or_default(),
+                e.get::<_, String>(2),
+                e.get::<_, i32>(4),
+                e.get::<_, String>(3),
+            );
         }
     }
 }

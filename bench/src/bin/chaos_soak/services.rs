@@ -13,6 +13,7 @@ use tokio::sync::Mutex;
 
 use crate::cluster::Postgres;
 use crate::load::REJECTED_INSTRUMENT;
+use crate::plan::RunnerTiming;
 
 /// The running system. Dropping it kills its processes.
 pub struct System {
@@ -37,6 +38,7 @@ impl System {
         bin_dir: &Path,
         work_dir: &Path,
         postgres: &Postgres,
+        timing: &RunnerTiming,
     ) -> anyhow::Result<Self> {
         let (sqs, sqs_url) = start_sqs(bin_dir, work_dir)?;
         let (exchange, exchange_url) = start_exchange(bin_dir, work_dir).await?;
@@ -51,6 +53,7 @@ impl System {
             &sqs_url,
             &alerts_queue,
             &exchange_url,
+            timing,
         );
         let runner = Runner::start(
             bin_dir.join("local-runner"),
@@ -157,7 +160,9 @@ async fn start_exchange(bin_dir: &Path, work_dir: &Path) -> anyhow::Result<(Proc
 }
 
 /// The runner against the soak's services, with limits high enough never to shape the load and
-/// retries, sweeps and polls fast enough that a few minutes hold several rounds of each.
+/// retries, sweeps and polls fast enough that a few minutes hold several rounds of each. The
+/// timing the profile scales (time in force, back-off cap, breaker probe, alert window) comes
+/// from the plan.
 fn runner_env(
     api_port: u16,
     api_key: &ApiKey,
@@ -165,7 +170,9 @@ fn runner_env(
     sqs_url: &str,
     alerts_queue: &str,
     exchange_url: &str,
+    timing: &RunnerTiming,
 ) -> Vec<(&'static str, String)> {
+    let secs = |duration: Duration| duration.as_secs().to_string();
     vec![
         ("LISTEN_ADDR", format!("127.0.0.1:{api_port}")),
         (
@@ -192,9 +199,12 @@ fn runner_env(
         ("MAX_RECEIVE_COUNT", "5".into()),
         ("VISIBILITY_TIMEOUT_SECONDS", "30".into()),
         ("RETRY_BASE_SECONDS", "1".into()),
-        ("RETRY_MAX_SECONDS", "8".into()),
+        ("RETRY_MAX_SECONDS", secs(timing.retry_max)),
+        ("MARKET_ORDER_TTL_SECONDS", secs(timing.market_order_ttl)),
+        ("BREAKER_PROBE_SECONDS", secs(timing.breaker_probe)),
+        ("ALERT_WINDOW_SECONDS", secs(timing.alert_window)),
         ("SWEEP_GRACE_SECONDS", "5".into()),
-        ("SWEEP_INTERVAL_SECONDS", "2".into()),
+        ("SWEEP_INTERVAL_SECONDS", secs(timing.sweep_interval)),
         ("POLL_WAIT_SECONDS", "1".into()),
         ("PLACER_POLLERS", "4".into()),
         ("RUST_LOG", "warn".into()),

@@ -6,6 +6,9 @@ use std::time::{Duration, Instant};
 
 pub struct Timeline {
     start: Instant,
+    /// Time zero as wall time (Unix seconds), to place the database's timestamps on the soak's
+    /// clock.
+    wall_start: f64,
     recorded: Mutex<Recorded>,
 }
 
@@ -20,6 +23,10 @@ impl Timeline {
     pub fn start() -> Arc<Self> {
         Arc::new(Self {
             start: Instant::now(),
+            wall_start: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64(),
             recorded: Mutex::default(),
         })
     }
@@ -27,6 +34,11 @@ impl Timeline {
     /// The instant `offset` after time zero.
     pub fn at(&self, offset: Duration) -> Instant {
         self.start + offset
+    }
+
+    /// Seconds since time zero of a wall time (Unix seconds).
+    pub fn since_start(&self, wall: f64) -> f64 {
+        wall - self.wall_start
     }
 
     pub fn elapsed(&self) -> Duration {

@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::tokio_postgres;
+use time::OffsetDateTime;
 
 use super::order_rows::{ORDER_COLUMNS, order_from_row};
 use super::orders::PostgresOrderStore;
 use super::store_errors::query_error;
-use super::transitions::transition_sql;
+use super::transitions::{batch_transition_sql, transition_sql};
 use crate::domain::{Order, OrderId, Transition};
-use crate::ports::{ClaimOutcome, FailedOrder, OrderLifecycle, OrderStore, StoreError};
+use crate::ports::{ClaimOutcome, FailedOrder, OrderLifecycle, OrderStore, RetryPlan, StoreError};
 
 impl PostgresOrderStore {
     /// Makes one move of the domain's state machine: the order after it, or `None` when the order
@@ -35,6 +36,37 @@ impl PostgresOrderStore {
             .await
             .map_err(query_error(what))?;
         row.as_ref().map(order_from_row).transpose()
+    }
+
+    /// One move for up to `limit` orders at once, the first by `order_by` (see `transitions`).
+    pub(super) async fn transition_oldest(
+        &self,
+        transition: Transition,
+        what: &'static str,
+        order_by: &str,
+        reason: &str,
+        limit: u32,
+    ) -> Result<Vec<Order>, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&batch_transition_sql(transition, order_by))
+            .await
+            .map_err(query_error(what))?;
+        let rows = client
+            .query(&statement, &[&i64::from(limit), &reason])
+            .await
+            .map_err(query_error(what))?;
+        rows.iter().map(order_from_row).collect()
+    }
+
+    /// `pending` → `canceled` (the ownership check is the caller's).
+    pub(super) async fn cancel(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
+        self.transition(
+            Transition::Cancel,
+            "cancel order",
+            &[&id.as_uuid(), &"canceled by the client"],
+        )
+        .await
     }
 }
 
@@ -58,6 +90,10 @@ impl OrderLifecycle for PostgresOrderStore {
             .await?;
         if let Some(order) = claimed {
             return Ok(ClaimOutcome::Claimed(order));
+        }
+        // Not claimable: perhaps because its time ran out, and then it ends here, never sent.
+        if let Some(order) = self.expire(id).await? {
+            return Ok(ClaimOutcome::Expired(order));
         }
         Ok(match self.find_order(id).await? {
             None => ClaimOutcome::Unknown,
@@ -102,12 +138,65 @@ impl OrderLifecycle for PostgresOrderStore {
         &self,
         id: OrderId,
         error: &str,
+        plan: RetryPlan,
     ) -> Result<Option<Order>, StoreError> {
-        let event = format!("transient exchange error: {error}");
+        let kind = if plan.outcome_unknown {
+            "outcome unknown"
+        } else {
+            "transient exchange error"
+        };
+        let event = match plan.park_until {
+            None => format!("{kind}: {error}"),
+            Some(until) => format!("{kind}, parked until {until}: {error}"),
+        };
         self.transition(
             Transition::Release,
             "release for retry",
-            &[&id.as_uuid(), &event, &error],
+            &[
+                &id.as_uuid(),
+                &event,
+                &error,
+                &plan.park_until,
+                &plan.outcome_unknown,
+            ],
+        )
+        .await
+    }
+
+    async fn defer(&self, id: OrderId, until: OffsetDateTime) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let parked = client
+            .execute(
+                "UPDATE orders SET next_attempt_at = $2, enqueued_at = NULL, \
+                        sweep_claimed_until = NULL, updated_at = now() \
+                 WHERE id = $1 AND status = 'pending'",
+                &[&id.as_uuid(), &until],
+            )
+            .await
+            .map_err(query_error("defer order"))?;
+        Ok(parked == 1)
+    }
+
+    async fn expire(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
+        self.transition(
+            Transition::Expire,
+            "expire order",
+            &[
+                &id.as_uuid(),
+                &"its time in force ran out before it could be placed",
+            ],
+        )
+        .await
+    }
+
+    async fn expire_after_lookup(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
+        self.transition(
+            Transition::ExpireAfterLookup,
+            "expire order after lookup",
+            &[
+                &id.as_uuid(),
+                &"its time in force ran out and the exchange does not have it",
+            ],
         )
         .await
     }

@@ -1,10 +1,13 @@
 //! Postgres: the connection pool (credentials, TLS), the order store on top of it, and the API
 //! keys with the per-client limits. The order store is one type, `PostgresOrderStore`, in two
 //! modules: `orders` (the `OrderStore` port) and `lifecycle` (the `OrderLifecycle` port, whose
-//! statements `transitions` renders from the domain's state machine).
+//! statements `transitions` renders from the domain's state machine); the same type also keeps
+//! the exchange breaker (`breaker`) and the incidents admins are told about (`incidents`).
 
 mod access_control;
+mod breaker;
 mod connect;
+mod incidents;
 mod lifecycle;
 mod migrate;
 mod order_rows;

@@ -10,7 +10,8 @@ use crate::ports::StoreError;
 
 /// The columns `order_from_row` reads, in the order every `SELECT`/`RETURNING` lists them.
 pub(super) const ORDER_COLUMNS: &str = "id, client_id, created_at, order_type, side, instrument, limit_price, quantity, \
-     status, attempts, last_error, exchange_order_id, placed_at, alerted_at";
+     status, attempts, last_error, exchange_order_id, placed_at, alerted_at, expires_at, \
+     next_attempt_at, outcome_unknown";
 
 /// Rebuilds the domain order from a row; a row the domain would refuse is reported, not hidden.
 pub(super) fn order_from_row(row: &Row) -> Result<Order, StoreError> {
@@ -42,5 +43,8 @@ pub(super) fn order_from_row(row: &Row) -> Result<Order, StoreError> {
         exchange_order_id: row.get("exchange_order_id"),
         placed_at: row.get("placed_at"),
         alerted_at: row.get("alerted_at"),
+        expires_at: row.get("expires_at"),
+        next_attempt_at: row.get("next_attempt_at"),
+        outcome_unknown: row.get("outcome_unknown"),
     })
 }

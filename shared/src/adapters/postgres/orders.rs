@@ -9,8 +9,10 @@ use deadpool_postgres::{Pool, tokio_postgres};
 
 use super::order_rows::{ORDER_COLUMNS, order_from_row};
 use super::store_errors::{checkout, query_error};
-use crate::domain::{ClientId, IdempotencyKey, NewOrder, Order, OrderId, OrderStatus};
-use crate::ports::{CreateOutcome, ListFilter, OrderPage, OrderStore, StoreError};
+use time::OffsetDateTime;
+
+use crate::domain::{ClientId, IdempotencyKey, NewOrder, Order, OrderId, OrderStatus, Transition};
+use crate::ports::{CancelOutcome, CreateOutcome, ListFilter, OrderPage, OrderStore, StoreError};
 
 /// The order store; cheap to clone (the pool is reference-counted).
 #[derive(Clone)]
@@ -53,6 +55,7 @@ impl OrderStore for PostgresOrderStore {
         &self,
         owner: &ClientId,
         order: &NewOrder,
+        expires_at: OffsetDateTime,
         idempotency_key: Option<&IdempotencyKey>,
     ) -> Result<CreateOutcome, StoreError> {
         let client = self.client().await?;
@@ -60,8 +63,9 @@ impl OrderStore for PostgresOrderStore {
             .prepare_cached(&format!(
                 "WITH inserted AS ( \
                    INSERT INTO orders (id, order_type, side, instrument, limit_price, quantity, \
-                                       idempotency_key, request_fingerprint, client_id) \
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                                       idempotency_key, request_fingerprint, client_id, \
+                                       expires_at) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
                    ON CONFLICT (client_id, idempotency_key) DO NOTHING \
                    RETURNING {ORDER_COLUMNS} \
                  ), event AS ( \
@@ -93,6 +97,7 @@ impl OrderStore for PostgresOrderStore {
                         &key,
                         &fingerprint,
                         &owner.as_str(),
+                        &expires_at,
                     ],
                 )
                 .await
@@ -129,11 +134,14 @@ impl OrderStore for PostgresOrderStore {
         let client = self.client().await?;
         // One simple-query round trip, run as one implicit transaction; `SET LOCAL` makes only
         // this commit skip the fsync wait (a lost mark costs one duplicate message, no order).
+        // An order parked meanwhile (a placer got the message first and parked it, dropping the
+        // message) keeps its park: marking it would leave it with no message and no sweeper.
         client
             .batch_execute(&format!(
                 "SET LOCAL synchronous_commit = off; \
                  UPDATE orders SET enqueued_at = now(), updated_at = now() \
-                 WHERE id = '{}' AND enqueued_at IS NULL",
+                 WHERE id = '{}' AND enqueued_at IS NULL \
+                   AND (next_attempt_at IS NULL OR next_attempt_at <= now())",
                 id.as_uuid()
             ))
             .await
@@ -223,6 +231,8 @@ impl OrderStore for PostgresOrderStore {
                    WHERE status = 'pending' AND enqueued_at IS NULL \
                      AND created_at < now() - make_interval(secs => $1) \
                      AND (sweep_claimed_until IS NULL OR sweep_claimed_until < now()) \
+                     AND (next_attempt_at IS NULL OR next_attempt_at <= now()) \
+                     AND (expires_at IS NULL OR expires_at > now() OR outcome_unknown) \
                    ORDER BY created_at \
                    LIMIT $3 \
                    FOR UPDATE SKIP LOCKED) \
@@ -247,6 +257,53 @@ impl OrderStore for PostgresOrderStore {
             .collect::<Result<Vec<_>, _>>()?;
         orders.sort_by_key(|o| o.id);
         Ok(orders)
+    }
+
+    async fn cancel_order(
+        &self,
+        owner: &ClientId,
+        id: OrderId,
+    ) -> Result<CancelOutcome, StoreError> {
+        // Ownership never changes, so checking it first leaves the cancel itself one atomic
+        // conditional update, which a placer's claim either beats or loses to.
+        if self.find_client_order(owner, id).await?.is_none() {
+            return Ok(CancelOutcome::NotFound);
+        }
+        if let Some(order) = self.cancel(id).await? {
+            return Ok(CancelOutcome::Canceled(order));
+        }
+        Ok(match self.find_client_order(owner, id).await? {
+            None => CancelOutcome::NotFound,
+            Some(order) if order.status == OrderStatus::Canceled => {
+                CancelOutcome::AlreadyCanceled(order)
+            }
+            Some(order) if order.status.is_final() => CancelOutcome::Final(order),
+            Some(order) => CancelOutcome::BeingPlaced(order),
+        })
+    }
+
+    async fn expire_due(&self, limit: u32) -> Result<Vec<Order>, StoreError> {
+        self.transition_oldest(
+            Transition::Expire,
+            "expire due orders",
+            "expires_at",
+            "its time in force ran out before it could be placed",
+            limit,
+        )
+        .await
+    }
+
+    async fn parked_count(&self) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT count(*) FROM orders \
+                 WHERE status = 'pending' AND enqueued_at IS NULL AND next_attempt_at > now()",
+                &[],
+            )
+            .await
+            .map_err(query_error("count parked orders"))?;
+        Ok(row.get::<_, i64>(0).max(0) as u64)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -4,7 +4,7 @@
 //! below stops the build until a new move says what it writes). What stays here by hand is only
 //! what a move records besides its status.
 
-use crate::domain::{OrderStatus, Transition};
+use crate::domain::{ExpiryRule, OrderStatus, Transition};
 
 use super::order_rows::ORDER_COLUMNS;
 
@@ -12,12 +12,38 @@ use super::order_rows::ORDER_COLUMNS;
 /// move starts from, update it, append the event. `$1` is the order id, `$2` the event's reason;
 /// the move's own columns use `$3` onwards.
 pub(super) fn transition_sql(transition: Transition) -> String {
+    move_sql(transition, "id = $1 AND ", "FOR UPDATE")
+}
+
+/// The same move for up to `$1` orders at once, the first by `order_by`, skipping rows another
+/// transaction holds (a concurrent sweeper takes the others). `$2` is the events' reason.
+pub(super) fn batch_transition_sql(transition: Transition, order_by: &str) -> String {
+    move_sql(
+        transition,
+        "",
+        &format!("ORDER BY {order_by} LIMIT $1 FOR UPDATE SKIP LOCKED"),
+    )
+}
+
+fn move_sql(transition: Transition, select: &str, lock: &str) -> String {
     let allowed = guard(transition);
+    let expiry = expiry_condition(transition.expiry_rule());
+    let settled = if transition.needs_settled_outcome() {
+        " AND NOT outcome_unknown"
+    } else {
+        ""
+    };
     let to = sql_literal(transition.to());
     let extra_set = records(transition);
+    let incident = if transition.to().alerts_admins() {
+        incident_sql(transition.to())
+    } else {
+        String::new()
+    };
     format!(
         "WITH prev AS ( \
-           SELECT id, status AS from_status FROM orders WHERE id = $1 AND ({allowed}) FOR UPDATE \
+           SELECT id, status AS from_status FROM orders \
+           WHERE {select}({allowed}) AND {expiry}{settled} {lock} \
          ), upd AS ( \
            UPDATE orders o SET status = {to}, updated_at = now() {extra_set} \
            FROM prev WHERE o.id = prev.id \
@@ -25,24 +51,74 @@ pub(super) fn transition_sql(transition: Transition) -> String {
          ), event AS ( \
            INSERT INTO order_events (order_id, from_status, to_status, reason, attempt) \
            SELECT id, from_status, status, $2, attempts FROM upd \
-         ) \
+         ){incident} \
          SELECT {ORDER_COLUMNS} FROM upd"
     )
+}
+
+/// Orders that end in a status admins must hear about join the open incident of that kind in
+/// the same statement (or open one), so that no such order can go unreported.
+fn incident_sql(kind: OrderStatus) -> String {
+    let kind = sql_literal(kind);
+    format!(
+        ", incident AS ( \
+           INSERT INTO alert_incidents AS i (kind, order_count, first_order_ids, sample_error) \
+           SELECT {kind}, count(*), (array_agg(id ORDER BY id))[1:10], \
+                  (array_agg(last_error ORDER BY id) FILTER (WHERE last_error IS NOT NULL))[1] \
+           FROM upd HAVING count(*) > 0 \
+           ON CONFLICT (kind) WHERE closed_at IS NULL DO UPDATE SET \
+             order_count = i.order_count + EXCLUDED.order_count, \
+             first_order_ids = (i.first_order_ids || EXCLUDED.first_order_ids)[1:10], \
+             sample_error = COALESCE(i.sample_error, EXCLUDED.sample_error), \
+             last_seen_at = now(), updated_at = now() \
+         )"
+    )
+}
+
+/// The domain's expiry rule as a condition on `expires_at` (NULL: never expires).
+fn expiry_condition(rule: ExpiryRule) -> &'static str {
+    match rule {
+        ExpiryRule::Any => "TRUE",
+        // `placing` here is a crashed placer's expired lease (the guard allows no other): its
+        // attempt's outcome is unknown too.
+        ExpiryRule::LiveOrUnconfirmed => {
+            "(expires_at IS NULL OR expires_at > now() OR outcome_unknown OR status = 'placing')"
+        }
+        ExpiryRule::ExpiredAndConfirmed => "expires_at <= now()",
+        ExpiryRule::Expired => "expires_at <= now()",
+    }
 }
 
 /// What a move writes besides the status (`$3` is its one parameter, if any).
 fn records(transition: Transition) -> &'static str {
     match transition {
         // $3: the lease in seconds.
+        // Taking over a crashed placer's lease: its attempt may have reached the exchange.
         Transition::Claim => {
-            ", attempts = o.attempts + 1, lease_expires_at = now() + make_interval(secs => $3)"
+            ", attempts = o.attempts + 1, lease_expires_at = now() + make_interval(secs => $3), \
+               outcome_unknown = (o.outcome_unknown OR prev.from_status = 'placing')"
         }
         // $3: the exchange's order id.
         Transition::Place | Transition::PlaceByLookup => {
-            ", exchange_order_id = $3, placed_at = now(), lease_expires_at = NULL"
+            ", exchange_order_id = $3, placed_at = now(), lease_expires_at = NULL, \
+               outcome_unknown = false"
         }
-        // $3: the exchange's refusal or the transient error.
-        Transition::Reject | Transition::Release => ", last_error = $3, lease_expires_at = NULL",
+        // $3: the exchange's refusal.
+        Transition::Reject => ", last_error = $3, lease_expires_at = NULL",
+        // $3: the transient error; $4: parked until (NULL: its message comes back soon); $5:
+        // whether the attempt's outcome is unknown. A parked order's message is dropped, so it
+        // is no longer marked enqueued and the sweeper sends it again when due.
+        Transition::Release => {
+            ", last_error = $3, lease_expires_at = NULL, next_attempt_at = $4, \
+               outcome_unknown = $5, \
+               enqueued_at = CASE WHEN $4::timestamptz IS NULL THEN o.enqueued_at END, \
+               sweep_claimed_until = CASE WHEN $4::timestamptz IS NULL \
+                                          THEN o.sweep_claimed_until END"
+        }
+        Transition::Cancel => "",
+        Transition::Expire | Transition::ExpireAfterLookup => {
+            ", lease_expires_at = NULL, outcome_unknown = false"
+        }
         // $3: the reason, kept only when no exchange error came before it.
         Transition::Fail => ", lease_expires_at = NULL, last_error = COALESCE(o.last_error, $3)",
         Transition::Requeue => {
@@ -202,9 +278,21 @@ mod tests {
             let target = format!("SET status = '{}',", transition.to());
             assert_eq!(sql.matches("SET status").count(), 1, "{sql}");
             assert!(sql.contains(&target), "{transition:?}: {sql}");
-            assert!(sql.contains(&format!("AND ({}) FOR UPDATE", guard(transition))));
+            let settled = if transition.needs_settled_outcome() {
+                " AND NOT outcome_unknown"
+            } else {
+                ""
+            };
+            assert!(sql.contains(&format!(
+                "AND ({}) AND {}{settled} FOR UPDATE",
+                guard(transition),
+                expiry_condition(transition.expiry_rule())
+            )));
             assert!(
-                !records(transition).to_lowercase().contains("status"),
+                !records(transition)
+                    .to_lowercase()
+                    .replace("from_status", "")
+                    .contains("status"),
                 "{transition:?} writes a status beside its target"
             );
 
@@ -247,7 +335,9 @@ mod tests {
             }
             let text = normalized(&text);
             assert!(
-                !text.contains("set status") && !text.contains(", status ="),
+                !text.contains("set status")
+                    && !text.contains(", status = '")
+                    && !text.contains(", status = $"),
                 "{} writes orders.status outside transition_sql",
                 path.display()
             );

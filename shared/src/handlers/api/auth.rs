@@ -26,6 +26,7 @@ pub(super) async fn authenticate(
     let Some(key) = bearer_key(request.headers()) else {
         return ApiError::Unauthenticated.into_response();
     };
+    // Only a POST adds an open order; reads and cancels (DELETE) count toward the rate only.
     let kind = if request.method() == Method::POST {
         RequestKind::PlaceOrder
     } else {

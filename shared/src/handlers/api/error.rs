@@ -50,6 +50,14 @@ pub enum ApiError {
     /// 404: no such order (or route).
     #[error("{0}")]
     NotFound(&'static str),
+    /// 409: the request conflicts with the order's status (e.g. canceling an order that is
+    /// being placed, or one that is already final). With `retry_after` when the conflict ends
+    /// on its own shortly, so that asking again may succeed.
+    #[error("{message}")]
+    Conflict {
+        message: String,
+        retry_after: Option<Duration>,
+    },
     /// 405: the route exists, the method does not.
     #[error("Method not allowed")]
     MethodNotAllowed,
@@ -80,6 +88,7 @@ impl ApiError {
                 StatusCode::TOO_MANY_REQUESTS
             }
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unhealthy(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -109,12 +118,15 @@ impl IntoResponse for ApiError {
             Self::Unauthenticated => {
                 Some((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")))
             }
-            Self::RateLimited { retry_after, .. } | Self::TooManyOpenOrders { retry_after, .. } => {
-                Some((
-                    header::RETRY_AFTER,
-                    HeaderValue::from(retry_after.as_secs().max(1)),
-                ))
-            }
+            Self::RateLimited { retry_after, .. }
+            | Self::TooManyOpenOrders { retry_after, .. }
+            | Self::Conflict {
+                retry_after: Some(retry_after),
+                ..
+            } => Some((
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after.as_secs().max(1)),
+            )),
             _ => None,
         };
         let body = match self {

@@ -23,6 +23,7 @@ pub use error::{ApiError, INTERNAL_ERROR_MESSAGE};
 pub use openapi::ApiDoc;
 pub use order_views::{OrderList, OrderView};
 
+use crate::domain::ExpiryPolicy;
 use crate::ports::{AccessControl, OrderQueue, OrderStore};
 
 /// Largest accepted request body; an order is a few hundred bytes.
@@ -37,6 +38,8 @@ pub struct ApiContext {
     pub access: Arc<dyn AccessControl>,
     /// The bound of the one SQS send a request makes (enforced by `send_for_placement`).
     pub enqueue_timeout: Duration,
+    /// Each accepted order's time in force.
+    pub expiry: ExpiryPolicy,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

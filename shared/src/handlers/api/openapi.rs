@@ -16,6 +16,7 @@ use super::ApiContext;
     paths(
         super::orders::create_order,
         super::orders::get_order,
+        super::orders::cancel_order,
         super::orders::list_orders,
         super::health::health,
     ),

@@ -13,6 +13,12 @@ pub struct OrderView {
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
+    /// RFC 3339 UTC. After this the order is never sent to the exchange: unless placed by then
+    /// it ends `expired`. `null` only for orders accepted before time in force existed (they
+    /// never expire).
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime, example = "2026-12-06T15:00:00Z")]
+    pub expires_at: Option<OffsetDateTime>,
     #[serde(rename = "type")]
     pub order_type: OrderType,
     pub side: Side,
@@ -25,8 +31,13 @@ pub struct OrderView {
     pub status: OrderStatus,
     /// Placement attempts made so far.
     pub attempts: i32,
-    /// The last transient error or the rejection reason.
+    /// The last exchange error or the rejection reason; after an attempt that may have reached
+    /// the exchange it reads "outcome unknown, being confirmed with the exchange: …".
     pub last_error: Option<String>,
+    /// `true` while the order is open and an attempt may have reached the exchange (a timeout
+    /// or a connection lost after sending): it is retried under the same id or looked up at the
+    /// exchange, never placed twice and never `failed` on a guess. `false` once it is final.
+    pub outcome_unknown: bool,
     pub exchange_order_id: Option<String>,
     #[serde(with = "time::serde::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
@@ -38,6 +49,7 @@ impl From<&Order> for OrderView {
         Self {
             id: order.id.as_uuid(),
             created_at: order.created_at.to_offset(time::UtcOffset::UTC),
+            expires_at: order.expires_at.map(|t| t.to_offset(time::UtcOffset::UTC)),
             order_type: order.details.order_type(),
             side: order.details.side(),
             instrument: order.details.instrument().as_str().to_owned(),
@@ -46,6 +58,7 @@ impl From<&Order> for OrderView {
             status: order.status,
             attempts: order.attempts,
             last_error: order.last_error.clone(),
+            outcome_unknown: order.outcome_unknown && !order.status.is_final(),
             exchange_order_id: order.exchange_order_id.clone(),
             placed_at: order.placed_at.map(|t| t.to_offset(time::UtcOffset::UTC)),
         }
@@ -79,4 +92,10 @@ pub struct OrderRequestSchema {
     /// 1 to 1000000000.
     #[schema(minimum = 1, maximum = 1_000_000_000)]
     quantity: i64,
+    /// Optional time in force: RFC 3339 with an offset (`2026-12-06T15:00:00Z`), in the future,
+    /// at most 30 days ahead. After it the order is never sent to the exchange; unless placed by
+    /// then it ends `expired`. Default: market orders 5 minutes after acceptance (configurable
+    /// by the operator), limit orders 30 days after acceptance.
+    #[schema(value_type = Option<String>, format = DateTime, example = "2026-12-06T15:00:00Z")]
+    expires_at: Option<String>,
 }

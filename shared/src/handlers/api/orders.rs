@@ -1,4 +1,4 @@
-//! `/orders`: accept an order (store, then enqueue), read one, list them.
+//! `/orders`: accept an order (store, then enqueue), read one, cancel one, list them.
 
 use std::collections::HashMap;
 
@@ -17,18 +17,21 @@ use super::{ApiContext, ApiError, Caller, MAX_BODY_BYTES};
 use crate::domain::{
     ClientId, FieldError, IdempotencyKey, NewOrder, OrderId, OrderRejection, OrderStatus,
 };
-use crate::ports::{CreateOutcome, ListFilter};
+use crate::ports::{CancelOutcome, CreateOutcome, ListFilter};
 use crate::telemetry::error_chain;
 use crate::usecases::enqueue::send_for_placement;
 
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// How long a client should wait before asking again to cancel an order a placer holds: an
+/// attempt takes about half a second.
+const CANCEL_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 const DEFAULT_PAGE: u32 = 20;
 const MAX_PAGE: u32 = 100;
 
 pub(super) fn router() -> Router<ApiContext> {
     Router::new()
         .route("/orders", get(list_orders).post(create_order))
-        .route("/orders/{id}", get(get_order))
+        .route("/orders/{id}", get(get_order).delete(cancel_order))
 }
 
 /// Accepts an order. `201` means it is committed and its placement guaranteed.
@@ -44,7 +47,7 @@ pub(super) fn router() -> Router<ApiContext> {
         (status = 400, description = "Body is not JSON or not an object", body = super::error::ErrorBody),
         (status = 413, description = "Body larger than 16 KiB", body = super::error::ErrorBody),
         (status = 415, description = "Content-Type is not application/json", body = super::error::ErrorBody),
-        (status = 422, description = "Invalid order, or idempotency key reused with another order", body = super::error::ErrorBody),
+        (status = 422, description = "Invalid order (every problem listed, e.g. an `expires_at` in the past or more than 30 days ahead), or idempotency key reused with another order", body = super::error::ErrorBody),
         (status = 401, description = "Missing, malformed, unknown or revoked API key", body = super::error::ErrorBody,
          headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
         (status = 429, description = "Over the client's request rate or open-order limit", body = super::error::ErrorBody,
@@ -74,10 +77,14 @@ pub(super) async fn create_order(
         }
     };
     let (order, key) = order;
+    let expires_at = context
+        .expiry
+        .expires_at(&order, time::OffsetDateTime::now_utc())
+        .map_err(|error| ApiError::invalid(vec![error]))?;
 
     let (stored, replayed) = match context
         .store
-        .create_order(&client, &order, key.as_ref())
+        .create_order(&client, &order, expires_at, key.as_ref())
         .await?
     {
         CreateOutcome::Created(stored) => {
@@ -205,6 +212,59 @@ pub(super) async fn get_order(
         .await?
         .ok_or(NOT_FOUND)?;
     Ok(Json(OrderView::from(&order)))
+}
+
+/// Cancels an order that no placer has claimed yet. Idempotent: canceling a canceled order
+/// answers the same. An order at the exchange can't be canceled here.
+#[utoipa::path(
+    delete,
+    tag = "orders",
+    path = "/orders/{id}",
+    params(("id" = String, Path, description = "Order id (UUID)")),
+    responses(
+        (status = 200, description = "Canceled: it was `pending` (or already `canceled`) and will never be sent to the exchange", body = OrderView),
+        (status = 404, description = "No such order, or another client's", body = super::error::ErrorBody),
+        (status = 409, description = "Too late: the order is being placed right now (`placing`; with `Retry-After`, ask again), or it is already final (`placed`, `rejected`, `failed`, `expired`; the message names the status)", body = super::error::ErrorBody,
+         headers(("Retry-After" = u32, description = "Only while the order is being placed: seconds to wait before asking again"))),
+        (status = 401, description = "Missing, malformed, unknown or revoked API key", body = super::error::ErrorBody,
+         headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 429, description = "Over the client's request rate", body = super::error::ErrorBody,
+         headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+        (status = 500, description = "Internal error; nothing was changed", body = super::error::ErrorBody),
+    )
+)]
+pub(super) async fn cancel_order(
+    State(context): State<ApiContext>,
+    Extension(Caller(client)): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<OrderView>, ApiError> {
+    const NOT_FOUND: ApiError = ApiError::NotFound("Order not found");
+    let id: OrderId = id.parse().map_err(|_| NOT_FOUND)?;
+    match context.store.cancel_order(&client, id).await? {
+        CancelOutcome::Canceled(order) => {
+            crate::telemetry::metrics::order_canceled();
+            tracing::info!(order_id = %id, "order canceled by the client");
+            Ok(Json(OrderView::from(&order)))
+        }
+        CancelOutcome::AlreadyCanceled(order) => Ok(Json(OrderView::from(&order))),
+        CancelOutcome::BeingPlaced(order) => {
+            tracing::info!(order_id = %id, status = %order.status, "cancel refused: the order is being placed");
+            Err(ApiError::Conflict {
+                message: "Order is being placed and cannot be canceled right now; \
+                          ask again in a moment"
+                    .into(),
+                retry_after: Some(CANCEL_RETRY_AFTER),
+            })
+        }
+        CancelOutcome::Final(order) => Err(ApiError::Conflict {
+            message: format!(
+                "Order is already `{}` and can no longer be canceled",
+                order.status
+            ),
+            retry_after: None,
+        }),
+        CancelOutcome::NotFound => Err(NOT_FOUND),
+    }
 }
 
 /// Orders, newest first, a page at a time.

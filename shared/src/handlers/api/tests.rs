@@ -7,16 +7,25 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 use tower::ServiceExt;
 
 use super::{ApiContext, INTERNAL_ERROR_MESSAGE, router};
 use crate::auth::ApiKey;
-use crate::domain::{Order, OrderStatus};
+use crate::domain::{ExpiryPolicy, Order, OrderStatus};
 use crate::fakes::{FakeAccess, FakeOrderStore, FakeQueue, QueueBehaviour, client, market_order};
-use crate::ports::{Admission, OrderLifecycle, RequestKind};
+use crate::ports::{Admission, ClaimOutcome, OrderLifecycle, RequestKind};
 
 const LIMIT_ORDER: &str = r#"{"type":"limit","side":"buy","instrument":"US0378331005","limit_price":"120.5","quantity":10}"#;
+const MARKET_ORDER: &str =
+    r#"{"type":"market","side":"sell","instrument":"US0378331005","quantity":5}"#;
 const ENQUEUE_TIMEOUT: Duration = Duration::from_secs(2);
+/// A market order's default time in force in these tests (not the production default, so that
+/// the test shows the configured value is the one used).
+const MARKET_ORDER_TTL: Duration = Duration::from_secs(120);
+const THIRTY_DAYS: Duration = Duration::from_secs(30 * 24 * 3600);
+const LEASE: Duration = Duration::from_secs(30);
 
 /// The api on fakes, with one client (`acme`) and its key.
 struct Api {
@@ -62,6 +71,9 @@ impl Api {
             queue: self.queue.clone(),
             access: self.access.clone(),
             enqueue_timeout: ENQUEUE_TIMEOUT,
+            expiry: ExpiryPolicy {
+                market_order_ttl: MARKET_ORDER_TTL,
+            },
         });
         let response = api
             .oneshot(request)
@@ -102,6 +114,20 @@ impl Api {
                 .unwrap(),
         )
         .await
+    }
+
+    async fn delete(&self, uri: &str) -> Answer {
+        self.send(
+            Request::delete(uri)
+                .header(header::AUTHORIZATION, self.bearer())
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+    }
+
+    async fn cancel(&self, order: &Order) -> Answer {
+        self.delete(&format!("/orders/{}", order.id)).await
     }
 
     /// A stored order of `acme`'s.
@@ -314,6 +340,452 @@ async fn a_hung_queue_delays_the_answer_by_the_enqueue_bound_only() {
     assert_eq!(answer.status, StatusCode::CREATED);
     assert_eq!(started.elapsed(), ENQUEUE_TIMEOUT);
     assert!(!api.store.is_enqueued(api.store.orders()[0].id));
+}
+
+// --- Time in force (expires_at) -----------------------------------------------------------
+
+fn rfc3339(time: OffsetDateTime) -> String {
+    time.format(&Rfc3339).unwrap()
+}
+
+fn parse_time(json: &Value) -> OffsetDateTime {
+    let text = json
+        .as_str()
+        .unwrap_or_else(|| panic!("a time string, got {json}"));
+    assert!(text.ends_with('Z'), "`{text}` is in UTC");
+    OffsetDateTime::parse(text, &Rfc3339).unwrap()
+}
+
+fn with_expiry(body: &str, expires_at: &str) -> String {
+    let mut order: serde_json::Map<String, Value> = serde_json::from_str(body).unwrap();
+    order.insert("expires_at".into(), Value::String(expires_at.into()));
+    Value::Object(order).to_string()
+}
+
+#[tokio::test]
+async fn an_order_keeps_the_expiry_it_asks_for_and_shows_it_in_utc() {
+    let api = Api::new();
+    // An hour ahead, written in another offset, whole seconds.
+    let wanted = OffsetDateTime::from_unix_timestamp(OffsetDateTime::now_utc().unix_timestamp())
+        .unwrap()
+        + Duration::from_secs(3600);
+    let written = rfc3339(wanted.to_offset(time::macros::offset!(+2)));
+    assert!(written.ends_with("+02:00"), "{written}");
+
+    let answer = api.post(&with_expiry(LIMIT_ORDER, &written), None).await;
+
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.json);
+    assert_eq!(answer.json["expires_at"], rfc3339(wanted));
+    let order = &api.store.orders()[0];
+    assert_eq!(order.expires_at, Some(wanted));
+    let read = api.get(&format!("/orders/{}", order.id)).await;
+    assert_eq!(read.json["expires_at"], answer.json["expires_at"]);
+}
+
+#[tokio::test]
+async fn without_expires_at_a_market_order_gets_the_configured_ttl_and_a_limit_order_30_days() {
+    let api = Api::new();
+    let before = OffsetDateTime::now_utc();
+
+    let market = api.post(MARKET_ORDER, None).await;
+    let limit = api.post(LIMIT_ORDER, None).await;
+    // `null` is the same as leaving it out.
+    let explicit_null = api
+        .post(&LIMIT_ORDER.replace('}', r#","expires_at":null}"#), None)
+        .await;
+
+    let after = OffsetDateTime::now_utc();
+    for answer in [&market, &limit, &explicit_null] {
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.json);
+    }
+    let within = |answer: &Answer, ttl: Duration| {
+        let expires_at = parse_time(&answer.json["expires_at"]);
+        let slack = Duration::from_millis(1);
+        assert!(
+            before + ttl - slack <= expires_at && expires_at <= after + ttl + slack,
+            "{expires_at} is {ttl:?} after acceptance"
+        );
+    };
+    within(&market, MARKET_ORDER_TTL);
+    within(&limit, THIRTY_DAYS);
+    within(&explicit_null, THIRTY_DAYS);
+    for order in api.store.orders() {
+        let expected = if order.details.limit_price().is_some() {
+            THIRTY_DAYS
+        } else {
+            MARKET_ORDER_TTL
+        };
+        let ttl = order.expires_at.expect("every new order has an expiry") - order.created_at;
+        assert!(
+            (ttl - expected).abs() < time::Duration::seconds(1),
+            "{ttl} for {:?}",
+            order.details.order_type()
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_expiry_in_the_past_beyond_30_days_or_malformed_is_422_and_stores_nothing() {
+    let api = Api::new();
+    let now = OffsetDateTime::now_utc();
+    let cases = [
+        (
+            rfc3339(now - Duration::from_secs(1)),
+            "Attribute `expires_at` must be in the future",
+        ),
+        (
+            "2020-01-01T00:00:00Z".into(),
+            "Attribute `expires_at` must be in the future",
+        ),
+        (
+            rfc3339(now + THIRTY_DAYS + Duration::from_secs(60)),
+            "Attribute `expires_at` must be at most 30 days ahead",
+        ),
+        ("tomorrow".into(), ""),
+        ("2026-12-06 15:00:00".into(), ""),
+        ("2026-12-06T15:00:00".into(), ""),
+    ];
+
+    for (expires_at, message) in cases {
+        let answer = api
+            .post(&with_expiry(MARKET_ORDER, &expires_at), Some("key-1"))
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{expires_at}"
+        );
+        assert_eq!(
+            answer.json["message"], "The order is invalid",
+            "{expires_at}"
+        );
+        let errors = answer.json["errors"].as_array().unwrap();
+        assert_eq!(errors.len(), 1, "{expires_at}: {}", answer.json);
+        assert_eq!(errors[0]["field"], "expires_at", "{expires_at}");
+        if !message.is_empty() {
+            assert_eq!(errors[0]["message"], message, "{expires_at}");
+        }
+    }
+    let not_a_string = api
+        .post(
+            &MARKET_ORDER.replace('}', r#","expires_at":1767225600}"#),
+            None,
+        )
+        .await;
+    assert_eq!(not_a_string.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(not_a_string.json["errors"][0]["field"], "expires_at");
+
+    assert!(api.store.orders().is_empty());
+    assert_eq!(api.queue.attempts(), 0);
+    // The refused requests did not use up their idempotency key.
+    let fixed = api.post(MARKET_ORDER, Some("key-1")).await;
+    assert_eq!(fixed.status, StatusCode::CREATED);
+    assert_eq!(Api::header(&fixed, "idempotent-replayed"), None);
+}
+
+#[tokio::test]
+async fn an_order_from_before_time_in_force_shows_a_null_expiry() {
+    let api = Api::new();
+    // `seed` stores an order without an expiry, as the previous release did.
+    let order = api.order(1);
+
+    let answer = api.get(&format!("/orders/{}", order.id)).await;
+
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.json["expires_at"], Value::Null);
+}
+
+#[tokio::test]
+async fn an_order_whose_outcome_is_being_confirmed_stays_open_and_says_so() {
+    let api = Api::new();
+    let order = api.order(1);
+    api.store
+        .claim_for_placement(order.id, LEASE)
+        .await
+        .unwrap();
+    api.store
+        .release_for_retry(
+            order.id,
+            "outcome unknown, being confirmed with the exchange: timed out after 5s",
+            crate::ports::RetryPlan {
+                park_until: None,
+                outcome_unknown: true,
+            },
+        )
+        .await
+        .unwrap()
+        .expect("released");
+
+    let open = api.get(&format!("/orders/{}", order.id)).await;
+
+    assert_eq!(open.json["status"], "pending");
+    assert_eq!(open.json["outcome_unknown"], true);
+    assert!(
+        open.json["last_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("outcome unknown, being confirmed with the exchange"),
+        "{}",
+        open.json
+    );
+
+    api.store
+        .claim_for_placement(order.id, LEASE)
+        .await
+        .unwrap();
+    api.store.record_placed(order.id, "EX-1").await.unwrap();
+    let placed = api.get(&format!("/orders/{}", order.id)).await;
+    assert_eq!(placed.json["status"], "placed");
+    assert_eq!(placed.json["outcome_unknown"], false);
+}
+
+// --- DELETE /orders/{id} ------------------------------------------------------------------
+
+#[tokio::test]
+async fn canceling_a_pending_order_answers_200_with_the_canceled_order_and_audits_it() {
+    let api = Api::new();
+    let order = api.order(3);
+
+    let answer = api.cancel(&order).await;
+
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.json);
+    assert_eq!(answer.json["id"], order.id.to_string());
+    assert_eq!(answer.json["status"], "canceled");
+    assert_eq!(answer.json["quantity"], 3);
+    assert_eq!(
+        api.store.order(order.id).unwrap().status,
+        OrderStatus::Canceled
+    );
+    let events = api.store.events_of(order.id);
+    let last = events.last().unwrap();
+    assert_eq!(
+        (last.from, last.to),
+        (Some(OrderStatus::Pending), OrderStatus::Canceled)
+    );
+    assert_eq!(last.reason, "canceled by the client");
+    // A cancel adds no open order: it is admitted as a read.
+    assert_eq!(
+        api.access.requests(),
+        [(api.key.id().clone(), RequestKind::Read)]
+    );
+}
+
+#[tokio::test]
+async fn canceling_a_canceled_order_again_is_200_with_the_same_order() {
+    let api = Api::new();
+    let order = api.order(1);
+
+    let first = api.cancel(&order).await;
+    let again = api.cancel(&order).await;
+
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.json, first.json);
+    let cancels = api
+        .store
+        .events_of(order.id)
+        .iter()
+        .filter(|e| e.to == OrderStatus::Canceled)
+        .count();
+    assert_eq!(cancels, 1, "audited once");
+}
+
+#[tokio::test]
+async fn a_canceled_order_can_never_be_claimed_for_placement() {
+    let api = Api::new();
+    let order = api.order(1);
+    api.cancel(&order).await;
+
+    let claim = api
+        .store
+        .claim_for_placement(order.id, LEASE)
+        .await
+        .unwrap();
+
+    assert!(
+        matches!(claim, ClaimOutcome::AlreadyFinal(OrderStatus::Canceled)),
+        "{claim:?}"
+    );
+    let stored = api.store.order(order.id).unwrap();
+    assert_eq!(stored.status, OrderStatus::Canceled);
+    assert_eq!(stored.attempts, 0);
+}
+
+#[tokio::test]
+async fn an_order_being_placed_is_409_with_retry_after_one_second() {
+    let api = Api::new();
+    let order = api.order(1);
+    api.store
+        .claim_for_placement(order.id, LEASE)
+        .await
+        .unwrap();
+
+    let answer = api.cancel(&order).await;
+
+    assert_eq!(answer.status, StatusCode::CONFLICT);
+    assert_eq!(Api::header(&answer, "retry-after"), Some("1"));
+    assert_eq!(
+        answer.json,
+        json!({"message": "Order is being placed and cannot be canceled right now; ask again in a moment"})
+    );
+    assert_eq!(
+        api.store.order(order.id).unwrap().status,
+        OrderStatus::Placing
+    );
+
+    // Once the attempt fails transiently the order is pending again, and the cancel goes through.
+    api.store
+        .release_for_retry(
+            order.id,
+            "503 from the exchange",
+            crate::ports::RetryPlan {
+                park_until: None,
+                outcome_unknown: false,
+            },
+        )
+        .await
+        .unwrap();
+    let retried = api.cancel(&order).await;
+    assert_eq!(retried.status, StatusCode::OK);
+    assert_eq!(retried.json["status"], "canceled");
+}
+
+#[tokio::test]
+async fn an_order_that_may_have_reached_the_exchange_is_not_canceled_until_confirmed() {
+    let api = Api::new();
+    let order = api.order(1);
+    api.store
+        .claim_for_placement(order.id, LEASE)
+        .await
+        .unwrap();
+    api.store
+        .release_for_retry(
+            order.id,
+            "outcome unknown, being confirmed with the exchange: timeout after sending",
+            crate::ports::RetryPlan {
+                park_until: None,
+                outcome_unknown: true,
+            },
+        )
+        .await
+        .unwrap();
+
+    let answer = api.cancel(&order).await;
+
+    // Maybe placed: a cancel now could end `canceled` an order the exchange executes.
+    assert_eq!(answer.status, StatusCode::CONFLICT);
+    assert_eq!(Api::header(&answer, "retry-after"), Some("1"));
+    let stored = api.store.order(order.id).unwrap();
+    assert_eq!(stored.status, OrderStatus::Pending);
+    assert!(stored.outcome_unknown);
+}
+
+#[tokio::test]
+async fn a_final_order_is_409_naming_its_status() {
+    let api = Api::new();
+    let placed = api.order(1);
+    api.store
+        .claim_for_placement(placed.id, LEASE)
+        .await
+        .unwrap();
+    api.store.record_placed(placed.id, "EX-1").await.unwrap();
+    let rejected = api.order(2);
+    api.store
+        .claim_for_placement(rejected.id, LEASE)
+        .await
+        .unwrap();
+    api.store
+        .record_rejected(rejected.id, "instrument not tradable")
+        .await
+        .unwrap();
+    let failed = api.order(3);
+    api.store.mark_failed(failed.id, "poison").await.unwrap();
+    let expired = api.store.seed_expiring(
+        &client("acme"),
+        &market_order(4),
+        OffsetDateTime::now_utc() - Duration::from_secs(1),
+    );
+    api.store
+        .expire(expired.id)
+        .await
+        .unwrap()
+        .expect("expired");
+
+    for (order, status) in [
+        (&placed, OrderStatus::Placed),
+        (&rejected, OrderStatus::Rejected),
+        (&failed, OrderStatus::Failed),
+        (&expired, OrderStatus::Expired),
+    ] {
+        assert_eq!(api.store.order(order.id).unwrap().status, status);
+        let answer = api.cancel(order).await;
+        assert_eq!(answer.status, StatusCode::CONFLICT, "{status}");
+        assert_eq!(
+            answer.json,
+            json!({"message": format!("Order is already `{status}` and can no longer be canceled")}),
+        );
+        assert_eq!(Api::header(&answer, "retry-after"), None, "{status}");
+        assert_eq!(
+            api.store.order(order.id).unwrap().status,
+            status,
+            "unchanged"
+        );
+    }
+}
+
+#[tokio::test]
+async fn canceling_an_unknown_malformed_or_other_clients_order_is_404() {
+    let api = Api::new();
+    let others = api.store.seed(&client("globex"), &market_order(1));
+    let ghost = FakeOrderStore::new().seed(&client("acme"), &market_order(1));
+
+    for id in [others.id.to_string(), ghost.id.to_string(), "42".into()] {
+        let answer = api.delete(&format!("/orders/{id}")).await;
+        assert_eq!(answer.status, StatusCode::NOT_FOUND, "{id}");
+        assert_eq!(answer.json, json!({"message": "Order not found"}), "{id}");
+    }
+    assert_eq!(
+        api.store.order(others.id).unwrap().status,
+        OrderStatus::Pending
+    );
+    assert_eq!(api.store.events_of(others.id).len(), 1, "only its creation");
+}
+
+#[tokio::test]
+async fn canceling_while_the_store_is_down_is_500() {
+    let api = Api::new();
+    let order = api.order(1);
+    api.store.set_down(true);
+
+    let answer = api.cancel(&order).await;
+
+    assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(answer.json, json!({"message": INTERNAL_ERROR_MESSAGE}));
+    api.store.set_down(false);
+    assert_eq!(
+        api.store.order(order.id).unwrap().status,
+        OrderStatus::Pending
+    );
+}
+
+#[tokio::test]
+async fn canceling_without_a_valid_key_is_401_and_changes_nothing() {
+    let api = Api::new();
+    let order = api.order(1);
+
+    let answer = api
+        .send(
+            Request::delete(format!("/orders/{}", order.id))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        api.store.order(order.id).unwrap().status,
+        OrderStatus::Pending
+    );
 }
 
 // --- Authentication and limits ------------------------------------------------------------
@@ -546,6 +1018,45 @@ async fn health_is_503_when_the_store_is_down() {
 
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(answer.json, json!({"message": "Database unavailable"}));
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_cancel_and_time_in_force() {
+    let api = Api::new();
+
+    let doc = api.get("/openapi.json").await.json;
+
+    let cancel = &doc["paths"]["/orders/{id}"]["delete"];
+    for status in ["200", "401", "404", "409", "429", "500"] {
+        assert!(
+            cancel["responses"].get(status).is_some(),
+            "{status}: {cancel}"
+        );
+    }
+    assert!(
+        cancel["responses"]["409"]["headers"]
+            .get("Retry-After")
+            .is_some()
+    );
+    let schemas = &doc["components"]["schemas"];
+    for schema in ["OrderView", "OrderRequest"] {
+        let expires_at = &schemas[schema]["properties"]["expires_at"];
+        assert!(expires_at.is_object(), "{schema}: {}", schemas[schema]);
+    }
+    assert!(
+        schemas["OrderRequest"]["properties"]["expires_at"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("30 days")
+    );
+    assert!(schemas["OrderView"]["properties"]["outcome_unknown"].is_object());
+    let statuses = schemas["OrderStatus"]["enum"].as_array().unwrap();
+    for status in ["expired", "canceled"] {
+        assert!(
+            statuses.contains(&json!(status)),
+            "{status} in {statuses:?}"
+        );
+    }
 }
 
 #[tokio::test]
