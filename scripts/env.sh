@@ -7,6 +7,10 @@ export MOTO_PORT="${MOTO_PORT:-5055}"
 export PGHOST_ADDR="${PGHOST_ADDR:-127.0.0.1}"
 export PGPORT_NUM="${PGPORT_NUM:-5432}"
 export PGUSER_NAME="${PGUSER_NAME:-postgres}"
+# PgBouncer in transaction pooling mode in front of that server (scripts/start-pgbouncer.sh): the
+# local stand-in for RDS Proxy. `make test` sends the functions' connections through it
+# (TEST_DATABASE_VIA=pgbouncer); `LOCAL_DB_VIA=pgbouncer make run` does the same for the runner.
+export PGBOUNCER_PORT="${PGBOUNCER_PORT:-6432}"
 
 # moto accepts any credentials; the SDK only needs some to sign with.
 export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-test}"

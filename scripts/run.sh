@@ -11,6 +11,27 @@ else
   wait_for_postgres
 fi
 
+# LOCAL_DB_VIA=pgbouncer: the runner's functions connect through PgBouncer (transaction pooling,
+# the local stand-in for RDS Proxy; started here), its migrations directly (MIGRATION_DATABASE_URL).
+# DATABASE_URL keeps naming the Postgres database; the runner gets the same user and database on
+# PgBouncer's address, which forwards to $PGHOST_ADDR:$PGPORT_NUM.
+case "${LOCAL_DB_VIA:-direct}" in
+  direct) ;;
+  pgbouncer)
+    "$ROOT/scripts/start-pgbouncer.sh"
+    export MIGRATION_DATABASE_URL="${MIGRATION_DATABASE_URL:-$DATABASE_URL}"
+    REST="${DATABASE_URL#*://}"
+    USERINFO=""
+    if [[ "$REST" == *@* ]]; then USERINFO="${REST%@*}@"; REST="${REST##*@}"; fi
+    export DATABASE_URL="postgres://${USERINFO}127.0.0.1:$PGBOUNCER_PORT/${REST#*/}"
+    echo "database through PgBouncer on 127.0.0.1:$PGBOUNCER_PORT (migrations direct)"
+    ;;
+  *)
+    echo "error: LOCAL_DB_VIA=$LOCAL_DB_VIA: expected \`pgbouncer\` or \`direct\`" >&2
+    exit 1
+    ;;
+esac
+
 DB_NAME="${DATABASE_URL##*/}"
 DB_NAME="${DB_NAME%%\?*}"
 if ! psql "$TEST_ADMIN_DATABASE_URL" -tAc "SELECT 1 FROM pg_database WHERE datname = '$DB_NAME'" | grep -q 1; then

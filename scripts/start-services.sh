@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Brings up what the local system and the tests need and is not already running:
-# checks Postgres, installs moto[server] into a project-local virtualenv and starts it.
+# checks Postgres, starts PgBouncer in front of it (installing it if missing), installs
+# moto[server] into a project-local virtualenv and starts it.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 mkdir -p "$LOCAL_DIR"
 
 # --- Postgres: this machine kind runs one on 127.0.0.1:5432; elsewhere start your own.
 wait_for_postgres
+
+# --- PgBouncer (transaction pooling, the local RDS Proxy) on 127.0.0.1:$PGBOUNCER_PORT.
+"$ROOT/scripts/start-pgbouncer.sh"
 
 # --- moto (SQS, SNS, Secrets Manager emulator) in .local/venv, pinned in requirements-dev.txt.
 VENV="$LOCAL_DIR/venv"
@@ -32,4 +36,5 @@ if ! moto_up; then
     exit 1
   fi
 fi
-echo "services ready: postgres $PGHOST_ADDR:$PGPORT_NUM, moto $AWS_ENDPOINT_URL"
+echo "services ready: postgres $PGHOST_ADDR:$PGPORT_NUM, pgbouncer 127.0.0.1:$PGBOUNCER_PORT," \
+  "moto $AWS_ENDPOINT_URL"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every test in the workspace against real Postgres and a real moto server.
+# Every test in the workspace against real Postgres (through PgBouncer where the functions
+# connect) and a real moto server.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 "$ROOT/scripts/start-services.sh"
@@ -15,6 +16,11 @@ cargo build --workspace --bins
 # The SQS conformance suite inside runs against the embedded endpoint; below, against moto.
 SQS_CONFORMANCE_ENDPOINT="http://127.0.0.1:$MOTO_PORT" \
   cargo nextest run -p sqs-local --test conformance --no-fail-fast
+# The functions' connections in the api, pipeline, sweeper, security and end-to-end suites go
+# through PgBouncer in transaction pooling mode (4 server connections per database, fewer than
+# their pools' clients), so that session state fails a test; TEST_DATABASE_VIA=direct connects
+# them straight to Postgres. Databases are created and migrated directly, as is the migrator suite.
+export TEST_DATABASE_VIA="${TEST_DATABASE_VIA:-pgbouncer}"
 # Runner logs of this run only: the secrets check below searches them.
 export TEST_LOG_DIR="$LOCAL_DIR/test-logs"
 rm -rf "$TEST_LOG_DIR"

@@ -1,6 +1,13 @@
 //! Shared helpers for the integration and end-to-end suites: a fresh, migrated database and a
 //! fresh SQS queue per test (against the real Postgres and the real moto server that
 //! `scripts/test.sh` starts), and the api Router wired to them.
+//!
+//! `TEST_DATABASE_VIA=pgbouncer` (what `scripts/test.sh` sets) connects the functions' pools —
+//! the api's store and access control, the sweeper's store, the pipeline's local system, the
+//! runner of `make run` — through PgBouncer in transaction pooling mode (`PGBOUNCER_PORT`, the
+//! local RDS Proxy), with more clients than its 4 server connections per database, so that any
+//! session state fails a test. Unset or `direct`: straight to Postgres. Either way each database
+//! is created and migrated over a direct connection, and the assertions read rows directly.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +28,7 @@ use order_shared::handlers::api::{ApiContext, router};
 use order_shared::handlers::sweeper::SweepSettings;
 use order_shared::ports::{ClientLimits, ClientRegistry};
 use order_shared::ports::{OrderQueue, OrderStore};
+use order_shared::usecases::enqueue::EnqueuedMarks;
 use serde_json::Value;
 use tower::ServiceExt;
 use uuid::Uuid;
@@ -41,11 +49,56 @@ fn with_database(url: &str, name: &str) -> String {
     format!("{base}/{name}")
 }
 
+/// How the functions' pools reach the database (`TEST_DATABASE_VIA`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseVia {
+    Direct,
+    PgBouncer,
+}
+
+impl DatabaseVia {
+    /// `TEST_DATABASE_VIA`: `pgbouncer`, or `direct` (the default, so that a plain `cargo test`
+    /// needs no PgBouncer).
+    pub fn from_env() -> Self {
+        match std::env::var("TEST_DATABASE_VIA").as_deref() {
+            Err(_) | Ok("") | Ok("direct") => Self::Direct,
+            Ok("pgbouncer") => Self::PgBouncer,
+            Ok(other) => panic!("TEST_DATABASE_VIA={other:?}: expected `pgbouncer` or `direct`"),
+        }
+    }
+
+    /// The value `make run` reads (`LOCAL_DB_VIA`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Direct => "direct",
+            Self::PgBouncer => "pgbouncer",
+        }
+    }
+}
+
+/// The URL of database `name` for the functions' pools: through PgBouncer on
+/// `127.0.0.1:$PGBOUNCER_PORT` (default 6432, which fronts the admin URL's server) as the admin
+/// URL's user, or the admin URL's server directly.
+pub fn functions_url(name: &str) -> String {
+    match DatabaseVia::from_env() {
+        DatabaseVia::Direct => with_database(&admin_url(), name),
+        DatabaseVia::PgBouncer => {
+            let port = std::env::var("PGBOUNCER_PORT").unwrap_or_else(|_| "6432".into());
+            let admin: tokio_postgres::Config = admin_url()
+                .parse()
+                .expect("TEST_ADMIN_DATABASE_URL is a URL");
+            let user = admin.get_user().unwrap_or("postgres");
+            format!("postgres://{user}@127.0.0.1:{port}/{name}")
+        }
+    }
+}
+
 pub fn database_config(url: String) -> DatabaseConfig {
     DatabaseConfig {
         credentials: DatabaseCredentials::Url(url),
         tls: TlsMode::Disable,
         ca_file: None,
+        // Twice PgBouncer's 4 server connections per database: clients must share them.
         pool_size: 8,
         connect_timeout: Duration::from_secs(2),
     }
@@ -54,7 +107,11 @@ pub fn database_config(url: String) -> DatabaseConfig {
 /// A uniquely named, migrated database that only this test uses.
 pub struct TestDatabase {
     pub name: String,
+    /// Direct: for migrations and assertions.
     pub url: String,
+    /// What the functions connect to (`functions_url`): through PgBouncer or direct.
+    pub functions_url: String,
+    /// The functions' store, on `functions_url`.
     pub store: PostgresOrderStore,
 }
 
@@ -70,13 +127,20 @@ impl TestDatabase {
             .await
             .expect("create test database");
         let url = with_database(&admin_url(), &name);
-        let pool = build_pool(&database_config(url.clone()), None)
+        // Migrations connect directly, as the migrator does in AWS; the pool closes on drop.
+        let direct = build_pool(&database_config(url.clone()), None)
             .await
             .expect("pool");
-        run_migrations(&pool).await.expect("migrations");
+        run_migrations(&direct).await.expect("migrations");
+        drop(direct);
+        let functions_url = functions_url(&name);
+        let pool = build_pool(&database_config(functions_url.clone()), None)
+            .await
+            .expect("pool");
         Self {
             name,
             url,
+            functions_url,
             store: PostgresOrderStore::new(pool),
         }
     }
@@ -249,9 +313,11 @@ impl TestApi {
         let access = PostgresAccessControl::new(store.pool().clone(), test_hasher());
         let store: Arc<dyn OrderStore> = store;
         let context = ApiContext {
+            enqueued_marks: EnqueuedMarks::start(store.clone()),
             store,
             queue,
             access: Arc::new(access.clone()),
+            orders: Arc::new(access.clone()),
             enqueue_timeout: Duration::from_secs(2),
             expiry: ExpiryPolicy::default(),
         };

@@ -29,7 +29,8 @@ pub fn log_dir() -> PathBuf {
 pub struct LocalRunner {
     child: Child,
     pub base_url: String,
-    /// The database URL without the (canary) password.
+    /// The database URL without the (canary) password: direct to Postgres, for assertions and
+    /// the admin tool, whichever way the runner itself connects (`TEST_DATABASE_VIA`).
     pub database_url: String,
     pub log_path: PathBuf,
     /// The key of client `local`, registered by the runner at start (`LOCAL_API_KEY`).
@@ -69,6 +70,9 @@ impl LocalRunner {
             .current_dir(repo_root())
             .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
             .env("DATABASE_URL", &database_url_with_password)
+            // `make run`'s switch: through PgBouncer, it migrates over DATABASE_URL as given and
+            // serves over the same URL pointed at PgBouncer.
+            .env("LOCAL_DB_VIA", crate::DatabaseVia::from_env().as_str())
             .env("API_KEY_PEPPER", CANARY_PEPPER)
             .env("EXCHANGE_SIM_API_KEY", CANARY_EXCHANGE_KEY)
             .env("LOCAL_API_KEY", api_key.expose())

@@ -205,7 +205,9 @@ impl Pipeline {
         let db = TestDatabase::create().await;
         let sdk = sdk_config().await;
         let config = LocalConfig {
-            database: database_config(db.url.clone()),
+            // The functions through PgBouncer when the tests use it; migrations directly.
+            database: database_config(db.functions_url.clone()),
+            migration_database: Some(database_config(db.url.clone())),
             pepper: PepperSource::Value(TEST_PEPPER.into()),
             local_key: None,
             sqs_endpoint: SqsEndpoint::External,

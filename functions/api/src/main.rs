@@ -11,6 +11,7 @@ use order_shared::config::{ApiConfig, process_env};
 use order_shared::handlers::api::{ApiContext, router};
 use order_shared::telemetry::init_tracing;
 use order_shared::telemetry::metrics::{flush_metrics, init_metrics};
+use order_shared::usecases::enqueue::EnqueuedMarks;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
@@ -22,10 +23,14 @@ async fn main() -> Result<(), lambda_http::Error> {
     let hasher = key_hasher(&config.pepper, &sdk).await?;
     let access = PostgresAccessControl::new(store.pool().clone(), hasher);
     let queue = SqsOrderQueue::single_attempt(&sdk, config.queue_url.clone());
+    let store = Arc::new(store);
+    let access = Arc::new(access);
     let app = router(ApiContext {
-        store: Arc::new(store),
+        enqueued_marks: EnqueuedMarks::start(store.clone()),
+        store,
         queue: Arc::new(queue),
-        access: Arc::new(access),
+        orders: access.clone(),
+        access,
         enqueue_timeout: config.enqueue_timeout,
         expiry: config.expiry,
     });

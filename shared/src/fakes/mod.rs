@@ -10,6 +10,7 @@
 mod access;
 mod alerts;
 mod breaker;
+mod client_orders;
 mod exchange;
 mod fixtures;
 mod order_queue;
@@ -18,6 +19,7 @@ mod order_store;
 pub use access::FakeAccess;
 pub use alerts::FakeAlerts;
 pub use breaker::FakeBreaker;
+pub use client_orders::FakeClientOrders;
 pub use exchange::FakeExchange;
 pub use fixtures::{client, limit_order, market_order, placement_record, raw_record, sqs_event};
 pub use order_queue::{FakeQueue, FakeRetries, QueueBehaviour};

@@ -114,8 +114,17 @@ pub trait OrderStore: Send + Sync {
     ) -> Result<CancelOutcome, StoreError>;
 
     /// Records that the order's message reached the queue. Losing this mark is harmless (the
-    /// sweeper sends one duplicate message), so it is written without waiting for fsync.
+    /// sweeper sends one duplicate message), so nobody waits for it.
     async fn mark_enqueued(&self, id: OrderId) -> Result<(), StoreError>;
+
+    /// `mark_enqueued` for many orders: the api marks the orders it sent in batches, off the
+    /// requests' latency path.
+    async fn mark_all_enqueued(&self, ids: &[OrderId]) -> Result<(), StoreError> {
+        for id in ids {
+            self.mark_enqueued(*id).await?;
+        }
+        Ok(())
+    }
 
     /// Any client's order: for the placement pipeline, never for a client's request.
     async fn find_order(&self, id: OrderId) -> Result<Option<Order>, StoreError>;

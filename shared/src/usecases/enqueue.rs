@@ -5,7 +5,10 @@
 //! it later. The mark only saves the sweeper that work, so a lost mark costs one duplicate message
 //! (which the placer's conditional claim makes harmless) and is logged, not returned.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::mpsc;
 
 use crate::domain::{Order, OrderId};
 use crate::ports::{OrderQueue, OrderStore, QueueError};
@@ -26,24 +29,15 @@ pub enum EnqueueError {
     TimedOut { order_id: OrderId, after: Duration },
 }
 
-/// Sends one placement message for `order` within `timeout`, then marks the order enqueued.
-/// This is the only place that bounds a send: callers pass their bound, adapters add none.
+/// Sends one placement message for `order` within `timeout`, then marks the order enqueued
+/// (the sweeper and the admin retry: nobody waits on them).
 pub async fn send_for_placement(
     store: &dyn OrderStore,
     queue: &dyn OrderQueue,
     order: &Order,
     timeout: Duration,
 ) -> Result<(), EnqueueError> {
-    match tokio::time::timeout(timeout, queue.enqueue(order)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => return Err(error.into()),
-        Err(_) => {
-            return Err(EnqueueError::TimedOut {
-                order_id: order.id,
-                after: timeout,
-            });
-        }
-    }
+    send_within(queue, order, timeout).await?;
     if let Err(error) = store.mark_enqueued(order.id).await {
         tracing::warn!(
             order_id = %order.id,
@@ -52,6 +46,66 @@ pub async fn send_for_placement(
         );
     }
     Ok(())
+}
+
+/// Sends one placement message for `order` within `timeout`. This is the only place that bounds
+/// a send: callers pass their bound, adapters add none.
+pub async fn send_within(
+    queue: &dyn OrderQueue,
+    order: &Order,
+    timeout: Duration,
+) -> Result<(), EnqueueError> {
+    match tokio::time::timeout(timeout, queue.enqueue(order)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(error.into()),
+        Err(_) => Err(EnqueueError::TimedOut {
+            order_id: order.id,
+            after: timeout,
+        }),
+    }
+}
+
+/// How many marks wait at most; past that a mark is dropped (a harmless duplicate message later).
+const MARKS_WAITING: usize = 10_000;
+/// Marks written by one statement at most.
+const MARKS_PER_STATEMENT: usize = 500;
+
+/// The api's enqueued marks, written by a background task many orders per statement, so that a
+/// `POST /orders` answers as soon as its message is sent. Whatever is waiting when the process
+/// ends is lost, which costs one duplicate message per order (the sweeper sends those after its
+/// grace period); in Lambda the task runs between invocations while the instance is not frozen.
+#[derive(Clone)]
+pub struct EnqueuedMarks {
+    sender: mpsc::Sender<OrderId>,
+}
+
+impl EnqueuedMarks {
+    /// Starts the writer on the current tokio runtime; it ends when the last handle is dropped.
+    pub fn start(store: Arc<dyn OrderStore>) -> Self {
+        let (sender, mut receiver) = mpsc::channel(MARKS_WAITING);
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(MARKS_PER_STATEMENT);
+            while receiver.recv_many(&mut batch, MARKS_PER_STATEMENT).await > 0 {
+                if let Err(error) = store.mark_all_enqueued(&batch).await {
+                    tracing::warn!(
+                        orders = batch.len(),
+                        first_order_id = %batch[0],
+                        error = %error_chain(&error),
+                        "enqueued but not marked; the sweeper will send harmless duplicates"
+                    );
+                }
+                batch.clear();
+            }
+        });
+        Self { sender }
+    }
+
+    /// Queues the mark of an order whose message was sent.
+    pub fn record(&self, id: OrderId) {
+        if self.sender.try_send(id).is_err() {
+            tracing::warn!(order_id = %id, "too many enqueued marks waiting; this one is dropped");
+        }
+    }
 }
 
 #[cfg(test)]

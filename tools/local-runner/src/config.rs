@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use exchange_sim::SimSettings;
-use order_shared::adapters::postgres::DatabaseConfig;
+use order_shared::adapters::postgres::{DatabaseConfig, DatabaseCredentials};
 use order_shared::adapters::secrets::PepperSource;
 use order_shared::adapters::sqs::QueueTopology;
 use order_shared::auth::ApiKey;
@@ -22,7 +22,12 @@ use sqs_local::sdk::SqsEndpoint;
 /// Everything `LocalSystem::start` needs.
 #[derive(Debug, Clone)]
 pub struct LocalConfig {
+    /// What the functions' adapters use (`DATABASE_URL`): the api, placer, alerter, sweeper.
     pub database: DatabaseConfig,
+    /// Where migrations run (`MIGRATION_DATABASE_URL`); `None`: over `database`. A transaction
+    /// pooler (PgBouncer, RDS Proxy) serves the functions, while migrations connect directly,
+    /// as the migrator does in AWS.
+    pub migration_database: Option<DatabaseConfig>,
     pub pepper: PepperSource,
     /// A key registered at start (`LOCAL_API_KEY`), so that the system is usable at once.
     pub local_key: Option<LocalKey>,
@@ -102,9 +107,18 @@ impl LocalConfig {
         placer.park_from_receive = placer
             .park_from_receive
             .min(max_receive_count.saturating_sub(1).max(1));
+        // Locally many requests share one process, unlike a Lambda instance.
+        let database = env.database(16)?;
         Ok(Self {
-            // Locally many requests share one process, unlike a Lambda instance.
-            database: env.database(16)?,
+            migration_database: env
+                .optional("MIGRATION_DATABASE_URL")
+                .map(|url| DatabaseConfig {
+                    credentials: DatabaseCredentials::Url(url),
+                    // Migrations run on one connection, once, at start.
+                    pool_size: 1,
+                    ..database.clone()
+                }),
+            database,
             pepper: env.pepper()?,
             local_key: local_key(env)?,
             sqs_endpoint: env

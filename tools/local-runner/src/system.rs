@@ -1,6 +1,7 @@
-//! The whole system on one machine, wired once: `LocalSystem::start` applies migrations, creates
-//! the queues and the alert route, starts the simulated exchange (unless an external one is
-//! configured) and builds every adapter and handler port exactly as the Lambdas' `main`s do.
+//! The whole system on one machine, wired once: `LocalSystem::start` applies migrations (over a
+//! direct connection of their own when one is configured), creates the queues and the alert
+//! route, starts the simulated exchange (unless an external one is configured) and builds every
+//! adapter and handler port exactly as the Lambdas' `main`s do.
 //! The runner's `main` then starts the background triggers and serves the api on a socket; the
 //! test harness drives the same handlers step by step. Either way it is this wiring that runs.
 
@@ -12,7 +13,9 @@ use aws_config::SdkConfig;
 use aws_lambda_events::sqs::SqsBatchResponse;
 use exchange_sim::SimHandle;
 use order_shared::adapters::http_exchange::HttpExchange;
-use order_shared::adapters::postgres::{PostgresAccessControl, PostgresOrderStore, run_migrations};
+use order_shared::adapters::postgres::{
+    PostgresAccessControl, PostgresOrderStore, build_pool, run_migrations,
+};
 use order_shared::adapters::secrets::key_hasher;
 use order_shared::adapters::sns::{SnsAlertPublisher, SnsClient, ensure_topic, subscribe_queue};
 use order_shared::adapters::sqs::{
@@ -26,6 +29,7 @@ use order_shared::handlers::placer::{PlacerPorts, PlacerSettings, handle_placeme
 use order_shared::handlers::sweeper::{SweepSettings, SweeperPorts, run_scheduled};
 use order_shared::ports::{AlertPublisher, ClientRegistry};
 use order_shared::telemetry::error_chain;
+use order_shared::usecases::enqueue::EnqueuedMarks;
 use sqs_local::sdk::SqsConnection;
 use tokio::task::JoinHandle;
 
@@ -84,9 +88,17 @@ impl LocalSystem {
         let store = PostgresOrderStore::connect(&config.database, sdk)
             .await
             .context("connecting to Postgres")?;
-        let applied = run_migrations(store.pool())
-            .await
-            .context("applying migrations")?;
+        let applied = match &config.migration_database {
+            Some(direct) => {
+                // Dropped (and closed) once the migrations are applied.
+                let pool = build_pool(direct, None)
+                    .await
+                    .context("connecting to Postgres for migrations (MIGRATION_DATABASE_URL)")?;
+                run_migrations(&pool).await
+            }
+            None => run_migrations(store.pool()).await,
+        }
+        .context("applying migrations")?;
         tracing::info!(?applied, "migrations applied");
         let hasher = key_hasher(&config.pepper, sdk)
             .await
@@ -208,6 +220,8 @@ impl LocalSystem {
                 self.queues.orders.clone(),
             )),
             access: Arc::new(self.access.clone()),
+            orders: Arc::new(self.access.clone()),
+            enqueued_marks: EnqueuedMarks::start(self.store.clone()),
             enqueue_timeout: self.enqueue_timeout,
             expiry: self.expiry,
         }

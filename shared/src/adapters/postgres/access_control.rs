@@ -17,9 +17,10 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use deadpool_postgres::{Pool, tokio_postgres};
-use tokio_postgres::Row;
+use deadpool_postgres::Pool;
+use deadpool_postgres::tokio_postgres::Row;
 
+use super::statements;
 use super::store_errors::{checkout, query_error};
 use crate::auth::{ApiKey, KeyHasher, KeyId};
 use crate::domain::ClientId;
@@ -46,52 +47,83 @@ impl PostgresAccessControl {
         Self { pool, hasher }
     }
 
-    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+    pub(super) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         checkout(&self.pool).await
     }
 }
 
-/// The admission statement: $1 key id, $2 HMAC of the presented secret, $3 "this is a POST".
-/// The usage row is updated only when the hash matches; the open-order recount runs under that
-/// row's lock (a SET expression of the row being updated), so one statement a second recounts
-/// while concurrent ones wait a moment and then see the fresh value.
-const ADMISSION_SQL: &str = "
-    WITH k AS (
-        SELECT a.client_id, a.key_hash, c.requests_per_second, c.max_open_orders
-        FROM api_keys a JOIN clients c ON c.id = a.client_id
-        WHERE a.key_id = $1 AND a.revoked_at IS NULL
-    ), w AS (
-        SELECT floor(extract(epoch FROM clock_timestamp()))::bigint AS second
-    ), u AS (
-        UPDATE client_usage SET
-            rate_count = CASE WHEN client_usage.rate_window = w.second
-                              THEN client_usage.rate_count + 1 ELSE 1 END,
-            rate_window = w.second,
-            open_orders = CASE
-                    WHEN $3 AND (client_usage.open_counted_at IS NULL
-                                 OR client_usage.open_counted_at < now() - interval '1 second')
-                    THEN (SELECT count(*)::int FROM (
-                              SELECT 1 FROM orders o
-                              WHERE o.client_id = k.client_id
-                                AND o.status IN ('pending', 'placing')
-                              LIMIT k.max_open_orders
-                          ) open)
-                    ELSE client_usage.open_orders END
-                + CASE WHEN $3 AND (CASE WHEN client_usage.rate_window = w.second
-                                         THEN client_usage.rate_count + 1 ELSE 1 END)
-                                   <= k.requests_per_second
-                       THEN 1 ELSE 0 END,
-            open_counted_at = CASE
-                    WHEN $3 AND (client_usage.open_counted_at IS NULL
-                                 OR client_usage.open_counted_at < now() - interval '1 second')
-                    THEN now() ELSE client_usage.open_counted_at END
-        FROM k, w
-        WHERE client_usage.client_id = k.client_id AND k.key_hash = $2
-        RETURNING client_usage.rate_count, client_usage.open_orders
+/// The admission as common table expressions, for a statement that goes on to use them: `$1`
+/// is the key id and `$2` the HMAC of the presented secret. The CTE `admission` has one row when
+/// the key exists and is not revoked (none otherwise), with the `adm_*` columns `verdict` reads
+/// and `adm_ok`: the hash matched and the client is within its limits — a statement does its
+/// work only under `adm_ok`.
+///
+/// The usage row is counted only when the hash matches. It is an upsert, so a client's first
+/// request (or the first after a crash emptied the unlogged table) costs no extra round trip.
+/// The open-order recount runs under that row's lock (a SET expression of the row being
+/// updated), so one statement a second recounts while concurrent ones wait a moment and then see
+/// the fresh value. `place_order` is spelled into the text rather than passed, so each kind has
+/// its own plan.
+pub(super) fn admission_ctes(kind: RequestKind) -> String {
+    let post = if kind == RequestKind::PlaceOrder {
+        "true"
+    } else {
+        "false"
+    };
+    format!(
+        "k AS (
+            SELECT a.client_id, a.key_hash, c.requests_per_second, c.max_open_orders,
+                   floor(extract(epoch FROM clock_timestamp()))::bigint AS second
+            FROM api_keys a JOIN clients c ON c.id = a.client_id
+            WHERE a.key_id = $1 AND a.revoked_at IS NULL
+        ), u AS (
+            INSERT INTO client_usage AS cu
+                   (client_id, rate_window, rate_count, open_orders, open_counted_at)
+            SELECT k.client_id, k.second, 1,
+                   CASE WHEN {post} AND NOT EXISTS (
+                            SELECT 1 FROM client_usage x WHERE x.client_id = k.client_id)
+                        THEN (SELECT count(*)::int FROM (
+                                  SELECT 1 FROM orders o
+                                  WHERE o.client_id = k.client_id
+                                    AND o.status IN ('pending', 'placing')
+                                  LIMIT k.max_open_orders) open) + 1
+                        ELSE 0 END,
+                   CASE WHEN {post} THEN now() END
+            FROM k WHERE k.key_hash = $2
+            ON CONFLICT (client_id) DO UPDATE SET
+                rate_count = CASE WHEN cu.rate_window = EXCLUDED.rate_window
+                                  THEN cu.rate_count + 1 ELSE 1 END,
+                rate_window = EXCLUDED.rate_window,
+                open_orders = CASE
+                        WHEN {post} AND (cu.open_counted_at IS NULL
+                                         OR cu.open_counted_at < now() - interval '1 second')
+                        THEN (SELECT count(*)::int FROM (
+                                  SELECT 1 FROM orders o
+                                  WHERE o.client_id = cu.client_id
+                                    AND o.status IN ('pending', 'placing')
+                                  LIMIT (SELECT k.max_open_orders FROM k)) open)
+                        ELSE cu.open_orders END
+                    + CASE WHEN {post} AND (CASE WHEN cu.rate_window = EXCLUDED.rate_window
+                                                 THEN cu.rate_count + 1 ELSE 1 END)
+                                           <= (SELECT k.requests_per_second FROM k)
+                           THEN 1 ELSE 0 END,
+                open_counted_at = CASE
+                        WHEN {post} AND (cu.open_counted_at IS NULL
+                                         OR cu.open_counted_at < now() - interval '1 second')
+                        THEN now() ELSE cu.open_counted_at END
+            RETURNING cu.rate_count, cu.open_orders
+        ), admission AS (
+            SELECT k.client_id AS adm_client_id, k.key_hash AS adm_key_hash,
+                   k.requests_per_second AS adm_requests_per_second,
+                   k.max_open_orders AS adm_max_open_orders,
+                   u.rate_count AS adm_rate_count, u.open_orders AS adm_open_orders,
+                   COALESCE(u.rate_count <= k.requests_per_second
+                            AND (NOT {post} OR u.open_orders <= k.max_open_orders), false)
+                       AS adm_ok
+            FROM k LEFT JOIN u ON true
+        )"
     )
-    SELECT k.client_id, k.key_hash, k.requests_per_second, k.max_open_orders,
-           u.rate_count, u.open_orders
-    FROM k LEFT JOIN u ON true";
+}
 
 fn corrupt(problem: impl Into<String>) -> StoreError {
     StoreError::Corrupt {
@@ -100,57 +132,40 @@ fn corrupt(problem: impl Into<String>) -> StoreError {
     }
 }
 
-#[async_trait]
-impl AccessControl for PostgresAccessControl {
-    async fn admit(&self, key: &ApiKey, kind: RequestKind) -> Result<Admission, StoreError> {
-        let hash = self.hasher.hash(key);
-        let place_order = kind == RequestKind::PlaceOrder;
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(ADMISSION_SQL)
-            .await
-            .map_err(query_error("prepare admission"))?;
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
-            [&key.id().as_str(), &&hash.0[..], &place_order];
-        let mut row = client
-            .query_opt(&statement, &params)
-            .await
-            .map_err(query_error("admit request"))?;
-        let stored: Option<Vec<u8>> = row.as_ref().map(|r| r.get("key_hash"));
-        // Always verified, also with no row, so that unknown keys take as long as wrong ones.
+impl PostgresAccessControl {
+    /// The presented key's id and secret hash: the admission's `$1` and `$2`.
+    pub(super) fn credentials(&self, key: &ApiKey) -> (String, Vec<u8>) {
+        (
+            key.id().as_str().to_owned(),
+            self.hasher.hash(key).0.to_vec(),
+        )
+    }
+
+    /// The decision from the admission's columns of `row` (`None`: no such key). The database
+    /// compared hashes only to decide whether to count; the authentication decision is this
+    /// constant-time comparison, made also when there is no row, so that unknown keys take as
+    /// long as wrong ones.
+    pub(super) fn verdict(
+        &self,
+        key: &ApiKey,
+        kind: RequestKind,
+        row: Option<&Row>,
+    ) -> Result<Admission, StoreError> {
+        let stored: Option<Vec<u8>> = row.map(|r| r.get("adm_key_hash"));
         if !self.hasher.verify(key, stored.as_deref()) {
             return Ok(Admission::Unauthenticated);
         }
-        if row
-            .as_ref()
-            .is_some_and(|r| r.get::<_, Option<i32>>("rate_count").is_none())
-        {
-            // A valid key whose client has no usage row yet (its first request, or the first
-            // after a crash emptied the unlogged table): create it, then count once more.
-            let owner: String = row.as_ref().expect("checked").get("client_id");
-            client
-                .execute(
-                    "INSERT INTO client_usage (client_id) VALUES ($1) ON CONFLICT DO NOTHING",
-                    &[&owner],
-                )
-                .await
-                .map_err(query_error("create usage row"))?;
-            row = client
-                .query_opt(&statement, &params)
-                .await
-                .map_err(query_error("admit request"))?;
-        }
         let Some(row) = row else {
-            // The key was revoked between the two statements.
             return Ok(Admission::Unauthenticated);
         };
-        let Some(rate_count) = row.get::<_, Option<i32>>("rate_count") else {
+        let Some(rate_count) = row.get::<_, Option<i32>>("adm_rate_count") else {
+            // The hash matched here but not in the database: cannot happen; refuse.
             return Ok(Admission::Unauthenticated);
         };
-        let client_id = ClientId::parse(row.get("client_id"))
+        let client_id = ClientId::parse(row.get("adm_client_id"))
             .map_err(|e| corrupt(format!("client_id: {e}")))?;
         let count = |v: i32| u32::try_from(v).unwrap_or(0);
-        let rate_limit = count(row.get("requests_per_second"));
+        let rate_limit = count(row.get("adm_requests_per_second"));
         if count(rate_count) > rate_limit {
             return Ok(Admission::RateLimited {
                 limit: rate_limit,
@@ -158,16 +173,32 @@ impl AccessControl for PostgresAccessControl {
             });
         }
         // Every POST within the rate counts itself in: past the limit means refused. (A refused
-        // or invalid POST thus over-counts by one until the next recount, at most a second.)
-        let open_limit = count(row.get("max_open_orders"));
-        let open_orders = count(row.get::<_, Option<i32>>("open_orders").unwrap_or(0));
-        if place_order && open_orders > open_limit {
+        // POST thus over-counts by one until the next recount, at most a second.)
+        let open_limit = count(row.get("adm_max_open_orders"));
+        let open_orders = count(row.get::<_, Option<i32>>("adm_open_orders").unwrap_or(0));
+        if kind == RequestKind::PlaceOrder && open_orders > open_limit {
             return Ok(Admission::TooManyOpenOrders {
                 limit: open_limit,
                 retry_after: OPEN_ORDERS_RETRY_AFTER,
             });
         }
         Ok(Admission::Admitted(client_id))
+    }
+}
+
+#[async_trait]
+impl AccessControl for PostgresAccessControl {
+    async fn admit(&self, key: &ApiKey, kind: RequestKind) -> Result<Admission, StoreError> {
+        let (key_id, hash) = self.credentials(key);
+        let client = self.client().await?;
+        let row = statements::optional(
+            &client,
+            &format!("WITH {} SELECT * FROM admission", admission_ctes(kind)),
+            &[&key_id, &hash],
+        )
+        .await
+        .map_err(query_error("admit request"))?;
+        self.verdict(key, kind, row.as_ref())
     }
 }
 
@@ -212,35 +243,35 @@ impl ClientRegistry for PostgresAccessControl {
         let client = self.client().await?;
         let rps = limit_param(limits.requests_per_second)?;
         let open = limit_param(limits.max_open_orders)?;
-        let row = client
-            .query_one(
-                &format!(
-                    "INSERT INTO clients AS c (id, requests_per_second, max_open_orders) \
+        let row = statements::one(
+            &client,
+            &format!(
+                "INSERT INTO clients AS c (id, requests_per_second, max_open_orders) \
                      VALUES ($1, COALESCE($2, 50), COALESCE($3, 1000)) \
                      ON CONFLICT (id) DO UPDATE SET \
                        requests_per_second = COALESCE($2, c.requests_per_second), \
                        max_open_orders = COALESCE($3, c.max_open_orders) \
                      RETURNING {CLIENT_COLUMNS}"
-                ),
-                &[&id.as_str(), &rps, &open],
-            )
-            .await
-            .map_err(query_error("upsert client"))?;
+            ),
+            &[&id.as_str(), &rps, &open],
+        )
+        .await
+        .map_err(query_error("upsert client"))?;
         client_from_row(&row)
     }
 
     async fn list_clients(&self) -> Result<Vec<ClientRecord>, StoreError> {
         let client = self.client().await?;
-        client
-            .query(
-                &format!("SELECT {CLIENT_COLUMNS} FROM clients ORDER BY id"),
-                &[],
-            )
-            .await
-            .map_err(query_error("list clients"))?
-            .iter()
-            .map(client_from_row)
-            .collect()
+        statements::rows(
+            &client,
+            &format!("SELECT {CLIENT_COLUMNS} FROM clients ORDER BY id"),
+            &[],
+        )
+        .await
+        .map_err(query_error("list clients"))?
+        .iter()
+        .map(client_from_row)
+        .collect()
     }
 
     async fn create_key(
@@ -251,50 +282,55 @@ impl ClientRegistry for PostgresAccessControl {
     ) -> Result<Option<KeyRecord>, StoreError> {
         let client = self.client().await?;
         let hash = self.hasher.hash(key);
-        let row = client
-            .query_opt(
-                &format!(
-                    "INSERT INTO api_keys (key_id, client_id, key_hash, label) \
+        let row = statements::optional(
+            &client,
+            &format!(
+                "INSERT INTO api_keys (key_id, client_id, key_hash, label) \
                      SELECT $1, id, $3, $4 FROM clients WHERE id = $2 \
                      RETURNING {KEY_COLUMNS}"
-                ),
-                &[&key.id().as_str(), &owner.as_str(), &&hash.0[..], &label],
-            )
-            .await
-            .map_err(query_error("create API key"))?;
+            ),
+            &[
+                &key.id().as_str(),
+                &owner.as_str(),
+                &hash.0.to_vec(),
+                &label,
+            ],
+        )
+        .await
+        .map_err(query_error("create API key"))?;
         row.as_ref().map(key_from_row).transpose()
     }
 
     async fn list_keys(&self, owner: Option<&ClientId>) -> Result<Vec<KeyRecord>, StoreError> {
         let client = self.client().await?;
         let owner = owner.map(ClientId::as_str);
-        client
-            .query(
-                &format!(
-                    "SELECT {KEY_COLUMNS} FROM api_keys \
+        statements::rows(
+            &client,
+            &format!(
+                "SELECT {KEY_COLUMNS} FROM api_keys \
                      WHERE $1::text IS NULL OR client_id = $1 ORDER BY client_id, created_at"
-                ),
-                &[&owner],
-            )
-            .await
-            .map_err(query_error("list API keys"))?
-            .iter()
-            .map(key_from_row)
-            .collect()
+            ),
+            &[&owner],
+        )
+        .await
+        .map_err(query_error("list API keys"))?
+        .iter()
+        .map(key_from_row)
+        .collect()
     }
 
     async fn revoke_key(&self, key_id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
         let client = self.client().await?;
-        let row = client
-            .query_opt(
-                &format!(
-                    "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) \
+        let row = statements::optional(
+            &client,
+            &format!(
+                "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) \
                      WHERE key_id = $1 RETURNING {KEY_COLUMNS}"
-                ),
-                &[&key_id.as_str()],
-            )
-            .await
-            .map_err(query_error("revoke API key"))?;
+            ),
+            &[&key_id.as_str()],
+        )
+        .await
+        .map_err(query_error("revoke API key"))?;
         row.as_ref().map(key_from_row).transpose()
     }
 }

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use deadpool_postgres::tokio_postgres::Row;
 
 use super::orders::PostgresOrderStore;
+use super::statements;
 use super::store_errors::query_error;
 use crate::ports::{Incident, IncidentLog, StoreError};
 
@@ -35,18 +36,18 @@ fn incident_from_row(row: &Row) -> Incident {
 impl IncidentLog for PostgresOrderStore {
     async fn unannounced(&self) -> Result<Vec<Incident>, StoreError> {
         let client = self.client().await?;
-        let rows = client
-            .query(
-                &format!(
-                    "UPDATE alert_incidents SET announce_claimed_until = now() + {CLAIM} \
+        let rows = statements::rows(
+            &client,
+            &format!(
+                "UPDATE alert_incidents SET announce_claimed_until = now() + {CLAIM} \
                      WHERE opened_alert_at IS NULL \
                        AND (announce_claimed_until IS NULL OR announce_claimed_until < now()) \
                      RETURNING {INCIDENT_COLUMNS}"
-                ),
-                &[],
-            )
-            .await
-            .map_err(query_error("claim unannounced incidents"))?;
+            ),
+            &[],
+        )
+        .await
+        .map_err(query_error("claim unannounced incidents"))?;
         let mut incidents: Vec<Incident> = rows.iter().map(incident_from_row).collect();
         incidents.sort_by_key(|i| i.id);
         Ok(incidents)
@@ -55,27 +56,27 @@ impl IncidentLog for PostgresOrderStore {
     async fn close_quiet(&self, quiet: Duration) -> Result<Vec<Incident>, StoreError> {
         let client = self.client().await?;
         // Only announced incidents close, so that admins hear "opened" before "over".
-        client
-            .execute(
-                "UPDATE alert_incidents SET closed_at = now(), updated_at = now() \
+        statements::execute(
+            &client,
+            "UPDATE alert_incidents SET closed_at = now(), updated_at = now() \
                  WHERE closed_at IS NULL AND opened_alert_at IS NOT NULL \
                    AND last_seen_at < now() - make_interval(secs => $1)",
-                &[&quiet.as_secs_f64()],
-            )
-            .await
-            .map_err(query_error("close quiet incidents"))?;
-        let rows = client
-            .query(
-                &format!(
-                    "UPDATE alert_incidents SET announce_claimed_until = now() + {CLAIM} \
+            &[&quiet.as_secs_f64()],
+        )
+        .await
+        .map_err(query_error("close quiet incidents"))?;
+        let rows = statements::rows(
+            &client,
+            &format!(
+                "UPDATE alert_incidents SET announce_claimed_until = now() + {CLAIM} \
                      WHERE closed_at IS NOT NULL AND closed_alert_at IS NULL \
                        AND (announce_claimed_until IS NULL OR announce_claimed_until < now()) \
                      RETURNING {INCIDENT_COLUMNS}"
-                ),
-                &[],
-            )
-            .await
-            .map_err(query_error("claim closed incidents"))?;
+            ),
+            &[],
+        )
+        .await
+        .map_err(query_error("claim closed incidents"))?;
         let mut incidents: Vec<Incident> = rows.iter().map(incident_from_row).collect();
         incidents.sort_by_key(|i| i.id);
         Ok(incidents)
@@ -91,13 +92,13 @@ impl IncidentLog for PostgresOrderStore {
 
     async fn release_claim(&self, id: i64) -> Result<(), StoreError> {
         let client = self.client().await?;
-        client
-            .execute(
-                "UPDATE alert_incidents SET announce_claimed_until = NULL WHERE id = $1",
-                &[&id],
-            )
-            .await
-            .map_err(query_error("release incident claim"))?;
+        statements::execute(
+            &client,
+            "UPDATE alert_incidents SET announce_claimed_until = NULL WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .map_err(query_error("release incident claim"))?;
         Ok(())
     }
 }
@@ -105,17 +106,17 @@ impl IncidentLog for PostgresOrderStore {
 impl PostgresOrderStore {
     async fn mark_incident(&self, column: &'static str, id: i64) -> Result<(), StoreError> {
         let client = self.client().await?;
-        client
-            .execute(
-                &format!(
-                    "UPDATE alert_incidents SET {column} = now(), updated_at = now(), \
+        statements::execute(
+            &client,
+            &format!(
+                "UPDATE alert_incidents SET {column} = now(), updated_at = now(), \
                             announce_claimed_until = NULL \
                      WHERE id = $1 AND {column} IS NULL"
-                ),
-                &[&id],
-            )
-            .await
-            .map_err(query_error("mark incident announced"))?;
+            ),
+            &[&id],
+        )
+        .await
+        .map_err(query_error("mark incident announced"))?;
         Ok(())
     }
 }

@@ -6,11 +6,11 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use deadpool_postgres::tokio_postgres;
 use time::OffsetDateTime;
 
 use super::order_rows::{ORDER_COLUMNS, order_from_row};
 use super::orders::PostgresOrderStore;
+use super::statements::{self, Param};
 use super::store_errors::query_error;
 use super::transitions::{batch_transition_sql, transition_sql};
 use crate::domain::{Order, OrderId, Transition};
@@ -24,15 +24,10 @@ impl PostgresOrderStore {
         &self,
         transition: Transition,
         what: &'static str,
-        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        params: &[&dyn Param],
     ) -> Result<Option<Order>, StoreError> {
         let client = self.client().await?;
-        let statement = client
-            .prepare_cached(&transition_sql(transition))
-            .await
-            .map_err(query_error(what))?;
-        let row = client
-            .query_opt(&statement, params)
+        let row = statements::optional(&client, &transition_sql(transition), params)
             .await
             .map_err(query_error(what))?;
         row.as_ref().map(order_from_row).transpose()
@@ -48,14 +43,13 @@ impl PostgresOrderStore {
         limit: u32,
     ) -> Result<Vec<Order>, StoreError> {
         let client = self.client().await?;
-        let statement = client
-            .prepare_cached(&batch_transition_sql(transition, order_by))
-            .await
-            .map_err(query_error(what))?;
-        let rows = client
-            .query(&statement, &[&i64::from(limit), &reason])
-            .await
-            .map_err(query_error(what))?;
+        let rows = statements::rows(
+            &client,
+            &batch_transition_sql(transition, order_by),
+            &[&i64::from(limit), &reason],
+        )
+        .await
+        .map_err(query_error(what))?;
         rows.iter().map(order_from_row).collect()
     }
 
@@ -165,15 +159,15 @@ impl OrderLifecycle for PostgresOrderStore {
 
     async fn defer(&self, id: OrderId, until: OffsetDateTime) -> Result<bool, StoreError> {
         let client = self.client().await?;
-        let parked = client
-            .execute(
-                "UPDATE orders SET next_attempt_at = $2, enqueued_at = NULL, \
+        let parked = statements::execute(
+            &client,
+            "UPDATE orders SET next_attempt_at = $2, enqueued_at = NULL, \
                         sweep_claimed_until = NULL, updated_at = now() \
                  WHERE id = $1 AND status = 'pending'",
-                &[&id.as_uuid(), &until],
-            )
-            .await
-            .map_err(query_error("defer order"))?;
+            &[&id.as_uuid(), &until],
+        )
+        .await
+        .map_err(query_error("defer order"))?;
         Ok(parked == 1)
     }
 
@@ -231,13 +225,13 @@ impl OrderLifecycle for PostgresOrderStore {
 
     async fn mark_alerted(&self, id: OrderId) -> Result<(), StoreError> {
         let client = self.client().await?;
-        client
-            .execute(
-                "UPDATE orders SET alerted_at = now(), updated_at = now() WHERE id = $1",
-                &[&id.as_uuid()],
-            )
-            .await
-            .map_err(query_error("mark alerted"))?;
+        statements::execute(
+            &client,
+            "UPDATE orders SET alerted_at = now(), updated_at = now() WHERE id = $1",
+            &[&id.as_uuid()],
+        )
+        .await
+        .map_err(query_error("mark alerted"))?;
         Ok(())
     }
 
@@ -255,14 +249,14 @@ impl OrderLifecycle for PostgresOrderStore {
         id: OrderId,
     ) -> Result<(Option<time::OffsetDateTime>, Option<time::OffsetDateTime>), StoreError> {
         let client = self.client().await?;
-        let row = client
-            .query_one(
-                "SELECT min(created_at), max(created_at) FROM order_events \
+        let row = statements::one(
+            &client,
+            "SELECT min(created_at), max(created_at) FROM order_events \
                  WHERE order_id = $1 AND to_status = 'placing'",
-                &[&id.as_uuid()],
-            )
-            .await
-            .map_err(query_error("attempt times"))?;
+            &[&id.as_uuid()],
+        )
+        .await
+        .map_err(query_error("attempt times"))?;
         Ok((row.get(0), row.get(1)))
     }
 
@@ -272,20 +266,20 @@ impl OrderLifecycle for PostgresOrderStore {
         limit: u32,
     ) -> Result<Vec<FailedOrder>, StoreError> {
         let client = self.client().await?;
-        let rows = client
-            .query(
-                &format!(
-                    "SELECT {ORDER_COLUMNS}, \
+        let rows = statements::rows(
+            &client,
+            &format!(
+                "SELECT {ORDER_COLUMNS}, \
                        (SELECT max(created_at) FROM order_events e \
                         WHERE e.order_id = orders.id AND e.to_status = 'failed') AS failed_at \
                      FROM orders \
                      WHERE status = 'failed' AND ($1::timestamptz IS NULL OR updated_at >= $1) \
                      ORDER BY updated_at LIMIT $2"
-                ),
-                &[&since, &i64::from(limit)],
-            )
-            .await
-            .map_err(query_error("list failed orders"))?;
+            ),
+            &[&since, &i64::from(limit)],
+        )
+        .await
+        .map_err(query_error("list failed orders"))?;
         rows.iter()
             .map(|row| {
                 let order = order_from_row(row)?;

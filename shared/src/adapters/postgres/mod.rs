@@ -6,12 +6,14 @@
 
 mod access_control;
 mod breaker;
+mod client_orders;
 mod connect;
 mod incidents;
 mod lifecycle;
 mod migrate;
 mod order_rows;
 mod orders;
+mod statements;
 mod store_errors;
 mod transitions;
 

@@ -5,9 +5,10 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use deadpool_postgres::{Pool, tokio_postgres};
+use deadpool_postgres::Pool;
 
 use super::order_rows::{ORDER_COLUMNS, order_from_row};
+use super::statements::{self, Param};
 use super::store_errors::{checkout, query_error};
 use time::OffsetDateTime;
 
@@ -59,9 +60,8 @@ impl OrderStore for PostgresOrderStore {
         idempotency_key: Option<&IdempotencyKey>,
     ) -> Result<CreateOutcome, StoreError> {
         let client = self.client().await?;
-        let insert = client
-            .prepare_cached(&format!(
-                "WITH inserted AS ( \
+        let insert = format!(
+            "WITH inserted AS ( \
                    INSERT INTO orders (id, order_type, side, instrument, limit_price, quantity, \
                                        idempotency_key, request_fingerprint, client_id, \
                                        expires_at) \
@@ -73,10 +73,8 @@ impl OrderStore for PostgresOrderStore {
                    SELECT id, NULL, '{initial}', 'order accepted', 0 FROM inserted \
                  ) \
                  SELECT {ORDER_COLUMNS} FROM inserted",
-                initial = OrderStatus::INITIAL,
-            ))
-            .await
-            .map_err(query_error("prepare insert order"))?;
+            initial = OrderStatus::INITIAL,
+        );
         let fingerprint = order.fingerprint();
         let key = idempotency_key.map(IdempotencyKey::as_str);
         let price = order.limit_price().map(|p| p.as_decimal());
@@ -84,37 +82,37 @@ impl OrderStore for PostgresOrderStore {
         // insert and our read, the second insert wins the key.
         for _ in 0..2 {
             let id = OrderId::generate();
-            let rows = client
-                .query(
-                    &insert,
-                    &[
-                        &id.as_uuid(),
-                        &order.order_type().as_str(),
-                        &order.side().as_str(),
-                        &order.instrument().as_str(),
-                        &price,
-                        &order.quantity().get(),
-                        &key,
-                        &fingerprint,
-                        &owner.as_str(),
-                        &expires_at,
-                    ],
-                )
-                .await
-                .map_err(query_error("insert order"))?;
+            let rows = statements::rows(
+                &client,
+                &insert,
+                &[
+                    &id.as_uuid(),
+                    &order.order_type().as_str(),
+                    &order.side().as_str(),
+                    &order.instrument().as_str(),
+                    &price,
+                    &order.quantity().get(),
+                    &key,
+                    &fingerprint,
+                    &owner.as_str(),
+                    &expires_at,
+                ],
+            )
+            .await
+            .map_err(query_error("insert order"))?;
             if let Some(row) = rows.first() {
                 return Ok(CreateOutcome::Created(order_from_row(row)?));
             }
-            let existing = client
-                .query_opt(
-                    &format!(
-                        "SELECT {ORDER_COLUMNS}, request_fingerprint FROM orders \
+            let existing = statements::optional(
+                &client,
+                &format!(
+                    "SELECT {ORDER_COLUMNS}, request_fingerprint FROM orders \
                          WHERE client_id = $1 AND idempotency_key = $2"
-                    ),
-                    &[&owner.as_str(), &key],
-                )
-                .await
-                .map_err(query_error("find order by idempotency key"))?;
+                ),
+                &[&owner.as_str(), &key],
+            )
+            .await
+            .map_err(query_error("find order by idempotency key"))?;
             if let Some(row) = existing {
                 let stored: String = row.get("request_fingerprint");
                 return Ok(if stored == fingerprint {
@@ -131,33 +129,35 @@ impl OrderStore for PostgresOrderStore {
     }
 
     async fn mark_enqueued(&self, id: OrderId) -> Result<(), StoreError> {
+        self.mark_all_enqueued(&[id]).await
+    }
+
+    async fn mark_all_enqueued(&self, ids: &[OrderId]) -> Result<(), StoreError> {
         let client = self.client().await?;
-        // One simple-query round trip, run as one implicit transaction; `SET LOCAL` makes only
-        // this commit skip the fsync wait (a lost mark costs one duplicate message, no order).
+        let ids: Vec<uuid::Uuid> = ids.iter().map(|id| id.as_uuid()).collect();
         // An order parked meanwhile (a placer got the message first and parked it, dropping the
         // message) keeps its park: marking it would leave it with no message and no sweeper.
-        client
-            .batch_execute(&format!(
-                "SET LOCAL synchronous_commit = off; \
-                 UPDATE orders SET enqueued_at = now(), updated_at = now() \
-                 WHERE id = '{}' AND enqueued_at IS NULL \
-                   AND (next_attempt_at IS NULL OR next_attempt_at <= now())",
-                id.as_uuid()
-            ))
-            .await
-            .map_err(query_error("mark order enqueued"))
+        statements::execute(
+            &client,
+            "UPDATE orders SET enqueued_at = now(), updated_at = now() \
+             WHERE id = ANY($1) AND enqueued_at IS NULL \
+               AND (next_attempt_at IS NULL OR next_attempt_at <= now())",
+            &[&ids],
+        )
+        .await
+        .map_err(query_error("mark orders enqueued"))?;
+        Ok(())
     }
 
     async fn find_order(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
         let client = self.client().await?;
-        let statement = client
-            .prepare_cached(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"))
-            .await
-            .map_err(query_error("prepare find order"))?;
-        let row = client
-            .query_opt(&statement, &[&id.as_uuid()])
-            .await
-            .map_err(query_error("find order"))?;
+        let row = statements::optional(
+            &client,
+            &format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"),
+            &[&id.as_uuid()],
+        )
+        .await
+        .map_err(query_error("find order"))?;
         row.as_ref().map(order_from_row).transpose()
     }
 
@@ -167,16 +167,13 @@ impl OrderStore for PostgresOrderStore {
         id: OrderId,
     ) -> Result<Option<Order>, StoreError> {
         let client = self.client().await?;
-        let statement = client
-            .prepare_cached(&format!(
-                "SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1 AND client_id = $2"
-            ))
-            .await
-            .map_err(query_error("prepare find client order"))?;
-        let row = client
-            .query_opt(&statement, &[&id.as_uuid(), &owner.as_str()])
-            .await
-            .map_err(query_error("find client order"))?;
+        let row = statements::optional(
+            &client,
+            &format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1 AND client_id = $2"),
+            &[&id.as_uuid(), &owner.as_str()],
+        )
+        .await
+        .map_err(query_error("find client order"))?;
         row.as_ref().map(order_from_row).transpose()
     }
 
@@ -188,7 +185,7 @@ impl OrderStore for PostgresOrderStore {
         let status = filter.status.map(OrderStatus::as_str);
         let before = filter.before.map(|id| id.as_uuid());
         let fetch = i64::from(filter.limit) + 1;
-        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&fetch, &owner];
+        let mut params: Vec<&dyn Param> = vec![&fetch, &owner];
         if let Some(status) = &status {
             params.push(status);
             conditions.push(format!("status = ${}", params.len()));
@@ -198,16 +195,13 @@ impl OrderStore for PostgresOrderStore {
             conditions.push(format!("id < ${}", params.len()));
         }
         let where_clause = format!("WHERE {}", conditions.join(" AND "));
-        let statement = client
-            .prepare_cached(&format!(
-                "SELECT {ORDER_COLUMNS} FROM orders {where_clause} ORDER BY id DESC LIMIT $1"
-            ))
-            .await
-            .map_err(query_error("prepare list orders"))?;
-        let rows = client
-            .query(&statement, &params)
-            .await
-            .map_err(query_error("list orders"))?;
+        let rows = statements::rows(
+            &client,
+            &format!("SELECT {ORDER_COLUMNS} FROM orders {where_clause} ORDER BY id DESC LIMIT $1"),
+            &params,
+        )
+        .await
+        .map_err(query_error("list orders"))?;
         let orders = rows
             .iter()
             .map(order_from_row)
@@ -222,9 +216,8 @@ impl OrderStore for PostgresOrderStore {
         limit: u32,
     ) -> Result<Vec<Order>, StoreError> {
         let client = self.client().await?;
-        let statement = client
-            .prepare_cached(&format!(
-                "UPDATE orders SET sweep_claimed_until = now() + make_interval(secs => $2), \
+        let sql = format!(
+            "UPDATE orders SET sweep_claimed_until = now() + make_interval(secs => $2), \
                                    updated_at = now() \
                  WHERE id IN ( \
                    SELECT id FROM orders \
@@ -237,20 +230,18 @@ impl OrderStore for PostgresOrderStore {
                    LIMIT $3 \
                    FOR UPDATE SKIP LOCKED) \
                  RETURNING {ORDER_COLUMNS}"
-            ))
-            .await
-            .map_err(query_error("prepare claim unenqueued orders"))?;
-        let rows = client
-            .query(
-                &statement,
-                &[
-                    &grace.as_secs_f64(),
-                    &claim_for.as_secs_f64(),
-                    &i64::from(limit),
-                ],
-            )
-            .await
-            .map_err(query_error("claim unenqueued orders"))?;
+        );
+        let rows = statements::rows(
+            &client,
+            &sql,
+            &[
+                &grace.as_secs_f64(),
+                &claim_for.as_secs_f64(),
+                &i64::from(limit),
+            ],
+        )
+        .await
+        .map_err(query_error("claim unenqueued orders"))?;
         let mut orders = rows
             .iter()
             .map(order_from_row)
@@ -295,14 +286,14 @@ impl OrderStore for PostgresOrderStore {
 
     async fn parked_count(&self) -> Result<u64, StoreError> {
         let client = self.client().await?;
-        let row = client
-            .query_one(
-                "SELECT count(*) FROM orders \
+        let row = statements::one(
+            &client,
+            "SELECT count(*) FROM orders \
                  WHERE status = 'pending' AND enqueued_at IS NULL AND next_attempt_at > now()",
-                &[],
-            )
-            .await
-            .map_err(query_error("count parked orders"))?;
+            &[],
+        )
+        .await
+        .map_err(query_error("count parked orders"))?;
         Ok(row.get::<_, i64>(0).max(0) as u64)
     }
 

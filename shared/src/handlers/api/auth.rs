@@ -1,6 +1,11 @@
-//! Authentication and per-client limits for every route but `/health`: a middleware that turns
-//! `Authorization: Bearer <key>` into the caller's `ClientId` (a request extension the handlers
-//! take), or answers 401/429 before any handler runs.
+//! Authentication and per-client limits for every route but `/health`.
+//!
+//! Two ways in. The order routes take the caller's `Credentials` (the parsed key; a request
+//! without a well-formed one is answered 401 here, before anything touches the database) and
+//! have their admission checked in the same round trip as their work, through `ClientOrders`,
+//! or, where that is not possible, by calling `admit` first; their handlers never see a client
+//! id that was not admitted. Other routes sit behind `authenticate`, which admits first and hands
+//! the handler its `Caller`.
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, header};
@@ -10,14 +15,27 @@ use axum::response::{IntoResponse, Response};
 use super::{ApiContext, ApiError};
 use crate::auth::ApiKey;
 use crate::domain::ClientId;
-use crate::ports::{Admission, RequestKind};
+use crate::ports::{Admission, Gated, RequestKind};
 
-/// The authenticated caller, for handlers: `Extension(caller): Extension<Caller>`.
+/// The authenticated caller, for handlers behind `authenticate`.
 #[derive(Debug, Clone)]
 pub struct Caller(pub ClientId);
 
-/// Admits the request or answers for it. The key is parsed before anything touches the
-/// database, so a malformed header costs nothing but this check.
+/// The presented API key, well-formed but not yet checked: for the order routes, which check it
+/// together with their work.
+#[derive(Debug, Clone)]
+pub struct Credentials(pub ApiKey);
+
+/// Answers 401 unless the request carries a well-formed key, and passes the key on.
+pub(super) async fn require_key(mut request: Request, next: Next) -> Response {
+    let Some(key) = bearer_key(request.headers()) else {
+        return ApiError::Unauthenticated.into_response();
+    };
+    request.extensions_mut().insert(Credentials(key));
+    next.run(request).await
+}
+
+/// Admits the request or answers for it (routes with no admission of their own).
 pub(super) async fn authenticate(
     State(context): State<ApiContext>,
     mut request: Request,
@@ -26,34 +44,60 @@ pub(super) async fn authenticate(
     let Some(key) = bearer_key(request.headers()) else {
         return ApiError::Unauthenticated.into_response();
     };
-    // Only a POST adds an open order; reads and cancels (DELETE) count toward the rate only.
+    // Only a POST adds an open order; reads count toward the rate only.
     let kind = if request.method() == Method::POST {
         RequestKind::PlaceOrder
     } else {
         RequestKind::Read
     };
-    let admission = match context.access.admit(&key, kind).await {
-        Ok(admission) => admission,
-        Err(error) => return ApiError::Internal(error).into_response(),
-    };
-    let span = tracing::Span::current();
-    match admission {
-        Admission::Admitted(client) => {
-            span.record("client_id", tracing::field::display(&client));
+    match admit(&context, &key, kind).await {
+        Ok(client) => {
             request.extensions_mut().insert(Caller(client));
             next.run(request).await
         }
-        Admission::Unauthenticated => {
+        Err(error) => error.into_response(),
+    }
+}
+
+/// The admission alone (one round trip): for requests that have nothing to do in the same
+/// statement, such as a cancel or a request refused for its input, which must still answer 401
+/// or 429 before 4xx about its content.
+pub(super) async fn admit(
+    context: &ApiContext,
+    key: &ApiKey,
+    kind: RequestKind,
+) -> Result<ClientId, ApiError> {
+    match context.access.admit(key, kind).await? {
+        Admission::Admitted(client) => gate(Gated::Admitted(client, ()), key).map(|(c, ())| c),
+        refused => Err(refusal(refused, key)),
+    }
+}
+
+/// The client and what it asked for, or the answer to a refused admission.
+pub(super) fn gate<T>(gated: Gated<T>, key: &ApiKey) -> Result<(ClientId, T), ApiError> {
+    match gated {
+        Gated::Admitted(client, value) => {
+            tracing::Span::current().record("client_id", tracing::field::display(&client));
+            Ok((client, value))
+        }
+        Gated::Refused(admission) => Err(refusal(admission, key)),
+    }
+}
+
+/// The answer to a refused admission, logged with the key's id (never its secret).
+fn refusal(admission: Admission, key: &ApiKey) -> ApiError {
+    match admission {
+        Admission::Admitted(_) | Admission::Unauthenticated => {
             tracing::info!(key_id = %key.id(), "API key not accepted");
-            ApiError::Unauthenticated.into_response()
+            ApiError::Unauthenticated
         }
         Admission::RateLimited { limit, retry_after } => {
             tracing::info!(key_id = %key.id(), limit, "rate limited");
-            ApiError::RateLimited { limit, retry_after }.into_response()
+            ApiError::RateLimited { limit, retry_after }
         }
         Admission::TooManyOpenOrders { limit, retry_after } => {
             tracing::info!(key_id = %key.id(), limit, "open-order limit reached");
-            ApiError::TooManyOpenOrders { limit, retry_after }.into_response()
+            ApiError::TooManyOpenOrders { limit, retry_after }
         }
     }
 }

@@ -18,13 +18,14 @@ use axum::http::{HeaderName, Request};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-pub use auth::Caller;
+pub use auth::{Caller, Credentials};
 pub use error::{ApiError, INTERNAL_ERROR_MESSAGE};
 pub use openapi::ApiDoc;
 pub use order_views::{OrderList, OrderView};
 
 use crate::domain::ExpiryPolicy;
-use crate::ports::{AccessControl, OrderQueue, OrderStore};
+use crate::ports::{AccessControl, ClientOrders, OrderQueue, OrderStore};
+use crate::usecases::enqueue::EnqueuedMarks;
 
 /// Largest accepted request body; an order is a few hundred bytes.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -34,8 +35,13 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 pub struct ApiContext {
     pub store: Arc<dyn OrderStore>,
     pub queue: Arc<dyn OrderQueue>,
-    /// API keys and per-client limits, checked before every route but `/health`.
+    /// API keys and per-client limits, checked before every route but `/health`: alone, for
+    /// requests with nothing else to do in the same round trip, ...
     pub access: Arc<dyn AccessControl>,
+    /// ... and together with the work of the order routes that can (`POST /orders`, the GETs).
+    pub orders: Arc<dyn ClientOrders>,
+    /// The enqueued marks of sent orders, written in the background.
+    pub enqueued_marks: EnqueuedMarks,
     /// The bound of the one SQS send a request makes (enforced by `send_for_placement`).
     pub enqueue_timeout: Duration,
     /// Each accepted order's time in force.
@@ -46,16 +52,15 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The complete API with its middleware: a request id on every request and response, a span
 /// per request so every log line names it (and the client, once authenticated), and the API key
-/// check on every route but `/health`.
+/// check on every route but `/health` (see `auth` for its two forms).
 pub fn router(context: ApiContext) -> Router {
-    let authenticated = Router::new()
-        .merge(orders::router())
-        .merge(openapi::router())
-        .route_layer(axum::middleware::from_fn_with_state(
-            context.clone(),
-            auth::authenticate,
-        ));
+    let order_routes = orders::router().route_layer(axum::middleware::from_fn(auth::require_key));
+    let authenticated = openapi::router().route_layer(axum::middleware::from_fn_with_state(
+        context.clone(),
+        auth::authenticate,
+    ));
     Router::new()
+        .merge(order_routes)
         .merge(authenticated)
         .merge(health::router())
         .fallback(error::not_found)

@@ -12,14 +12,13 @@ use axum::{Extension, Json, Router};
 use serde_json::Value;
 use tracing::Instrument;
 
+use super::auth::{Credentials, admit, gate};
 use super::order_views::{OrderList, OrderView};
-use super::{ApiContext, ApiError, Caller, MAX_BODY_BYTES};
-use crate::domain::{
-    ClientId, FieldError, IdempotencyKey, NewOrder, OrderId, OrderRejection, OrderStatus,
-};
-use crate::ports::{CancelOutcome, CreateOutcome, ListFilter};
+use super::{ApiContext, ApiError, MAX_BODY_BYTES};
+use crate::domain::{FieldError, IdempotencyKey, NewOrder, OrderId, OrderRejection, OrderStatus};
+use crate::ports::{CancelOutcome, CreateOutcome, ListQuery, RequestKind};
 use crate::telemetry::error_chain;
-use crate::usecases::enqueue::send_for_placement;
+use crate::usecases::enqueue::send_within;
 
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// How long a client should wait before asking again to cancel an order a placer holds: an
@@ -57,12 +56,32 @@ pub(super) fn router() -> Router<ApiContext> {
 )]
 pub(super) async fn create_order(
     State(context): State<ApiContext>,
-    Extension(Caller(client)): Extension<Caller>,
+    Extension(Credentials(api_key)): Extension<Credentials>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let json = read_json_body(&headers, body).await?;
-    let key = idempotency_key(&headers);
+    match parse_order_request(&context, &headers, body).await {
+        Ok((order, key, expires_at)) => {
+            place_order(&context, &api_key, &order, key.as_ref(), expires_at).await
+        }
+        Err(invalid) => {
+            // A refused request is refused for its key or limits first, then for its content.
+            admit(&context, &api_key, RequestKind::PlaceOrder).await?;
+            Err(invalid)
+        }
+    }
+}
+
+type OrderRequest = (NewOrder, Option<IdempotencyKey>, time::OffsetDateTime);
+
+/// The order, its idempotency key and its expiry from the request, or why not (nothing stored).
+async fn parse_order_request(
+    context: &ApiContext,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<OrderRequest, ApiError> {
+    let json = read_json_body(headers, body).await?;
+    let key = idempotency_key(headers);
     let order = NewOrder::parse_json(&json);
     let order = match (order, key) {
         (Ok(order), Ok(key)) => (order, key),
@@ -81,12 +100,25 @@ pub(super) async fn create_order(
         .expiry
         .expires_at(&order, time::OffsetDateTime::now_utc())
         .map_err(|error| ApiError::invalid(vec![error]))?;
+    Ok((order, key, expires_at))
+}
 
-    let (stored, replayed) = match context
-        .store
-        .create_order(&client, &order, expires_at, key.as_ref())
-        .await?
-    {
+/// Admits and stores the order in one round trip, then sends it for placement.
+async fn place_order(
+    context: &ApiContext,
+    api_key: &crate::auth::ApiKey,
+    order: &NewOrder,
+    key: Option<&IdempotencyKey>,
+    expires_at: time::OffsetDateTime,
+) -> Result<Response, ApiError> {
+    let (_, outcome) = gate(
+        context
+            .orders
+            .place(api_key, order, expires_at, key)
+            .await?,
+        api_key,
+    )?;
+    let (stored, replayed) = match outcome {
         CreateOutcome::Created(stored) => {
             crate::telemetry::metrics::order_accepted();
             (stored, false)
@@ -110,16 +142,14 @@ pub(super) async fn create_order(
             return;
         }
         // The commit above is the point of no return. The send below is one bounded attempt:
-        // if it fails the order stays unmarked and the sweeper sends it.
-        let sent = send_for_placement(
-            context.store.as_ref(),
-            context.queue.as_ref(),
-            &stored,
-            context.enqueue_timeout,
-        )
-        .await;
+        // if it fails the order stays unmarked and the sweeper sends it. The mark is written
+        // in the background: it only saves the sweeper work.
+        let sent = send_within(context.queue.as_ref(), &stored, context.enqueue_timeout).await;
         match sent {
-            Ok(()) => tracing::info!("order accepted and enqueued"),
+            Ok(()) => {
+                context.enqueued_marks.record(stored.id);
+                tracing::info!("order accepted and enqueued");
+            }
             Err(error) => tracing::warn!(
                 error = %error_chain(&error),
                 "order accepted; not enqueued, the sweeper will send it"
@@ -201,17 +231,16 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, FieldE
 )]
 pub(super) async fn get_order(
     State(context): State<ApiContext>,
-    Extension(Caller(client)): Extension<Caller>,
+    Extension(Credentials(key)): Extension<Credentials>,
     Path(id): Path<String>,
 ) -> Result<Json<OrderView>, ApiError> {
     const NOT_FOUND: ApiError = ApiError::NotFound("Order not found");
-    let id: OrderId = id.parse().map_err(|_| NOT_FOUND)?;
-    let order = context
-        .store
-        .find_client_order(&client, id)
-        .await?
-        .ok_or(NOT_FOUND)?;
-    Ok(Json(OrderView::from(&order)))
+    let Ok(id) = id.parse::<OrderId>() else {
+        admit(&context, &key, RequestKind::Read).await?;
+        return Err(NOT_FOUND);
+    };
+    let (_, order) = gate(context.orders.order(&key, id).await?, &key)?;
+    Ok(Json(OrderView::from(&order.ok_or(NOT_FOUND)?)))
 }
 
 /// Cancels an order that no placer has claimed yet. Idempotent: canceling a canceled order
@@ -235,10 +264,12 @@ pub(super) async fn get_order(
 )]
 pub(super) async fn cancel_order(
     State(context): State<ApiContext>,
-    Extension(Caller(client)): Extension<Caller>,
+    Extension(Credentials(key)): Extension<Credentials>,
     Path(id): Path<String>,
 ) -> Result<Json<OrderView>, ApiError> {
     const NOT_FOUND: ApiError = ApiError::NotFound("Order not found");
+    // A cancel is several statements (see `OrderStore::cancel_order`): admitted first.
+    let client = admit(&context, &key, RequestKind::Read).await?;
     let id: OrderId = id.parse().map_err(|_| NOT_FOUND)?;
     match context.store.cancel_order(&client, id).await? {
         CancelOutcome::Canceled(order) => {
@@ -289,28 +320,35 @@ pub(super) async fn cancel_order(
 )]
 pub(super) async fn list_orders(
     State(context): State<ApiContext>,
-    Extension(Caller(client)): Extension<Caller>,
+    Extension(Credentials(key)): Extension<Credentials>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<OrderList>, ApiError> {
-    let Query(params) = query.map_err(|e| ApiError::Unprocessable {
-        message: "Invalid query string".into(),
-        errors: vec![FieldError::new("query", e.body_text())],
-    })?;
-    let filter = list_filter(client, &params).map_err(|errors| ApiError::Unprocessable {
-        message: "Invalid query parameters".into(),
-        errors,
-    })?;
-    let page = context.store.list_orders(&filter).await?;
+    let query = query
+        .map_err(|e| ApiError::Unprocessable {
+            message: "Invalid query string".into(),
+            errors: vec![FieldError::new("query", e.body_text())],
+        })
+        .and_then(|Query(params)| {
+            list_query(&params).map_err(|errors| ApiError::Unprocessable {
+                message: "Invalid query parameters".into(),
+                errors,
+            })
+        });
+    let query = match query {
+        Ok(query) => query,
+        Err(invalid) => {
+            admit(&context, &key, RequestKind::Read).await?;
+            return Err(invalid);
+        }
+    };
+    let (_, page) = gate(context.orders.orders(&key, &query).await?, &key)?;
     Ok(Json(OrderList {
         orders: page.orders.iter().map(OrderView::from).collect(),
         next_cursor: page.next_cursor.map(|id| id.to_string()),
     }))
 }
 
-fn list_filter(
-    client: ClientId,
-    params: &HashMap<String, String>,
-) -> Result<ListFilter, Vec<FieldError>> {
+fn list_query(params: &HashMap<String, String>) -> Result<ListQuery, Vec<FieldError>> {
     let mut errors = Vec::new();
     let mut unknown: Vec<&String> = params
         .keys()
@@ -357,8 +395,7 @@ fn list_filter(
         }
     };
     if errors.is_empty() {
-        Ok(ListFilter {
-            client,
+        Ok(ListQuery {
             status,
             before,
             limit,

@@ -14,8 +14,11 @@ use tower::ServiceExt;
 use super::{ApiContext, INTERNAL_ERROR_MESSAGE, router};
 use crate::auth::ApiKey;
 use crate::domain::{ExpiryPolicy, Order, OrderStatus};
-use crate::fakes::{FakeAccess, FakeOrderStore, FakeQueue, QueueBehaviour, client, market_order};
+use crate::fakes::{
+    FakeAccess, FakeClientOrders, FakeOrderStore, FakeQueue, QueueBehaviour, client, market_order,
+};
 use crate::ports::{Admission, ClaimOutcome, OrderLifecycle, RequestKind};
+use crate::usecases::enqueue::EnqueuedMarks;
 
 const LIMIT_ORDER: &str = r#"{"type":"limit","side":"buy","instrument":"US0378331005","limit_price":"120.5","quantity":10}"#;
 const MARKET_ORDER: &str =
@@ -70,6 +73,11 @@ impl Api {
             store: self.store.clone(),
             queue: self.queue.clone(),
             access: self.access.clone(),
+            orders: Arc::new(FakeClientOrders::new(
+                self.access.clone(),
+                self.store.clone(),
+            )),
+            enqueued_marks: EnqueuedMarks::start(self.store.clone()),
             enqueue_timeout: ENQUEUE_TIMEOUT,
             expiry: ExpiryPolicy {
                 market_order_ttl: MARKET_ORDER_TTL,
@@ -175,6 +183,13 @@ async fn posting_an_order_stores_and_enqueues_it_and_answers_201_with_its_locati
     assert_eq!(answer.json["quantity"], 10);
     assert_eq!(answer.json["attempts"], 0);
     assert_eq!(api.queue.sent_ids(), [order.id]);
+    // The mark is written in the background, after the answer.
+    for _ in 0..100 {
+        if api.store.is_enqueued(order.id) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert!(api.store.is_enqueued(order.id));
     assert!(Api::header(&answer, "x-request-id").is_some());
     assert_eq!(
