@@ -401,3 +401,61 @@ fn the_reader_of_imports_sees_groups_and_relative_paths() {
         ]
     );
 }
+
+/// RDS Proxy pins a client to one database connection for good when the session carries state,
+/// and PgBouncer in transaction mode breaks on it. The functions' SQL goes through
+/// `adapters/postgres/statements` (unnamed statements); nowhere else in the library may talk to
+/// Postgres, prepare a statement or keep state on the session. (Migrations run refinery over a
+/// connection of their own and are exempt.)
+#[test]
+fn the_functions_keep_no_session_state_on_the_database() {
+    let root = repo_root();
+    let mut files = Vec::new();
+    rust_files(&root.join("shared/src"), &mut files);
+    for function in std::fs::read_dir(root.join("functions")).expect("functions/") {
+        rust_files(&function.expect("entry").path().join("src"), &mut files);
+    }
+    let exempt = ["statements.rs", "migrate.rs"];
+    let forbidden = [
+        ".prepare(",
+        "prepare_cached",
+        "prepare_typed",
+        ".query(",
+        ".query_one(",
+        ".query_opt(",
+        ".query_raw(",
+        ".execute(",
+        ".transaction(",
+        "SET LOCAL",
+        "SET SESSION",
+        "set_config(",
+        "pg_advisory",
+        "LISTEN ",
+        "TEMPORARY TABLE",
+        "TEMP TABLE",
+    ];
+    let mut found = Vec::new();
+    for file in &files {
+        let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let in_postgres_adapter = file.to_string_lossy().contains("adapters/postgres/");
+        if exempt.contains(&name) && in_postgres_adapter {
+            continue;
+        }
+        let text = std::fs::read_to_string(file).expect("readable source");
+        // Without comments and test modules (which may use their own direct connections).
+        let code = code_of(&text);
+        for pattern in forbidden {
+            // `.execute(` is also the SQS/SNS builders' method; only database clients count.
+            if pattern == ".execute(" && !code.contains("tokio_postgres") && !in_postgres_adapter {
+                continue;
+            }
+            if code.contains(pattern) {
+                found.push(format!("{}: {pattern}", file.display()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "session state or a named statement outside adapters/postgres/statements.rs: {found:#?}"
+    );
+}

@@ -437,3 +437,34 @@ async fn parked_orders_are_sent_when_due_and_expired_ones_end_without_a_message(
     assert_eq!(incident.get::<_, i32>(1), 1);
     assert_eq!(incident.get::<_, Vec<Uuid>>(2), vec![ids[2]]);
 }
+
+/// A `POST` whose connection was lost between its admission and its insert leaves a token row
+/// behind; the sweeper forgets those after a minute and leaves live ones alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_admissions_are_forgotten_and_live_ones_kept() {
+    let db = TestDatabase::create().await;
+    let queue = TestQueue::create().await;
+    let (abandoned, live) = (Uuid::now_v7(), Uuid::now_v7());
+    db.client()
+        .await
+        .execute(
+            "INSERT INTO admission_tokens (order_id, client_id, created_at) \
+             VALUES ($1, 'test-client', now() - interval '2 minutes'), ($2, 'test-client', now())",
+            &[&abandoned, &live],
+        )
+        .await
+        .expect("tokens");
+
+    sweep_once(&db.store, &queue.adapter(), &sweep_now())
+        .await
+        .expect("sweep");
+
+    let left = db
+        .client()
+        .await
+        .query("SELECT order_id FROM admission_tokens", &[])
+        .await
+        .expect("tokens left");
+    let left: Vec<Uuid> = left.iter().map(|row| row.get(0)).collect();
+    assert_eq!(left, [live]);
+}

@@ -592,6 +592,11 @@ impl OrderStore for FakeOrderStore {
         Ok(claimed)
     }
 
+    async fn forget_abandoned_admissions(&self, _: Duration) -> Result<u64, StoreError> {
+        // Admissions in memory leave nothing behind (`FakeClientOrders` admits, then stores).
+        Ok(0)
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.call(StoreOp::Ping).map(drop)
     }

@@ -30,6 +30,10 @@ pub struct SweepSettings {
     pub alert_window: Duration,
 }
 
+/// How old a `POST`'s admission must be to count as abandoned: its insert follows at once, on the
+/// same connection, so a minute is far past any live request.
+pub const ABANDONED_ADMISSION_AGE: Duration = Duration::from_secs(60);
+
 /// What one sweep did, logged and returned to tests.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SweepReport {
@@ -142,6 +146,18 @@ pub async fn sweep_once(
         .await;
     report.enqueued = outcomes.iter().filter(|sent| **sent).count();
     report.failed = outcomes.len() - report.enqueued;
+    // Housekeeping: nothing depends on it, so a failure is only logged.
+    match store
+        .forget_abandoned_admissions(ABANDONED_ADMISSION_AGE)
+        .await
+    {
+        Ok(0) => {}
+        Ok(count) => tracing::info!(count, "abandoned admissions forgotten"),
+        Err(error) => tracing::warn!(
+            error = %crate::telemetry::error_chain(&error),
+            "could not forget abandoned admissions"
+        ),
+    }
     if report.claimed > 0 {
         tracing::info!(
             claimed = report.claimed,

@@ -155,6 +155,10 @@ pub trait OrderStore: Send + Sync {
     /// Orders parked until a later attempt (a metric and an alarm: an outage in progress).
     async fn parked_count(&self) -> Result<u64, StoreError>;
 
+    /// Deletes what admissions left behind for requests that never finished (the connection was
+    /// lost between a `POST`'s admission and its insert), older than `older_than`; how many.
+    async fn forget_abandoned_admissions(&self, older_than: Duration) -> Result<u64, StoreError>;
+
     /// Cheap round trip for `/health`.
     async fn ping(&self) -> Result<(), StoreError>;
 }

@@ -297,6 +297,17 @@ impl OrderStore for PostgresOrderStore {
         Ok(row.get::<_, i64>(0).max(0) as u64)
     }
 
+    async fn forget_abandoned_admissions(&self, older_than: Duration) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        statements::execute(
+            &client,
+            "DELETE FROM admission_tokens WHERE created_at < now() - make_interval(secs => $1)",
+            &[&older_than.as_secs_f64()],
+        )
+        .await
+        .map_err(query_error("forget abandoned admissions"))
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         let client = self.client().await?;
         client
