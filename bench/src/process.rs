@@ -32,8 +32,26 @@ impl Process {
         K: AsRef<OsStr>,
         V: AsRef<OsStr>,
     {
+        Self::spawn_with_args(program, &[], env, output)
+    }
+
+    /// `spawn` with command-line arguments.
+    pub fn spawn_with_args<K, V>(
+        program: &Path,
+        args: &[&OsStr],
+        env: impl IntoIterator<Item = (K, V)>,
+        output: Output,
+    ) -> anyhow::Result<Self>
+    where
+        K: AsRef<OsStr>,
+        V: AsRef<OsStr>,
+    {
         let mut command = Command::new(program);
-        command.envs(env).stdin(Stdio::null()).kill_on_drop(true);
+        command
+            .args(args)
+            .envs(env)
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
         match output {
             Output::Discard => {
                 command.stdout(Stdio::null()).stderr(Stdio::null());

@@ -10,10 +10,10 @@ use tokio::task::JoinHandle;
 
 use bench::process::signal;
 
-use crate::cluster::Postgres;
 use crate::plan::Plan;
 use crate::services::{Runner, System};
 use crate::timeline::Timeline;
+use bench::cluster::Postgres;
 
 /// Starts one task per fault of `plan`; they sleep until their time comes.
 pub fn schedule(

@@ -19,12 +19,12 @@
 //! - while the exchange is down, the calls it gets are a trickle of breaker probes (printed per
 //!   minute of the outage, against the rate before it).
 //!
-//! One module per step of a run: [`plan`] (the profiles), [`cluster`] (the throwaway Postgres),
+//! One module per step of a run: [`plan`] (the profiles), [`bench::cluster`] (the throwaway Postgres),
 //! [`services`] (the other processes), [`timeline`] (the soak's clock and log), [`faults`],
 //! [`load`], [`exchange_watch`] (the exchange's calls, sampled), [`drain`], [`evidence`] (what
 //! the system ended with), [`invariants`] and [`report`]; [`sqs`] is the soak's own SQS client.
 
-mod cluster;
+mod bouncer;
 mod drain;
 mod evidence;
 mod exchange_watch;
@@ -42,7 +42,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::Parser;
 
-use cluster::Postgres;
+use bench::cluster::Postgres;
 use evidence::Evidence;
 use exchange_watch::ExchangeWatch;
 use plan::Plan;

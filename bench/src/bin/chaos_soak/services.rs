@@ -11,9 +11,11 @@ use bench::process::{Output, Process};
 use order_shared::auth::ApiKey;
 use tokio::sync::Mutex;
 
-use crate::cluster::Postgres;
 use crate::load::REJECTED_INSTRUMENT;
 use crate::plan::RunnerTiming;
+use bench::cluster::Postgres;
+
+use crate::bouncer::Bouncer;
 
 /// The running system. Dropping it kills its processes.
 pub struct System {
@@ -21,6 +23,8 @@ pub struct System {
     pub sqs: Process,
     pub runner: Arc<Runner>,
     _exchange: Process,
+    /// Between the runner and Postgres, as RDS Proxy is in AWS.
+    _bouncer: Bouncer,
     pub sqs_url: String,
     pub exchange_url: String,
     pub api_url: String,
@@ -42,6 +46,7 @@ impl System {
     ) -> anyhow::Result<Self> {
         let (sqs, sqs_url) = start_sqs(bin_dir, work_dir)?;
         let (exchange, exchange_url) = start_exchange(bin_dir, work_dir).await?;
+        let bouncer = Bouncer::start(work_dir, postgres.port()).await?;
         let api_port = local_process::free_port()?;
         let api_url = format!("http://127.0.0.1:{api_port}");
         let alerts_queue = format!("soak-alerts-{}", uuid::Uuid::new_v4().simple());
@@ -49,7 +54,7 @@ impl System {
         let env = runner_env(
             api_port,
             &api_key,
-            &postgres.url("orders"),
+            [&bouncer.url("orders"), &postgres.url("orders")],
             &sqs_url,
             &alerts_queue,
             &exchange_url,
@@ -66,6 +71,7 @@ impl System {
             sqs,
             runner: Arc::new(runner),
             _exchange: exchange,
+            _bouncer: bouncer,
             sqs_url,
             exchange_url,
             api_url,
@@ -166,7 +172,7 @@ async fn start_exchange(bin_dir: &Path, work_dir: &Path) -> anyhow::Result<(Proc
 fn runner_env(
     api_port: u16,
     api_key: &ApiKey,
-    database_url: &str,
+    [database_url, migration_database_url]: [&str; 2],
     sqs_url: &str,
     alerts_queue: &str,
     exchange_url: &str,
@@ -184,6 +190,7 @@ fn runner_env(
         ("LOCAL_REQUESTS_PER_SECOND", "100000".into()),
         ("LOCAL_MAX_OPEN_ORDERS", "1000000".into()),
         ("DATABASE_URL", database_url.into()),
+        ("MIGRATION_DATABASE_URL", migration_database_url.into()),
         ("DATABASE_CONNECT_TIMEOUT_MS", "1000".into()),
         ("SQS_ENDPOINT", "external".into()),
         ("AWS_ENDPOINT_URL", sqs_url.into()),

@@ -1,5 +1,6 @@
-//! The soak's throwaway Postgres cluster: its own data directory and port, so that restarting it
-//! (one of the faults) never disturbs the machine's shared server, and removed at the end.
+//! A throwaway Postgres cluster: its own data directory and port, so that restarting it (one of
+//! the chaos soak's faults) or loading a library at start (`load-bench statements` preloads
+//! `pg_stat_statements`) never disturbs the machine's shared server; removed at the end.
 
 use std::path::{Path, PathBuf};
 
@@ -17,17 +18,25 @@ pub struct Postgres {
     work_dir: PathBuf,
     port: u16,
     as_postgres_user: bool,
+    /// Extra `-c name=value` options of the server, kept for every start.
+    settings: String,
 }
 
 impl Postgres {
     /// Creates the cluster, starts it and creates the `orders` database.
     pub async fn start(work_dir: &Path) -> anyhow::Result<Self> {
+        Self::start_with(work_dir, &[]).await
+    }
+
+    /// [`Postgres::start`] with server settings of its own (`-c name=value` at every start),
+    /// e.g. `shared_preload_libraries`, which only a server start can change.
+    pub async fn start_with(work_dir: &Path, settings: &[(&str, &str)]) -> anyhow::Result<Self> {
         let bin = postgres_bin_dir()?;
         let port = local_process::free_port()?;
         // Data directory and log under the temp dir: when this runs as root the server runs as
         // the postgres user, who cannot enter a checkout in a private (0700) directory.
         let id = uuid::Uuid::new_v4().simple().to_string();
-        let data = std::env::temp_dir().join(format!("chaos-soak-pg-{id}"));
+        let data = std::env::temp_dir().join(format!("bench-pg-{id}"));
         std::fs::create_dir_all(&data)?;
         let as_postgres_user = is_root().await;
         if as_postgres_user {
@@ -41,14 +50,18 @@ impl Postgres {
         let cluster = Self {
             bin,
             data,
-            log: std::env::temp_dir().join(format!("chaos-soak-pg-{id}.log")),
+            log: std::env::temp_dir().join(format!("bench-pg-{id}.log")),
             work_dir: work_dir.to_path_buf(),
             port,
             as_postgres_user,
+            settings: settings
+                .iter()
+                .map(|(name, value)| format!(" -c {name}={value}"))
+                .collect(),
         };
         cluster.init().await?;
         cluster.start_server().await?;
-        let client = bench::db::connect(&cluster.url("postgres")).await?;
+        let client = crate::db::connect(&cluster.url("postgres")).await?;
         client.batch_execute("CREATE DATABASE orders").await?;
         Ok(cluster)
     }
@@ -58,7 +71,13 @@ impl Postgres {
         format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
     }
 
-    /// A fast restart, waiting until the server accepts connections again.
+    /// The server's port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A fast restart, waiting until the server accepts connections again (with the options of
+    /// its start: pg_ctl keeps them in postmaster.opts).
     ///
     /// `-l` again: pg_ctl does not remember it, and without it the new server would keep our
     /// output pipe open (and `output()` would wait for it forever).
@@ -111,19 +130,14 @@ impl Postgres {
         .await
     }
 
-    /// Starts the server on its own port and socket directory, with connections enough for the
-    /// runner's pools across its restarts.
+    /// Starts the server (see [`Postgres::options`]).
     async fn start_server(&self) -> anyhow::Result<()> {
         if self.as_postgres_user {
             // The server, running as postgres, appends to the log file.
             std::fs::File::create(&self.log)?;
             run("chown", &["postgres:postgres", self.log.to_str().unwrap()]).await?;
         }
-        let options = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c max_connections=200",
-            self.port,
-            std::env::temp_dir().display()
-        );
+        let options = self.options();
         self.pg(
             "pg_ctl",
             &[
@@ -140,6 +154,17 @@ impl Postgres {
         .await
     }
 
+    /// The server's command-line options: its port and socket directory, connections enough for
+    /// the runner's pools across its restarts, and the settings it was started with.
+    fn options(&self) -> String {
+        format!(
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c max_connections=200{}",
+            self.port,
+            std::env::temp_dir().display(),
+            self.settings
+        )
+    }
+
     /// Runs a Postgres tool, as the postgres user when we are root.
     async fn pg(&self, tool: &str, args: &[&str]) -> anyhow::Result<()> {
         let program = self.bin.join(tool);
@@ -154,7 +179,7 @@ impl Postgres {
         } else {
             Command::new(&program).args(args).output().await?
         };
-        bench::process::stdout_of(tool, &output)?;
+        crate::process::stdout_of(tool, &output)?;
         Ok(())
     }
 }
