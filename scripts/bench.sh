@@ -149,6 +149,7 @@ wait_quiet() {
 wait_quiet
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); profile: release; synchronous_commit: $(psql "$TEST_ADMIN_DATABASE_URL" -tAc 'SHOW synchronous_commit')"
 echo "== quiet: $QUIET; load average at the start: $(cut -d' ' -f1-3 /proc/loadavg); $(date -u +%FT%TZ)"
+echo "== busiest processes at the start (%CPU over their lifetime):"; ps -eo pcpu,ni,comm --sort=-pcpu | head -6
 echo "== new: $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- . ':!docs' ':!bench' ':!scripts/bench*' || echo ' (+ uncommitted changes outside docs/ and the bench)') in $BIN${OLD_BIN:+; old: ${BENCH_OLD_REV:-?} in $OLD_BIN}"
 
 if section 1; then
@@ -174,7 +175,7 @@ if section 1; then
         if [[ "$other" != "$v" ]]; then labels+=(--label "${RUNNER_OF[$other]}=local-runner ($other, idle)"); fi
       done
       if [[ "$via" == pgbouncer ]]; then labels+=(--label "$BENCH_PGBOUNCER_PID=pgbouncer (benchmark's)"); fi
-      python3 scripts/bench/cpu_split.py "${labels[@]}" --units "$LOCAL_DIR/bench/cpu-split/post-$v-$via.json:accepted" \
+      python3 scripts/bench/cpu_split.py "${labels[@]}" --postgres-db "bench_post_${v}_$via" --units "$LOCAL_DIR/bench/cpu-split/post-$v-$via.json:accepted" \
         --json "$OUT/cpu-split-post-$v-$via-64.json" -- \
         "$BIN/load-bench" --out-dir "$LOCAL_DIR/bench/cpu-split" post --target "$v-$via=http://127.0.0.1:${PORT_OF[$v]}" \
         --connections 64 --seconds "$SECONDS_PER_RUN" --runs 1 --name "post-$v-$via"
@@ -197,7 +198,7 @@ if section 2; then
   FLOOR_URL="postgres://$PGUSER_NAME@$PGHOST_ADDR:$PGPORT_NUM/bench_floor"
   "$BIN/load-bench" --out-dir "$OUT" floor --database-url "$FLOOR_URL" --clients "$FLOOR_CLIENTS" --seconds "$SECONDS_PER_RUN" --runs "$RUNS"
   echo "-- where the CPU goes at 64 clients (one more run; per insert transaction)"
-  python3 scripts/bench/cpu_split.py --units "$LOCAL_DIR/bench/cpu-split/floor.json:transactions" \
+  python3 scripts/bench/cpu_split.py --postgres-db bench_floor --units "$LOCAL_DIR/bench/cpu-split/floor.json:transactions" \
     --json "$OUT/cpu-split-floor-64.json" -- \
     "$BIN/load-bench" --out-dir "$LOCAL_DIR/bench/cpu-split" floor --database-url "$FLOOR_URL" \
     --clients 64 --seconds "$SECONDS_PER_RUN" --runs 1

@@ -148,13 +148,24 @@ async fn send(
 }
 
 /// pg_stat_statements' rows of database `db`: (calls, rows, query), most called first.
-async fn statement_calls(
-    admin: &tokio_postgres::Client,
-    db: &str,
-) -> anyhow::Result<Vec<(i64, i64, String)>> {
+/// One statement as pg_stat_statements counted it.
+struct Calls {
+    calls: i64,
+    rows: i64,
+    /// Times it was planned: a named prepared statement reuses its plan, an unnamed one is
+    /// parsed and planned at every execution.
+    plans: i64,
+    plan_ms: f64,
+    exec_ms: f64,
+    query: String,
+}
+
+/// pg_stat_statements' rows of database `db`, most called first.
+async fn statement_calls(admin: &tokio_postgres::Client, db: &str) -> anyhow::Result<Vec<Calls>> {
     let rows = admin
         .query(
-            "SELECT s.calls, s.rows, s.query FROM pg_stat_statements s \
+            "SELECT s.calls, s.rows, s.plans, s.total_plan_time, s.total_exec_time, s.query \
+             FROM pg_stat_statements s \
              JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = $1 \
              ORDER BY s.calls DESC, s.query",
             &[&db],
@@ -162,7 +173,14 @@ async fn statement_calls(
         .await?;
     Ok(rows
         .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .map(|r| Calls {
+            calls: r.get(0),
+            rows: r.get(1),
+            plans: r.get(2),
+            plan_ms: r.get(3),
+            exec_ms: r.get(4),
+            query: r.get(5),
+        })
         .collect())
 }
 
@@ -199,7 +217,7 @@ fn report(
     requests: usize,
     statuses: &BTreeMap<u16, u64>,
     wire: &WireStats,
-    calls: &[(i64, i64, String)],
+    calls: &[Calls],
     wal: [f64; 5],
 ) -> Value {
     let n = requests as f64;
@@ -226,13 +244,23 @@ fn report(
     for (what, count) in &trips {
         println!("      {:>6.3} × round trip: {what}", per(**count));
     }
-    println!("    pg_stat_statements, calls (rows) per request:");
-    for (c, r, query) in calls {
+    let plan_ms: f64 = calls.iter().map(|c| c.plan_ms).sum();
+    let exec_ms: f64 = calls.iter().map(|c| c.exec_ms).sum();
+    println!(
+        "    pg_stat_statements, per request: {:.3} ms planning, {:.3} ms executing; \
+         calls (rows, plans) per request and statement:",
+        plan_ms / n,
+        exec_ms / n
+    );
+    for c in calls {
         println!(
-            "      {:>6.3} ({:>6.3})  {}",
-            *c as f64 / n,
-            *r as f64 / n,
-            one_line(query, 110)
+            "      {:>6.3} ({:>6.3}, {:>6.3})  plan {:>6.3} ms, exec {:>6.3} ms per call  {}",
+            c.calls as f64 / n,
+            c.rows as f64 / n,
+            c.plans as f64 / n,
+            c.plan_ms / c.plans.max(1) as f64,
+            c.exec_ms / c.calls.max(1) as f64,
+            one_line(&c.query, 90)
         );
     }
     json!({
@@ -249,8 +277,11 @@ fn report(
         "messages": wire.messages.iter().map(|(k, v)| (k.to_string(), json!(v)))
             .collect::<serde_json::Map<_, _>>(),
         "statement_texts": wire.statements,
-        "pg_stat_statements": calls.iter().map(|(c, r, q)| json!({
-            "calls": c, "rows": r, "calls_per_request": *c as f64 / n, "query": q}))
+        "plan_ms_per_request": plan_ms / n,
+        "exec_ms_per_request": exec_ms / n,
+        "pg_stat_statements": calls.iter().map(|c| json!({
+            "calls": c.calls, "rows": c.rows, "plans": c.plans, "calls_per_request": c.calls as f64 / n,
+            "total_plan_ms": c.plan_ms, "total_exec_ms": c.exec_ms, "query": c.query}))
             .collect::<Vec<_>>(),
     })
 }
@@ -371,6 +402,8 @@ pub async fn statements(
             // Top-level statements as the client sent them, BEGIN/COMMIT/SET included.
             ("pg_stat_statements.track", "top"),
             ("pg_stat_statements.track_utility", "on"),
+            // Planning time too: an unnamed statement is planned at every execution.
+            ("pg_stat_statements.track_planning", "on"),
         ],
     )
     .await
