@@ -7,14 +7,19 @@
 #   2. cfn-lint must REJECT tests/fixtures/broken-template.yaml   (guards the pin)
 #   3. cfn-lint -a cfn_lint_serverless.rules -- infra/template.yaml   (no errors, no warnings)
 #   4. sam validate --lint
-#   5. sam build (cargo-lambda, release, arm64) and the size and architecture of each bootstrap
+#   5. checkov (IaC security scanner, pinned) over infra/template.yaml: no failed check; each
+#      skipped one carries its reason in the template (Metadata.checkov.skip[].comment)
+#   6. checkov must REJECT tests/fixtures/checkov-canary.yaml  (guards the scanner)
+#   7. sam build (cargo-lambda, release, arm64) and the size and architecture of each bootstrap
 #
 # The template's invariants (visibility timeout, redrive, alarms, IAM, environment, ...) are a
 # Rust test: `cargo test -p system-tests --test infra` (part of `make test`).
 #
 # Environment:
 #   INFRA_VENV=DIR        virtualenv for the tools (default .local/infra-venv)
-#   INFRA_SKIP_BUILD=1    stop after step 4 (quick check while editing the template)
+#   CHECKOV_VENV=DIR      virtualenv for checkov (default .local/checkov-venv; its pins conflict
+#                         with aws-sam-cli's, see scripts/requirements-checkov.txt)
+#   INFRA_SKIP_BUILD=1    stop after step 6 (quick check while editing the template)
 #   INFRA_ARCH=x86_64     build x86_64 artifacts even if the aarch64 target is available
 # Never run here: `sam local` (needs Docker), `sam deploy`/`sam package` (need AWS).
 set -euo pipefail
@@ -28,6 +33,11 @@ TEMPLATE="infra/template.yaml"
 BROKEN="tests/fixtures/broken-template.yaml"
 # The error the broken template must produce: the SAM transform refusing the misspelled property.
 BROKEN_EXPECTED="FunctionResponseType not defined"
+CHECKOV_VENV="${CHECKOV_VENV:-$ROOT/.local/checkov-venv}"
+CHECKOV_REQS="$ROOT/scripts/requirements-checkov.txt"
+CHECKOV_CANARY="tests/fixtures/checkov-canary.yaml"
+# The finding the canary must produce: its SNS topic is not encrypted.
+CHECKOV_CANARY_EXPECTED="CKV_AWS_26"
 
 # No telemetry, no update checks, a region for the SAM transform; never any credentials.
 export SAM_CLI_TELEMETRY=0
@@ -58,8 +68,17 @@ if [[ ! -x "$VENV/bin/sam" ]] || ! cmp -s "$REQS" "$VENV/.installed-requirements
   "$VENV/bin/pip" check
   cp "$REQS" "$VENV/.installed-requirements"
 fi
+if [[ ! -x "$CHECKOV_VENV/bin/checkov" ]] || ! cmp -s "$CHECKOV_REQS" "$CHECKOV_VENV/.installed-requirements"; then
+  echo "    installing checkov into $CHECKOV_VENV (once; about a minute) ..."
+  rm -rf "$CHECKOV_VENV"
+  python3 -m venv "$CHECKOV_VENV"
+  "$CHECKOV_VENV/bin/pip" install --quiet --disable-pip-version-check -r "$CHECKOV_REQS"
+  "$CHECKOV_VENV/bin/pip" check
+  cp "$CHECKOV_REQS" "$CHECKOV_VENV/.installed-requirements"
+fi
 # sam build finds cargo-lambda on PATH, and cargo-lambda finds zig through `python3 -m ziglang`.
 export PATH="$VENV/bin:$PATH"
+echo "    checkov $("$CHECKOV_VENV/bin/checkov" --version)"
 echo "    $(cfn-lint --version), $(sam --version), cargo-lambda $(pip show cargo-lambda 2>/dev/null | sed -n 's/^Version: //p'), ziglang $(python3 -m ziglang version)"
 step_done
 
@@ -98,6 +117,39 @@ step_start "sam validate --lint"
 sam validate --lint --template-file "$TEMPLATE" --region "$AWS_DEFAULT_REGION"
 step_done
 
+# --- 5. checkov ----------------------------------------------------------------------------------
+# Offline: --skip-download keeps it from fetching guidelines from its vendor's API.
+checkov_scan() {
+  "$CHECKOV_VENV/bin/checkov" --file "$1" --framework cloudformation --compact --quiet \
+    --skip-download 2>&1
+}
+step_start "checkov $TEMPLATE (no failed check; skips carry their reason in the template)"
+set +e
+CHECKOV_OUTPUT="$(checkov_scan "$TEMPLATE")"
+CHECKOV_STATUS=$?
+set -e
+{ grep -E "Passed checks|Check:|FAILED" <<<"$CHECKOV_OUTPUT" || echo "$CHECKOV_OUTPUT"; } | sed "s/^/    /"
+if [[ $CHECKOV_STATUS -ne 0 ]]; then
+  echo "error: checkov found a problem in $TEMPLATE: fix it, or skip it in the resource's" >&2
+  echo "       Metadata.checkov.skip with a one-line comment saying why it does not apply." >&2
+  exit 1
+fi
+step_done
+
+# --- 6. the scanner's canary: an unencrypted SNS topic ------------------------------------------
+step_start "checkov rejects $CHECKOV_CANARY"
+set +e
+CANARY_OUTPUT="$(checkov_scan "$CHECKOV_CANARY")"
+CANARY_STATUS=$?
+set -e
+if [[ $CANARY_STATUS -eq 0 ]] || ! grep -q "$CHECKOV_CANARY_EXPECTED" <<<"$CANARY_OUTPUT"; then
+  echo "error: checkov did not reject $CHECKOV_CANARY with $CHECKOV_CANARY_EXPECTED (exit $CANARY_STATUS):" >&2
+  echo "$CANARY_OUTPUT" >&2
+  exit 1
+fi
+echo "    rejected as it must be: $(grep -m1 "$CHECKOV_CANARY_EXPECTED" <<<"$CANARY_OUTPUT")"
+step_done
+
 if [[ "${INFRA_SKIP_BUILD:-0}" == "1" ]]; then
   echo
   echo "INFRA_SKIP_BUILD=1: not building the artifacts."
@@ -105,7 +157,7 @@ if [[ "${INFRA_SKIP_BUILD:-0}" == "1" ]]; then
   exit 0
 fi
 
-# --- 5. sam build --------------------------------------------------------------------------------
+# --- 7. sam build --------------------------------------------------------------------------------
 # Lambda runs the functions on arm64 (Graviton). cargo-lambda cross-compiles with zig, but the
 # Rust standard library for aarch64 must be installed. Where it is missing and cannot be
 # installed, build x86_64 instead (the template's Architecture parameter, for this build only)

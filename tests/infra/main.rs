@@ -768,11 +768,12 @@ fn every_function_is_traced_arm64_al2023_sized_and_has_a_log_group_with_retentio
             "{name}: in the VPC"
         );
 
-        let log_group_name = json!({ "Fn::Sub": format!("/aws/lambda/${{{name}}}") });
-        let (group, log_group) = t()
-            .of_type("AWS::Logs::LogGroup")
-            .find(|(_, g)| g["Properties"]["LogGroupName"] == log_group_name)
-            .unwrap_or_else(|| panic!("{name} has no log group /aws/lambda/${{{name}}}"));
+        // The group it logs into (LoggingConfig; deploy_review checks its name and creation).
+        let group = p["LoggingConfig"]["LogGroup"]["Ref"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name} has no LoggingConfig.LogGroup"));
+        let log_group = t().resource(group);
+        assert_eq!(log_group["Type"], "AWS::Logs::LogGroup", "{name}");
         let retention = t().number(&log_group["Properties"]["RetentionInDays"]);
         assert!(retention > 0.0, "{group}: retention");
 
@@ -1005,9 +1006,9 @@ fn only_the_api_reads_the_generated_api_key_pepper() {
         let reads_pepper = iam_statements(t()).iter().any(|(owner, s)| {
             owner == &role
                 && s["Action"] == json!("secretsmanager:GetSecretValue")
-                && match &s["Resource"] {
+                && match t().resolve(&s["Resource"]) {
                     Value::Array(items) => items.contains(&pepper_ref),
-                    other => *other == pepper_ref,
+                    other => other == pepper_ref,
                 }
         });
         if binary == "api" {
@@ -1025,7 +1026,7 @@ fn only_the_api_reads_the_generated_api_key_pepper() {
         }
     }
     assert_eq!(
-        t().root["Outputs"]["ApiKeyPepperSecretArn"]["Value"],
+        t().resolve(&t().root["Outputs"]["ApiKeyPepperSecretArn"]["Value"]),
         pepper_ref
     );
 }
@@ -2088,3 +2089,7 @@ fn every_lint_waiver_is_justified() {
 
 // The database connection budget, its waits and alarms, and the deploy guide's table.
 mod connections;
+
+// The defects of the deployer's review (issue #13): secrets endpoint, pepper, logs, https, major
+// upgrades, NAT per zone, the encrypted alert topic and the capacity arithmetic.
+mod deploy_review;
