@@ -372,6 +372,112 @@ async fn update_of_an_older_schema_applies_the_missing_migrations() {
     database.close();
 }
 
+/// The migrations of a newer release: this release's `migrations/` plus one more, applied the way
+/// that release's migrator would (refinery, same history table).
+async fn migrate_as_a_newer_release(pool: &Pool) -> String {
+    let mut migrations = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir(MIGRATIONS)
+        .expect("migrations/")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "sql"))
+        .collect();
+    files.sort();
+    for path in files {
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let sql = std::fs::read_to_string(&path).unwrap();
+        migrations.push(refinery::Migration::unapplied(&name, &sql).expect("migration"));
+    }
+    // An expand-only migration, as DEPLOY.md's rule requires: the older code never sees it.
+    let newer = format!("V{}__a_newer_release", migration_files() + 1);
+    migrations.push(
+        refinery::Migration::unapplied(
+            &newer,
+            "ALTER TABLE orders ADD COLUMN newer_release_note text NULL;",
+        )
+        .unwrap(),
+    );
+    let mut client = pool.get().await.expect("connection");
+    refinery::Runner::new(&migrations)
+        .run_async(&mut **client)
+        .await
+        .expect("the newer release's migrations");
+    newer
+}
+
+/// Rollback: CloudFormation (or a redeploy of the previous release) runs this release's migrator
+/// against a database a newer release has migrated further. It must answer SUCCESS and leave the
+/// newer schema alone; refinery's default aborts on the unknown migration and fails the rollback.
+#[tokio::test]
+async fn an_older_migrator_accepts_a_schema_migrated_by_a_newer_release() {
+    let server = ResponseServer::start().await;
+    let database = EmptyDatabase::create().await;
+    let newer = migrate_as_a_newer_release(&database.pool).await;
+    assert_eq!(database.applied_migrations().await, migration_files() + 1);
+
+    let (raw, update) = event("update.json", &server, "");
+    let (_, sent) = invoke(&update, &database.pool).await;
+    sent.unwrap();
+    let body = assert_answer(&server.only_answer(), &raw, "SUCCESS");
+    assert_eq!(
+        database.applied_migrations().await,
+        migration_files() + 1,
+        "applies nothing, undoes nothing: {body}"
+    );
+    let column: i64 = database
+        .client()
+        .await
+        .query_one(
+            "SELECT count(*) FROM information_schema.columns \
+             WHERE table_name = 'orders' AND column_name = 'newer_release_note'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(column, 1, "{newer}'s column is still there");
+    // And the direct call agrees (what the local runner does at start).
+    assert_eq!(
+        run_migrations(&database.pool).await.unwrap(),
+        Vec::<String>::new()
+    );
+    database.close();
+}
+
+/// A newer schema is accepted only on top of this release's own migrations: one of them missing
+/// (or changed) is still an error, not a silent skip.
+#[tokio::test]
+async fn a_newer_schema_without_this_releases_migrations_is_refused() {
+    let database = EmptyDatabase::create().await;
+    migrate_as_a_newer_release(&database.pool).await;
+    database
+        .client()
+        .await
+        .batch_execute("DELETE FROM refinery_schema_history WHERE version = 2")
+        .await
+        .unwrap();
+    let error = run_migrations(&database.pool)
+        .await
+        .expect_err("a history with a hole is refused");
+    assert!(
+        error.to_string().contains("missing") || error.to_string().contains("[2]"),
+        "{error}"
+    );
+
+    let changed = EmptyDatabase::create().await;
+    migrate_as_a_newer_release(&changed.pool).await;
+    changed
+        .client()
+        .await
+        .batch_execute("UPDATE refinery_schema_history SET checksum = '1' WHERE version = 1")
+        .await
+        .unwrap();
+    run_migrations(&changed.pool)
+        .await
+        .expect_err("an applied migration that differs from this release's copy is refused");
+    database.close();
+    changed.close();
+}
+
 #[tokio::test]
 async fn delete_answers_success_and_touches_nothing() {
     let server = ResponseServer::start().await;
