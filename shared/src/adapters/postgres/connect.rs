@@ -62,9 +62,11 @@ impl fmt::Debug for DatabaseCredentials {
     }
 }
 
-/// Whether the connection is encrypted. `VerifyFull` checks the server certificate against the
-/// public web PKI roots (RDS Proxy's certificates chain to them) plus an optional CA bundle
-/// (the RDS CA bundle for direct RDS connections).
+/// Whether the connection is encrypted. `VerifyFull` checks the server certificate and its name
+/// against the public web PKI roots (RDS Proxy's certificates chain to Amazon Trust Services,
+/// among them), the built-in RDS CA bundle (an RDS instance's certificate chains to its region's
+/// RDS CA: a direct connection, e.g. `ExistingDatabaseHost` without a proxy) and an optional
+/// `DATABASE_CA_FILE` (any other server, e.g. a self-managed PostgreSQL).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TlsMode {
     Disable,
@@ -172,9 +174,24 @@ fn without_password(mut config: tokio_postgres::Config) -> tokio_postgres::Confi
     config
 }
 
+/// The Amazon RDS certificate authorities of every region (see the file's header for where they
+/// come from and how to refresh them).
+const RDS_CA_BUNDLE: &[u8] = include_bytes!("../../../certs/rds-ca-bundle.pem");
+
+fn rds_ca_certificates() -> Vec<CertificateDer<'static>> {
+    CertificateDer::pem_slice_iter(RDS_CA_BUNDLE)
+        .collect::<Result<Vec<_>, _>>()
+        .expect("the built-in RDS CA bundle is valid PEM (unit-tested)")
+}
+
 fn tls_config(config: &DatabaseConfig) -> Result<rustls::ClientConfig, PoolError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    // Without these a direct connection to an RDS instance fails verification: its certificate
+    // is issued by the RDS CA, not by a public root.
+    for cert in rds_ca_certificates() {
+        roots.add(cert)?;
+    }
     if let Some(path) = &config.ca_file {
         let certs = CertificateDer::pem_file_iter(path)
             .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
@@ -288,6 +305,33 @@ fn is_auth_failure(error: &tokio_postgres::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verify_full_trusts_the_rds_certificate_authorities() {
+        let bundle = rds_ca_certificates();
+        assert!(bundle.len() >= 60, "one RDS CA per region and kind");
+        for cert in &bundle {
+            let der = cert.as_ref();
+            assert!(
+                der.windows(b"Amazon RDS".len()).any(|w| w == b"Amazon RDS"),
+                "only Amazon RDS CAs in the bundle"
+            );
+        }
+        // The us-east-1 RSA2048 G1 root, which RDS instances there use by default.
+        assert!(bundle.iter().any(|c| {
+            let der = c.as_ref();
+            let name = b"Amazon RDS us-east-1 Root CA RSA2048 G1";
+            der.windows(name.len()).any(|w| w == name)
+        }));
+        let config = DatabaseConfig {
+            credentials: DatabaseCredentials::Url("postgres://app@db/orders".into()),
+            tls: TlsMode::VerifyFull,
+            ca_file: None,
+            pool_size: 1,
+            connect_timeout: Duration::from_secs(1),
+        };
+        tls_config(&config).expect("TLS with the web roots and the RDS CAs");
+    }
 
     #[test]
     fn debug_output_hides_the_password() {
