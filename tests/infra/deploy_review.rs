@@ -154,13 +154,20 @@ pub(super) fn check_database_secret_rotates(t: &Template) -> CheckResult {
         Value::Array(items) => items.clone(),
         single => vec![single.clone()],
     };
+    for secret in ["DatabaseSecret", "AppDatabaseSecret"] {
+        check_secret_rotates(t, secret, &transforms)?;
+    }
+    Ok(())
+}
+
+fn check_secret_rotates(t: &Template, secret: &str, transforms: &[Value]) -> CheckResult {
     let (name, schedule) = t
         .of_type("AWS::SecretsManager::RotationSchedule")
-        .find(|(_, r)| referenced(&r["Properties"]["SecretId"]) == Some("DatabaseSecret"))
-        .ok_or("the database secret has no rotation schedule: its password never changes")?;
+        .find(|(_, r)| referenced(&r["Properties"]["SecretId"]) == Some(secret))
+        .ok_or_else(|| format!("{secret} has no rotation schedule: its password never changes"))?;
     let p = &schedule["Properties"];
     ensure!(
-        schedule["Condition"] == t.resource("DatabaseSecret")["Condition"],
+        schedule["Condition"] == t.resource(secret)["Condition"],
         "{name}: exists exactly when the secret does"
     );
     let hosted = &p["HostedRotationLambda"];
@@ -247,6 +254,60 @@ pub(super) fn check_pepper_survives_delete_and_restore(t: &Template) -> CheckRes
     ensure!(
         !exists(&restored, restored.resource("ApiKeyPepperSecret")),
         "a restored stack must not generate a new pepper"
+    );
+    Ok(())
+}
+
+// --- 5. the functions connect as the application role, not as the master user ---------------
+
+pub(super) fn check_functions_connect_as_the_application_role(t: &Template) -> CheckResult {
+    let master = json!({ "Ref": "DatabaseSecret" });
+    let app = json!({ "Ref": "AppDatabaseSecret" });
+    let migrator = t.function_for("migrator");
+    for (binary, function) in t.functions_by_binary() {
+        let variables = t.function(&function)["Environment"]["Variables"].clone();
+        let secret = t.resolve(&variables["DATABASE_SECRET_ARN"]);
+        let role = role_of(t, &binary);
+        let reads = |arn: &Value| {
+            iam_statements(t).iter().any(|(owner, s)| {
+                owner == &role
+                    && actions_of(s)
+                        .iter()
+                        .any(|a| a == "secretsmanager:GetSecretValue")
+                    && match t.resolve(&s["Resource"]) {
+                        Value::Array(items) => items.contains(arn),
+                        other => other == *arn,
+                    }
+            })
+        };
+        if function == migrator {
+            ensure!(
+                secret == master,
+                "{function}: the migrator connects as the owner"
+            );
+            ensure!(
+                t.resolve(&variables["APP_DATABASE_SECRET_ARN"]) == app,
+                "{function}: APP_DATABASE_SECRET_ARN (it creates the application role)"
+            );
+            ensure!(
+                reads(&app),
+                "{role} may not read the application role's secret"
+            );
+        } else {
+            ensure!(
+                secret == app,
+                "{function} connects with {secret}, not as the application role: the master user can change the schema"
+            );
+            ensure!(!reads(&master), "{role} may read the master user's secret");
+        }
+    }
+    // RDS Proxy must know the application role's credentials to let it in.
+    let (proxy, resource) = t.of_type("AWS::RDS::DBProxy").next().ok_or("a proxy")?;
+    ensure!(
+        resource["Properties"]["Auth"]
+            .as_array()
+            .is_some_and(|auth| auth.iter().any(|a| a["SecretArn"] == app)),
+        "{proxy}: no Auth entry for AppDatabaseSecret - the functions could not log in"
     );
     Ok(())
 }
@@ -561,6 +622,11 @@ fn the_database_secret_rotates_and_the_rotation_reaches_the_database() {
 }
 
 #[test]
+fn functions_connect_as_the_application_role_and_only_the_migrator_as_the_owner() {
+    check_functions_connect_as_the_application_role(t()).unwrap();
+}
+
+#[test]
 fn the_api_key_pepper_survives_stack_delete_and_restore() {
     check_pepper_survives_delete_and_restore(t()).unwrap();
 }
@@ -647,6 +713,12 @@ fn deploy_review_checks_catch_the_defects() {
             check_database_secret_rotates,
         ),
         (
+            "9: the application role's password never rotates",
+            "  AppDatabaseSecretRotation:\n    Type: AWS::SecretsManager::RotationSchedule\n",
+            "  AppDatabaseSecretRotation:\n    Type: AWS::SecretsManager::Secret\n",
+            check_database_secret_rotates,
+        ),
+        (
             "9: hosted rotation without the Secrets Manager transform",
             "Transform: [AWS::Serverless-2016-10-31, AWS::SecretsManager-2024-09-16]",
             "Transform: AWS::Serverless-2016-10-31",
@@ -669,6 +741,24 @@ fn deploy_review_checks_catch_the_defects() {
             "          API_KEY_PEPPER_SECRET_ARN: !If [CreatePepperSecret, !Ref ApiKeyPepperSecret, !Ref ExistingApiKeyPepperSecretArn]",
             "          API_KEY_PEPPER_SECRET_ARN: !Ref ApiKeyPepperSecret",
             check_pepper_survives_delete_and_restore,
+        ),
+        (
+            "5: every function connects as the master user",
+            "        DATABASE_SECRET_ARN: !If [CreateDatabase, !Ref AppDatabaseSecret, !Ref ExistingDatabaseSecretArn]",
+            "        DATABASE_SECRET_ARN: !If [CreateDatabase, !Ref DatabaseSecret, !Ref ExistingDatabaseSecretArn]",
+            check_functions_connect_as_the_application_role,
+        ),
+        (
+            "5: the sweeper may read the master user's secret",
+            "                Resource: !If [CreateDatabase, !Ref AppDatabaseSecret, !Ref ExistingDatabaseSecretArn]",
+            "                Resource: !If [CreateDatabase, !Ref DatabaseSecret, !Ref ExistingDatabaseSecretArn]",
+            check_functions_connect_as_the_application_role,
+        ),
+        (
+            "5: the proxy does not know the application role",
+            "        - AuthScheme: SECRETS\n          SecretArn: !Ref AppDatabaseSecret\n",
+            "        - AuthScheme: SECRETS\n          SecretArn: !Ref DatabaseSecret\n",
+            check_functions_connect_as_the_application_role,
         ),
         (
             "6: the api logs where Lambda creates a group at its first invocation",

@@ -1046,9 +1046,16 @@ fn functions_connect_to_the_rds_proxy_and_read_the_stacks_secrets() {
             json!({ "Fn::GetAtt": [proxy, "Endpoint"] }),
             "{name}: DATABASE_HOST"
         );
+        // The migrator connects as the owner; every other function as the application role
+        // (deploy_review::check_functions_connect_as_the_application_role).
+        let secret = if t().function_for("migrator") == *name {
+            "DatabaseSecret"
+        } else {
+            "AppDatabaseSecret"
+        };
         assert_eq!(
             t().resolve(&variables["DATABASE_SECRET_ARN"]),
-            json!({ "Ref": "DatabaseSecret" }),
+            json!({ "Ref": secret }),
             "{name}: DATABASE_SECRET_ARN"
         );
     }
@@ -1131,7 +1138,11 @@ fn start_up<F: Fn(&str) -> Option<String>>(binary: &str, env: &Env<F>) -> Result
         "placer" => PlacerConfig::from_env(env).map(|c| format!("{c:?}")),
         "alerter" => AlerterConfig::from_env(env).map(|c| format!("{c:?}")),
         "sweeper" => SweeperConfig::from_env(env).map(|c| format!("{c:?}")),
-        "migrator" => env.database(1).map(|c| format!("{c:?}")),
+        // As functions/migrator/src/main.rs: the owner's database, and the application role's
+        // secret when the stack manages that role.
+        "migrator" => env
+            .database(1)
+            .map(|c| format!("{c:?} {:?}", env.application_role_secret())),
         other => panic!("unknown function binary {other}"),
     };
     debug.map_err(|e| format!("{binary}: {e}"))

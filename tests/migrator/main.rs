@@ -14,13 +14,15 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use deadpool_postgres::Pool;
-use order_shared::adapters::postgres::{build_pool, run_migrations, run_migrations_up_to};
+use order_shared::adapters::postgres::{
+    PostgresOrderStore, build_pool, ensure_application_role, run_migrations, run_migrations_up_to,
+};
 use order_shared::handlers::migrator::{
     CustomResourceRequest, handle_custom_resource, send_response,
 };
 use order_shared::ports::BoxError;
 use serde_json::Value;
-use system_tests::{admin_url, database_config};
+use system_tests::{LIMIT_ORDER, TestApi, TestQueue, admin_url, database_config};
 use uuid::Uuid;
 
 mod checksums;
@@ -476,6 +478,81 @@ async fn a_newer_schema_without_this_releases_migrations_is_refused() {
         .expect_err("an applied migration that differs from this release's copy is refused");
     database.close();
     changed.close();
+}
+
+/// The functions connect as the application role the migrator creates (not as the master user):
+/// it may read and write rows - the api's whole request path works with it - but may change no
+/// schema and not refinery's history.
+#[tokio::test]
+async fn the_application_role_may_change_rows_but_not_the_schema() {
+    let database = EmptyDatabase::create().await;
+    run_migrations(&database.pool).await.expect("migrate");
+    // Roles are the server's, not the database's: a name of its own per test.
+    let role = format!("orders_app_{}", &Uuid::new_v4().simple().to_string()[..12]);
+    ensure_application_role(&database.pool, &role, "first")
+        .await
+        .expect("role created");
+    ensure_application_role(&database.pool, &role, "second")
+        .await
+        .expect("idempotent: a second run (the next deploy) only sets the password again");
+
+    // The api on a pool as that role (the local server trusts 127.0.0.1, so no password).
+    let (base, name) = database.url.rsplit_once('/').unwrap();
+    let host = base.rsplit_once('@').map_or(base, |(_, host)| host);
+    let role_url = format!("postgres://{role}@{host}/{name}");
+    let pool = build_pool(&database_config(role_url.clone()), None)
+        .await
+        .expect("pool");
+    let store = std::sync::Arc::new(PostgresOrderStore::new(pool));
+    let queue = TestQueue::create().await;
+    let api = TestApi::new(store, std::sync::Arc::new(queue.adapter())).await;
+    let created = api.post_order(LIMIT_ORDER, None).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.json);
+    let id = created.json["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        api.get(&format!("/orders/{id}")).await.status,
+        StatusCode::OK
+    );
+
+    // No DDL, no ownership, no migration history.
+    let (as_role, connection) = tokio_postgres::connect(&role_url, tokio_postgres::NoTls)
+        .await
+        .expect("connect as the role");
+    tokio::spawn(connection);
+    for sql in [
+        "CREATE TABLE not_allowed (id int)",
+        "ALTER TABLE orders ADD COLUMN not_allowed int",
+        "DROP TABLE order_events",
+        "TRUNCATE orders",
+        "SELECT count(*) FROM refinery_schema_history",
+        "DELETE FROM refinery_schema_history",
+    ] {
+        let error = as_role
+            .batch_execute(sql)
+            .await
+            .expect_err(&format!("{role} must not run: {sql}"));
+        assert!(
+            error.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE),
+            "{sql}: {error:?}"
+        );
+    }
+    let rolsuper: bool = as_role
+        .query_one("SELECT rolsuper OR rolcreaterole OR rolcreatedb FROM pg_roles WHERE rolname = current_user", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!rolsuper, "{role} has no administrative attribute");
+
+    // Leave no role behind on the shared server.
+    drop(as_role);
+    database.pool.close();
+    let cleanup = format!("DROP OWNED BY {role}");
+    let (owner, connection) = tokio_postgres::connect(&database.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    owner.batch_execute(&cleanup).await.unwrap();
+    admin(&format!("DROP ROLE {role}")).await;
 }
 
 #[tokio::test]

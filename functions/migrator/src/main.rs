@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use lambda_runtime::{LambdaEvent, service_fn};
 use order_shared::adapters::aws_sdk_config;
-use order_shared::adapters::postgres::{PostgresOrderStore, run_migrations};
+use order_shared::adapters::postgres::{
+    PostgresOrderStore, ensure_application_role, run_migrations,
+};
+use order_shared::adapters::secrets::SecretReader;
 use order_shared::config::process_env;
 use order_shared::handlers::migrator::{
     CustomResourceRequest, handle_custom_resource, send_response,
@@ -25,17 +28,27 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             .map_err(|e| error_chain(&e))
     }
     .await;
+    // The role the other functions connect as (APP_DATABASE_SECRET_ARN); its secret is read on
+    // every run, so a rotated password is what the role gets.
+    let application_role = process_env().application_role_secret();
+    let secrets = SecretReader::new(&sdk);
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()?;
-    let (store, http) = (&store, &http);
+    let (store, http, application_role, secrets) = (&store, &http, &application_role, &secrets);
 
     lambda_runtime::run(service_fn(
         |event: LambdaEvent<CustomResourceRequest>| async move {
             let request = event.payload;
             let response = handle_custom_resource(&request, || async {
                 let store = store.as_ref().map_err(|e| -> BoxError { e.clone().into() })?;
-                Ok(run_migrations(store.pool()).await?)
+                let mut applied = run_migrations(store.pool()).await?;
+                if let Some(arn) = application_role {
+                    let role = secrets.database_secret(arn).await?;
+                    ensure_application_role(store.pool(), &role.username, &role.password).await?;
+                    applied.push(format!("role {} granted", role.username));
+                }
+                Ok(applied)
             })
             .await;
             if let Err(error) = send_response(http, &request.response_url, &response).await {

@@ -88,6 +88,14 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         }
     }
 
+    /// The migrator only: the secret of the application role that the other functions connect
+    /// as (`APP_DATABASE_SECRET_ARN`, RDS format; only `username` and `password` are used). The
+    /// migrator creates that role and grants it DML on the tables; without it (local runs, an
+    /// existing database managed elsewhere) no role is managed.
+    pub fn application_role_secret(&self) -> Option<String> {
+        self.optional("APP_DATABASE_SECRET_ARN")
+    }
+
     /// The database settings shared by every function.
     pub fn database(&self, default_pool_size: usize) -> Result<DatabaseConfig, ConfigError> {
         let credentials = match (

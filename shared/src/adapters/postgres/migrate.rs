@@ -21,6 +21,9 @@ pub enum MigrationError {
         "the database has migrations of a newer release (versions {newer:?}) but not this release's versions {missing:?}"
     )]
     NotANewerSchema { newer: Vec<i32>, missing: Vec<i32> },
+    /// The application role's name is not a plain lower-case identifier.
+    #[error("application role name {0:?} is not a lower-case identifier")]
+    RoleName(String),
     /// A migration failed, or an applied migration differs from this release's copy of it.
     #[error("migration failed")]
     Migration(#[from] refinery::Error),
@@ -101,6 +104,48 @@ async fn apply(pool: &Pool, runner: refinery::Runner) -> Result<Vec<String>, Mig
         .iter()
         .map(|m| m.to_string())
         .collect())
+}
+
+/// The role the api, placer, alerter and sweeper connect as: it may read and write the rows of
+/// the application's tables, nothing else - no DDL, no ownership, not refinery's history. The
+/// migrator (the owner, RDS's master user) creates it and sets its password from its secret on
+/// every run, so a restored database or a rotated secret is brought in line by the next deploy.
+pub async fn ensure_application_role(
+    pool: &Pool,
+    role: &str,
+    password: &str,
+) -> Result<(), MigrationError> {
+    if role.is_empty()
+        || !role
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        return Err(MigrationError::RoleName(role.to_owned()));
+    }
+    // A literal, not a parameter: utility statements (CREATE/ALTER ROLE) take none. The
+    // generated password excludes quotes and backslashes; doubling quotes covers any other.
+    let password = password.replace('\'', "''");
+    let client = pool.get().await?;
+    client
+        .batch_execute(&format!(
+            "DO $$ BEGIN
+               IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN
+                 CREATE ROLE {role} LOGIN;
+               END IF;
+             END $$;
+             ALTER ROLE {role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION
+               PASSWORD '{password}';
+             DO $$ BEGIN
+               EXECUTE format('GRANT CONNECT ON DATABASE %I TO {role}', current_database());
+             END $$;
+             GRANT USAGE ON SCHEMA public TO {role};
+             REVOKE CREATE ON SCHEMA public FROM {role};
+             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role};
+             GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role};
+             REVOKE ALL ON refinery_schema_history FROM {role};"
+        ))
+        .await?;
+    Ok(())
 }
 
 /// Applies the migrations up to and including `version`: the schema of an earlier release, for

@@ -19,5 +19,5 @@ mod transitions;
 
 pub use access_control::{OPEN_ORDERS_RETRY_AFTER, PostgresAccessControl, RATE_RETRY_AFTER};
 pub use connect::{DatabaseConfig, DatabaseCredentials, PoolError, TlsMode, build_pool};
-pub use migrate::{MigrationError, run_migrations, run_migrations_up_to};
+pub use migrate::{MigrationError, ensure_application_role, run_migrations, run_migrations_up_to};
 pub use orders::PostgresOrderStore;
