@@ -188,9 +188,11 @@ fn tls_config(config: &DatabaseConfig) -> Result<rustls::ClientConfig, PoolError
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     // Without these a direct connection to an RDS instance fails verification: its certificate
-    // is issued by the RDS CA, not by a public root.
-    for cert in rds_ca_certificates() {
-        roots.add(cert)?;
+    // is issued by the RDS CA, not by a public root. (Parsed only when TLS is on.)
+    if config.tls == TlsMode::VerifyFull {
+        for cert in rds_ca_certificates() {
+            roots.add(cert)?;
+        }
     }
     if let Some(path) = &config.ca_file {
         let certs = CertificateDer::pem_file_iter(path)
