@@ -119,10 +119,7 @@ pub(super) fn check_secrets_endpoint_admits_everyone_who_reads_a_secret(
     for (rotation, group) in rotation_groups(t)? {
         readers.push((rotation, group));
     }
-    ensure!(
-        readers.len() >= 3,
-        "found the functions, the proxy and the rotation function"
-    );
+    ensure!(readers.len() >= 2, "found the functions and the proxy");
     for (who, group) in readers {
         ensure!(
             admitted.contains(&group),
@@ -686,6 +683,43 @@ fn every_checkov_skip_is_justified() {
         }
     }
     assert!(skips > 0);
+}
+
+/// The fixture: the template as it was before the review (tests/fixtures/pre-review-template.yaml)
+/// has all the template defects at once; every template check must fail on it.
+#[test]
+fn every_template_check_fails_on_the_template_as_it_was_before_the_review() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/pre-review-template.yaml"
+    );
+    let fixture = Template::parse(&std::fs::read_to_string(path).expect("the fixture"));
+    let checks: [(&str, Check); 10] = [
+        (
+            "1",
+            check_secrets_endpoint_admits_everyone_who_reads_a_secret,
+        ),
+        ("4", check_pepper_survives_delete_and_restore),
+        ("5", check_functions_connect_as_the_application_role),
+        ("6", check_functions_log_into_the_stacks_groups),
+        ("7", check_exchange_url_is_https_only),
+        ("8", check_offered_major_versions_can_be_upgraded_to),
+        ("8", check_nat_gateway_per_zone_is_offered),
+        ("9", check_database_secret_rotates),
+        ("10", check_alert_topic_is_encrypted_for_every_publisher),
+        ("10", check_backlog_alarm_fires_before_market_orders_expire),
+    ];
+    for (item, check) in checks {
+        let verdict = check(&fixture);
+        assert!(
+            verdict.is_err(),
+            "item {item}: a check passed the pre-review template"
+        );
+        eprintln!(
+            "item {item}: fails on the fixture - {}",
+            verdict.unwrap_err()
+        );
+    }
 }
 
 /// The canaries: each puts one reviewed defect back into a copy of the template; its check
