@@ -485,10 +485,26 @@ async fn a_newer_schema_without_this_releases_migrations_is_refused() {
 /// schema and not refinery's history.
 #[tokio::test]
 async fn the_application_role_may_change_rows_but_not_the_schema() {
-    let database = EmptyDatabase::create().await;
+    // The migrator runs as RDS's master user, which is no superuser: an owner role with
+    // CREATEROLE and CREATEDB only, owning the database. (Roles are the server's, not the
+    // database's: names of their own per test.)
+    let id = &Uuid::new_v4().simple().to_string()[..12];
+    let owner = format!("orders_owner_{id}");
+    let role = format!("orders_app_{id}");
+    let name = format!("test_migrator_{id}");
+    admin(&format!("CREATE ROLE {owner} LOGIN CREATEROLE CREATEDB")).await;
+    admin(&format!("CREATE DATABASE {name} OWNER {owner}")).await;
+    let admin_url = admin_url();
+    let (base, _) = admin_url.rsplit_once('/').unwrap();
+    let host = base.rsplit_once('@').map_or(base, |(_, host)| host);
+    let owner_url = format!("postgres://{owner}@{host}/{name}");
+    let database = EmptyDatabase {
+        url: owner_url.clone(),
+        pool: build_pool(&database_config(owner_url), None)
+            .await
+            .expect("pool"),
+    };
     run_migrations(&database.pool).await.expect("migrate");
-    // Roles are the server's, not the database's: a name of its own per test.
-    let role = format!("orders_app_{}", &Uuid::new_v4().simple().to_string()[..12]);
     ensure_application_role(&database.pool, &role, "first")
         .await
         .expect("role created");
@@ -497,8 +513,6 @@ async fn the_application_role_may_change_rows_but_not_the_schema() {
         .expect("idempotent: a second run (the next deploy) only sets the password again");
 
     // The api on a pool as that role (the local server trusts 127.0.0.1, so no password).
-    let (base, name) = database.url.rsplit_once('/').unwrap();
-    let host = base.rsplit_once('@').map_or(base, |(_, host)| host);
     let role_url = format!("postgres://{role}@{host}/{name}");
     let pool = build_pool(&database_config(role_url.clone()), None)
         .await
@@ -543,16 +557,25 @@ async fn the_application_role_may_change_rows_but_not_the_schema() {
         .get(0);
     assert!(!rolsuper, "{role} has no administrative attribute");
 
-    // Leave no role behind on the shared server.
+    // Leave no role behind on the shared server (the database stays, like every test's).
     drop(as_role);
     database.pool.close();
-    let cleanup = format!("DROP OWNED BY {role}");
-    let (owner, connection) = tokio_postgres::connect(&database.url, tokio_postgres::NoTls)
+    let (superuser, connection) = tokio_postgres::connect(
+        &format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    superuser
+        .batch_execute(&format!(
+            "ALTER DATABASE {name} OWNER TO CURRENT_USER; REASSIGN OWNED BY {owner} TO CURRENT_USER; \
+             DROP OWNED BY {owner}; DROP OWNED BY {role}"
+        ))
         .await
         .unwrap();
-    tokio::spawn(connection);
-    owner.batch_execute(&cleanup).await.unwrap();
     admin(&format!("DROP ROLE {role}")).await;
+    admin(&format!("DROP ROLE {owner}")).await;
 }
 
 #[tokio::test]

@@ -21,6 +21,9 @@ pub enum MigrationError {
         "the database has migrations of a newer release (versions {newer:?}) but not this release's versions {missing:?}"
     )]
     NotANewerSchema { newer: Vec<i32>, missing: Vec<i32> },
+    /// Creating or granting the application role failed (e.g. the migrator's user may not).
+    #[error("could not create or grant the application role")]
+    ApplicationRole(#[source] tokio_postgres::Error),
     /// The application role's name is not a plain lower-case identifier.
     #[error("application role name {0:?} is not a lower-case identifier")]
     RoleName(String),
@@ -110,6 +113,10 @@ async fn apply(pool: &Pool, runner: refinery::Runner) -> Result<Vec<String>, Mig
 /// the application's tables, nothing else - no DDL, no ownership, not refinery's history. The
 /// migrator (the owner, RDS's master user) creates it and sets its password from its secret on
 /// every run, so a restored database or a rotated secret is brought in line by the next deploy.
+///
+/// RDS's master user is no superuser (CREATEROLE, CREATEDB, rds_superuser): nothing here may need
+/// more. In particular no `NOSUPERUSER`/`NOREPLICATION` in `ALTER ROLE`: naming those attributes
+/// at all takes a superuser. `CREATE ROLE` without them gives none of them.
 pub async fn ensure_application_role(
     pool: &Pool,
     role: &str,
@@ -133,8 +140,7 @@ pub async fn ensure_application_role(
                  CREATE ROLE {role} LOGIN;
                END IF;
              END $$;
-             ALTER ROLE {role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION
-               PASSWORD '{password}';
+             ALTER ROLE {role} WITH LOGIN PASSWORD '{password}';
              DO $$ BEGIN
                EXECUTE format('GRANT CONNECT ON DATABASE %I TO {role}', current_database());
              END $$;
@@ -144,7 +150,8 @@ pub async fn ensure_application_role(
              GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role};
              REVOKE ALL ON refinery_schema_history FROM {role};"
         ))
-        .await?;
+        .await
+        .map_err(MigrationError::ApplicationRole)?;
     Ok(())
 }
 
