@@ -1,7 +1,12 @@
 //! The one place where failures become HTTP statuses and JSON bodies.
 
 use axum::Json;
+use std::panic::AssertUnwindSafe;
 use std::time::Duration;
+
+use axum::extract::Request;
+use axum::middleware::Next;
+use futures::FutureExt;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -166,6 +171,38 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(name, value);
         }
         response
+    }
+}
+
+/// Runs the rest of the request so that a handler's panic becomes the contract's 500, exactly as
+/// for any other unexpected fault (what tower-http's `CatchPanicLayer` does, plus the request id
+/// on the log line). Whatever the handler had begun is dropped unfinished: a dropped
+/// transaction is rolled back, so nothing is left half-written.
+pub(super) async fn catch_panic(request: Request, next: Next) -> Response {
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_owned();
+    match AssertUnwindSafe(next.run(request)).catch_unwind().await {
+        Ok(response) => response,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("(no message)");
+            tracing::error!(%request_id, panic = %message, "handler panicked; answered 500");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(ErrorBody {
+                    message: INTERNAL_ERROR_MESSAGE.into(),
+                    errors: None,
+                }),
+            )
+                .into_response()
+        }
     }
 }
 

@@ -51,8 +51,9 @@ pub struct ApiContext {
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The complete API with its middleware: a request id on every request and response, a span
-/// per request so every log line names it (and the client, once authenticated), and the API key
-/// check on every route but `/health` (see `auth` for its two forms).
+/// per request so every log line names it (and the client, once authenticated), a handler's
+/// panic turned into the contract's 500 (inside that span, so its log line names the request),
+/// and the API key check on every route but `/health` (see `auth` for its two forms).
 pub fn router(context: ApiContext) -> Router {
     let order_routes = orders::router().route_layer(axum::middleware::from_fn(auth::require_key));
     let authenticated = openapi::router().route_layer(axum::middleware::from_fn_with_state(
@@ -66,6 +67,9 @@ pub fn router(context: ApiContext) -> Router {
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(context)
+        // Without it a panic drops the connection (local runner) or fails the invocation, which
+        // API Gateway answers with its own 502; the release profile keeps `panic = "unwind"`.
+        .layer(axum::middleware::from_fn(error::catch_panic))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
                 let request_id = request

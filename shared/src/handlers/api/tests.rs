@@ -17,7 +17,10 @@ use crate::domain::{ExpiryPolicy, Order, OrderStatus};
 use crate::fakes::{
     FakeAccess, FakeClientOrders, FakeOrderStore, FakeQueue, QueueBehaviour, client, market_order,
 };
-use crate::ports::{Admission, ClaimOutcome, OrderLifecycle, RequestKind};
+use crate::ports::{
+    Admission, ClaimOutcome, ClientOrders, CreateOutcome, Gated, ListQuery, OrderLifecycle,
+    OrderPage, RequestKind, StoreError,
+};
 use crate::usecases::enqueue::EnqueuedMarks;
 
 const LIMIT_ORDER: &str = r#"{"type":"limit","side":"buy","instrument":"US0378331005","limit_price":"120.5","quantity":10}"#;
@@ -35,6 +38,8 @@ struct Api {
     store: Arc<FakeOrderStore>,
     queue: Arc<FakeQueue>,
     access: Arc<FakeAccess>,
+    /// In place of the fake access check in front of the fake store, when a test needs it.
+    orders: Option<Arc<dyn ClientOrders>>,
     key: ApiKey,
 }
 
@@ -52,6 +57,7 @@ impl Api {
             store: Arc::new(FakeOrderStore::new()),
             queue: Arc::new(FakeQueue::new()),
             access: Arc::new(FakeAccess::admitting(&key, &client("acme"))),
+            orders: None,
             key,
         }
     }
@@ -73,10 +79,12 @@ impl Api {
             store: self.store.clone(),
             queue: self.queue.clone(),
             access: self.access.clone(),
-            orders: Arc::new(FakeClientOrders::new(
-                self.access.clone(),
-                self.store.clone(),
-            )),
+            orders: self.orders.clone().unwrap_or_else(|| {
+                Arc::new(FakeClientOrders::new(
+                    self.access.clone(),
+                    self.store.clone(),
+                ))
+            }),
             enqueued_marks: EnqueuedMarks::start(self.store.clone()),
             enqueue_timeout: ENQUEUE_TIMEOUT,
             expiry: ExpiryPolicy {
@@ -329,6 +337,114 @@ async fn a_store_outage_is_a_500_that_reveals_nothing() {
     assert_eq!(answer.json["message"], INTERNAL_ERROR_MESSAGE);
     assert!(api.store.orders().is_empty());
     assert_eq!(api.queue.attempts(), 0);
+}
+
+/// Order operations that panic: a bug in a handler's path, after the body was read and the key
+/// presented.
+struct PanickingOrders;
+
+#[async_trait::async_trait]
+impl ClientOrders for PanickingOrders {
+    async fn place(
+        &self,
+        _: &ApiKey,
+        _: &crate::domain::NewOrder,
+        _: OffsetDateTime,
+        _: Option<&crate::domain::IdempotencyKey>,
+    ) -> Result<Gated<CreateOutcome>, StoreError> {
+        panic!("a bug while placing");
+    }
+
+    async fn order(
+        &self,
+        _: &ApiKey,
+        _: crate::domain::OrderId,
+    ) -> Result<Gated<Option<Order>>, StoreError> {
+        panic!("a bug while reading");
+    }
+
+    async fn orders(&self, _: &ApiKey, _: &ListQuery) -> Result<Gated<OrderPage>, StoreError> {
+        panic!("a bug while listing");
+    }
+}
+
+/// Log lines written while it is the thread's default subscriber (JSON, with span fields).
+#[derive(Clone, Default)]
+struct CapturedLogs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CapturedLogs {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn a_panic_in_a_handler_is_the_contracts_500_logged_with_the_request_id() {
+    let logs = CapturedLogs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_writer(move || writer.clone())
+        .finish();
+    // The test runtime has one thread: the request runs under this subscriber.
+    let _logging = tracing::subscriber::set_default(subscriber);
+    let api = Api {
+        orders: Some(Arc::new(PanickingOrders)),
+        ..Api::new()
+    };
+
+    for (request, panic) in [
+        (
+            Request::post("/orders")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(LIMIT_ORDER)),
+            "a bug while placing",
+        ),
+        (
+            Request::get("/orders").body(Body::empty()),
+            "a bug while listing",
+        ),
+        (
+            Request::get("/orders/0190a0b1-0000-7000-8000-000000000001").body(Body::empty()),
+            "a bug while reading",
+        ),
+    ] {
+        let mut request = request.unwrap();
+        let request_id = format!("panic-{}", uuid::Uuid::new_v4());
+        let headers = request.headers_mut();
+        headers.insert(header::AUTHORIZATION, api.bearer().parse().unwrap());
+        headers.insert("x-request-id", request_id.parse().unwrap());
+
+        let answer = api.send(request).await;
+
+        assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            answer.text,
+            r#"{"message":"Internal server error while placing the order"}"#
+        );
+        assert_eq!(Api::header(&answer, "x-request-id"), Some(&*request_id));
+        let logged = logs.text();
+        let line = logged
+            .lines()
+            .find(|line| line.contains(panic))
+            .unwrap_or_else(|| panic!("the panic is logged: {logged}"));
+        let line: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(line["level"], "ERROR");
+        assert_eq!(line["fields"]["request_id"], request_id.as_str(), "{line}");
+    }
+    assert!(api.store.orders().is_empty(), "nothing was stored");
+    assert_eq!(api.queue.attempts(), 0, "nothing was sent");
 }
 
 #[tokio::test]
