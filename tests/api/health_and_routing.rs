@@ -51,9 +51,16 @@ async fn openapi_document_describes_every_route() {
             "DELETE answers {status}: {cancel}"
         );
     }
+    // The request body is one schema per order type (the limit price depends on it).
+    assert_eq!(
+        response.json["components"]["schemas"]["OrderRequest"]["oneOf"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
     // Time in force: requested, shown, and the two new final states.
     let schemas = &response.json["components"]["schemas"];
-    for schema in ["OrderRequest", "OrderView"] {
+    for schema in ["MarketOrderRequest", "LimitOrderRequest", "OrderView"] {
         assert!(
             schemas[schema]["properties"].get("expires_at").is_some(),
             "{schema}: {}",

@@ -25,7 +25,7 @@ pub struct OrderView {
     /// ISIN, upper-case.
     pub instrument: String,
     /// Decimal string with two places, `null` for market orders.
-    #[schema(value_type = Option<String>, example = "120.50")]
+    #[schema(value_type = Option<String>, example = "120.50", pattern = "^[0-9]+\\.[0-9]{2}$")]
     pub limit_price: Option<String>,
     pub quantity: i64,
     pub status: OrderStatus,
@@ -73,29 +73,135 @@ pub struct OrderList {
     pub next_cursor: Option<String>,
 }
 
-/// The body of `POST /orders` (documentation only: the parser in `domain` reads the raw JSON so
-/// that every problem can be reported at once).
+/// The body of `POST /orders`: a market or a limit order (documentation only: the parser in
+/// `domain` reads the raw JSON so that every problem can be reported at once). Every rule the
+/// parser enforces that OpenAPI can state is stated here; the rest is in the descriptions (the
+/// ISIN's check digit, `expires_at` being in the future and at most 30 days ahead, a decimal
+/// string's value range).
 #[allow(dead_code)]
 #[derive(utoipa::ToSchema)]
 #[schema(as = OrderRequest)]
-pub struct OrderRequestSchema {
-    #[schema(rename = "type")]
-    order_type: OrderType,
+#[serde(untagged)]
+pub enum OrderRequestSchema {
+    Market(MarketOrderRequest),
+    Limit(LimitOrderRequest),
+}
+
+/// Only `market`.
+#[allow(dead_code, non_camel_case_types)]
+#[derive(utoipa::ToSchema)]
+pub enum MarketType {
+    market,
+}
+
+/// Only `limit`.
+#[allow(dead_code, non_camel_case_types)]
+#[derive(utoipa::ToSchema)]
+pub enum LimitType {
+    limit,
+}
+
+/// A decimal string as the server reads it: digits, an optional fraction, an optional exponent.
+/// Its value must be > 0, at most 1000000000.00, with at most 2 decimal places.
+const DECIMAL_STRING_PATTERN: &str = "^[0-9]+(\\.[0-9]+)?([eE][+-]?[0-9]+)?$";
+
+/// A market order: executed at the market price, so it has no `limit_price`.
+#[allow(dead_code)]
+#[derive(utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MarketOrderRequest {
+    #[schema(rename = "type", inline)]
+    order_type: MarketType,
     side: Side,
-    /// ISIN (ISO 6166), 12 characters; lower case is accepted.
-    #[schema(example = "US0378331005")]
+    /// ISIN (ISO 6166), 12 characters with a valid check digit; lower case is accepted.
+    #[schema(
+        example = "US0378331005",
+        pattern = "^[A-Za-z]{2}[A-Za-z0-9]{9}[0-9]$",
+        min_length = 12,
+        max_length = 12
+    )]
     instrument: String,
-    /// Required for `limit`, forbidden for `market`; > 0, ≤ 1000000000.00, at most 2 decimal
-    /// places; a JSON number or a decimal string.
-    #[schema(value_type = Option<String>, example = "120.50")]
-    limit_price: Option<String>,
-    /// 1 to 1000000000.
+    /// Prohibited for a market order: absent or `null`.
+    #[schema(schema_with = null_only, required = false)]
+    limit_price: Option<()>,
+    /// A JSON integer, 1 to 1000000000.
     #[schema(minimum = 1, maximum = 1_000_000_000)]
     quantity: i64,
     /// Optional time in force: RFC 3339 with an offset (`2026-12-06T15:00:00Z`), in the future,
     /// at most 30 days ahead. After it the order is never sent to the exchange; unless placed by
-    /// then it ends `expired`. Default: market orders 5 minutes after acceptance (configurable
-    /// by the operator), limit orders 30 days after acceptance.
+    /// then it ends `expired`. Absent or `null`: 5 minutes after acceptance (configurable by the
+    /// operator).
     #[schema(value_type = Option<String>, format = DateTime, example = "2026-12-06T15:00:00Z")]
     expires_at: Option<String>,
+}
+
+/// A limit order: executed at `limit_price` or better.
+#[allow(dead_code)]
+#[derive(utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitOrderRequest {
+    #[schema(rename = "type", inline)]
+    order_type: LimitType,
+    side: Side,
+    /// ISIN (ISO 6166), 12 characters with a valid check digit; lower case is accepted.
+    #[schema(
+        example = "US0378331005",
+        pattern = "^[A-Za-z]{2}[A-Za-z0-9]{9}[0-9]$",
+        min_length = 12,
+        max_length = 12
+    )]
+    instrument: String,
+    /// Required: > 0, at most 1000000000.00, at most 2 decimal places; a JSON number or a
+    /// decimal string (never read through a float).
+    #[schema(schema_with = limit_price)]
+    limit_price: String,
+    /// A JSON integer, 1 to 1000000000.
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
+    quantity: i64,
+    /// Optional time in force: RFC 3339 with an offset (`2026-12-06T15:00:00Z`), in the future,
+    /// at most 30 days ahead. After it the order is never sent to the exchange; unless placed by
+    /// then it ends `expired`. Absent or `null`: 30 days after acceptance.
+    #[schema(value_type = Option<String>, format = DateTime, example = "2026-12-06T15:00:00Z")]
+    expires_at: Option<String>,
+}
+
+/// `null` and nothing else.
+fn null_only() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::Null)
+        .description(Some(
+            "Prohibited for type `market`: absent or `null` (\"Providing a `limit_price` is \
+             prohibited for type `market`\")",
+        ))
+        .build()
+}
+
+/// A price as a JSON number (two decimal places at most) or as a decimal string.
+fn limit_price() -> utoipa::openapi::Schema {
+    use utoipa::openapi::{ObjectBuilder, OneOfBuilder, Schema, Type};
+    Schema::OneOf(
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Number)
+                    .exclusive_minimum(Some(0))
+                    .maximum(Some(1_000_000_000))
+                    .multiple_of(Some(0.01)),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(DECIMAL_STRING_PATTERN))
+                    .description(Some(
+                        "A decimal string (`\"120.50\"`): its value > 0, at most 1000000000.00, at \
+                     most 2 decimal places",
+                    )),
+            )
+            .description(Some(
+                "Required for type `limit` (\"Attribute `limit_price` is required for type \
+             `limit`\"): > 0, at most 1000000000.00, at most 2 decimal places",
+            ))
+            .examples([serde_json::json!("120.50")])
+            .build(),
+    )
 }

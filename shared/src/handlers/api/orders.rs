@@ -39,7 +39,8 @@ pub(super) fn router() -> Router<ApiContext> {
     tag = "orders",
     path = "/orders",
     request_body(content = super::order_views::OrderRequestSchema, content_type = "application/json"),
-    params(("Idempotency-Key" = Option<String>, Header, description = "At most 100 characters; a retry with the same key and order returns the original order")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 100, pattern = "^[ -~]+$",
+             description = "1 to 100 printable ASCII characters; a retry with the same key and order returns the original order, the same key with another order is a 422")),
     responses(
         (status = 201, description = "Stored; placement guaranteed", body = OrderView,
          headers(("Location" = String, description = "URL of the order"))),
@@ -218,7 +219,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, FieldE
     get,
     tag = "orders",
     path = "/orders/{id}",
-    params(("id" = String, Path, description = "Order id (UUID)")),
+    params(("id" = String, Path, format = Uuid, description = "Order id (UUID); anything else is a 404")),
     responses(
         (status = 200, description = "The order", body = OrderView),
         (status = 404, description = "No such order, or another client's", body = super::error::ErrorBody),
@@ -249,7 +250,7 @@ pub(super) async fn get_order(
     delete,
     tag = "orders",
     path = "/orders/{id}",
-    params(("id" = String, Path, description = "Order id (UUID)")),
+    params(("id" = String, Path, format = Uuid, description = "Order id (UUID); anything else is a 404")),
     responses(
         (status = 200, description = "Canceled: it was `pending` (or already `canceled`) and will never be sent to the exchange", body = OrderView),
         (status = 404, description = "No such order, or another client's", body = super::error::ErrorBody),
@@ -305,12 +306,12 @@ pub(super) async fn cancel_order(
     path = "/orders",
     params(
         ("status" = Option<OrderStatus>, Query, description = "Only orders in this status"),
-        ("limit" = Option<u32>, Query, description = "Page size, 1 to 100 (default 20)"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size, 1 to 100 (default 20)"),
+        ("cursor" = Option<String>, Query, format = Uuid, description = "`next_cursor` of the previous page (an order id)"),
     ),
     responses(
         (status = 200, description = "A page of orders", body = OrderList),
-        (status = 422, description = "Invalid query parameter", body = super::error::ErrorBody),
+        (status = 422, description = "Invalid or unknown query parameter (every problem listed)", body = super::error::ErrorBody),
         (status = 401, description = "Missing, malformed, unknown or revoked API key", body = super::error::ErrorBody,
          headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
         (status = 429, description = "Over the client's request rate or open-order limit", body = super::error::ErrorBody,

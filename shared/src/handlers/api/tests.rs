@@ -1170,16 +1170,18 @@ async fn the_openapi_document_describes_cancel_and_time_in_force() {
             .is_some()
     );
     let schemas = &doc["components"]["schemas"];
-    for schema in ["OrderView", "OrderRequest"] {
+    for schema in ["OrderView", "MarketOrderRequest", "LimitOrderRequest"] {
         let expires_at = &schemas[schema]["properties"]["expires_at"];
         assert!(expires_at.is_object(), "{schema}: {}", schemas[schema]);
     }
-    assert!(
-        schemas["OrderRequest"]["properties"]["expires_at"]["description"]
-            .as_str()
-            .unwrap()
-            .contains("30 days")
-    );
+    for schema in ["MarketOrderRequest", "LimitOrderRequest"] {
+        assert!(
+            schemas[schema]["properties"]["expires_at"]["description"]
+                .as_str()
+                .unwrap()
+                .contains("30 days")
+        );
+    }
     assert!(schemas["OrderView"]["properties"]["outcome_unknown"].is_object());
     let statuses = schemas["OrderStatus"]["enum"].as_array().unwrap();
     for status in ["expired", "canceled"] {
@@ -1187,6 +1189,133 @@ async fn the_openapi_document_describes_cancel_and_time_in_force() {
             statuses.contains(&json!(status)),
             "{status} in {statuses:?}"
         );
+    }
+}
+
+/// The rules the server enforces, as the document states them (the ones OpenAPI can express), so
+/// that a client generated from it builds only requests the server accepts.
+#[tokio::test]
+async fn the_openapi_document_states_the_rules_the_server_enforces() {
+    let doc = Api::new().get("/openapi.json").await.json;
+    let schemas = &doc["components"]["schemas"];
+    let param = |path: &str, method: &str, name: &str| {
+        doc["paths"][path][method]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{method} {path} has parameter {name}"))["schema"]
+            .clone()
+    };
+
+    // GET /orders: the page size's range, the cursor's format.
+    let limit = param("/orders", "get", "limit");
+    assert_eq!(
+        (&limit["minimum"], &limit["maximum"]),
+        (&json!(1), &json!(100))
+    );
+    assert_eq!(param("/orders", "get", "cursor")["format"], "uuid");
+    assert_eq!(param("/orders/{id}", "get", "id")["format"], "uuid");
+    assert_eq!(param("/orders/{id}", "delete", "id")["format"], "uuid");
+    let key = param("/orders", "post", "Idempotency-Key");
+    assert_eq!(
+        (&key["minLength"], &key["maxLength"]),
+        (&json!(1), &json!(100))
+    );
+    assert_eq!(key["pattern"], "^[ -~]+$", "printable ASCII");
+
+    // POST /orders: one schema per order type, told apart by `type`.
+    let body = &doc["paths"]["/orders"]["post"]["requestBody"];
+    assert_eq!(body["required"], true);
+    assert_eq!(
+        body["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/OrderRequest"
+    );
+    assert_eq!(
+        schemas["OrderRequest"]["oneOf"],
+        json!([
+            {"$ref": "#/components/schemas/MarketOrderRequest"},
+            {"$ref": "#/components/schemas/LimitOrderRequest"},
+        ])
+    );
+    let market = &schemas["MarketOrderRequest"];
+    let limit = &schemas["LimitOrderRequest"];
+    assert_eq!(market["properties"]["type"]["enum"], json!(["market"]));
+    assert_eq!(limit["properties"]["type"]["enum"], json!(["limit"]));
+    assert_eq!(
+        market["required"],
+        json!(["type", "side", "instrument", "quantity"])
+    );
+    assert_eq!(
+        limit["required"],
+        json!(["type", "side", "instrument", "limit_price", "quantity"])
+    );
+    // A market order's limit price can only be absent or null.
+    assert_eq!(market["properties"]["limit_price"]["type"], "null");
+    // A limit order's is a number or a decimal string, in range, at most two places.
+    let price = &limit["properties"]["limit_price"]["oneOf"];
+    assert_eq!(price[0]["type"], "number");
+    assert_eq!(price[0]["exclusiveMinimum"], 0);
+    assert_eq!(price[0]["maximum"], 1_000_000_000);
+    assert_eq!(price[0]["multipleOf"], 0.01);
+    assert_eq!(price[1]["type"], "string");
+    assert_eq!(
+        price[1]["pattern"],
+        "^[0-9]+(\\.[0-9]+)?([eE][+-]?[0-9]+)?$"
+    );
+    for schema in [market, limit] {
+        assert_eq!(schema["additionalProperties"], false, "unknown fields");
+        let properties = &schema["properties"];
+        assert_eq!(properties["side"]["$ref"], "#/components/schemas/Side");
+        let instrument = &properties["instrument"];
+        assert_eq!(instrument["pattern"], "^[A-Za-z]{2}[A-Za-z0-9]{9}[0-9]$");
+        assert_eq!(
+            (&instrument["minLength"], &instrument["maxLength"]),
+            (&json!(12), &json!(12))
+        );
+        let quantity = &properties["quantity"];
+        assert_eq!(quantity["type"], "integer");
+        assert_eq!(
+            (&quantity["minimum"], &quantity["maximum"]),
+            (&json!(1), &json!(1_000_000_000))
+        );
+        assert_eq!(properties["expires_at"]["format"], "date-time");
+        assert_eq!(properties["expires_at"]["type"], json!(["string", "null"]));
+    }
+    assert_eq!(schemas["Side"]["enum"], json!(["buy", "sell"]));
+
+    // Every status each operation can answer, with the error body.
+    for (path, method, statuses) in [
+        (
+            "/orders",
+            "post",
+            &["201", "400", "401", "413", "415", "422", "429", "500"][..],
+        ),
+        ("/orders", "get", &["200", "401", "422", "429", "500"][..]),
+        (
+            "/orders/{id}",
+            "get",
+            &["200", "401", "404", "429", "500"][..],
+        ),
+        (
+            "/orders/{id}",
+            "delete",
+            &["200", "401", "404", "409", "429", "500"][..],
+        ),
+    ] {
+        let responses = &doc["paths"][path][method]["responses"];
+        let mut documented: Vec<&String> = responses.as_object().unwrap().keys().collect();
+        documented.sort();
+        let mut expected: Vec<&str> = statuses.to_vec();
+        expected.sort();
+        assert_eq!(documented, expected, "{method} {path}");
+        for status in statuses.iter().filter(|s| !s.starts_with('2')) {
+            assert_eq!(
+                responses[status]["content"]["application/json"]["schema"]["$ref"],
+                "#/components/schemas/ErrorBody",
+                "{method} {path} {status}"
+            );
+        }
     }
 }
 
