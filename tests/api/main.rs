@@ -10,6 +10,7 @@ mod bad_input;
 mod cancel;
 mod create_order;
 mod health_and_routing;
+mod history;
 mod idempotency;
 mod outages;
 mod read_and_list;

@@ -104,6 +104,7 @@ async fn every_protected_route_is_401_for_missing_malformed_unknown_and_revoked_
         ("GET", "/orders?status=pending".to_owned()),
         ("GET", format!("/orders/{existing_id}")),
         ("GET", format!("/orders/{}", uuid::Uuid::now_v7())),
+        ("GET", format!("/orders/{existing_id}/events")),
         ("GET", "/openapi.json".to_owned()),
     ];
     let orders_before = db.count("SELECT count(*) FROM orders").await;
@@ -325,6 +326,7 @@ async fn openapi_documents_the_bearer_scheme_and_the_open_health_route() {
         ("/orders", "post"),
         ("/orders", "get"),
         ("/orders/{id}", "get"),
+        ("/orders/{id}/events", "get"),
     ] {
         let responses = &doc["paths"][path][method]["responses"];
         assert!(responses.get("401").is_some(), "{method} {path}: 401");

@@ -10,8 +10,8 @@ use super::{FakeAccess, FakeOrderStore};
 use crate::auth::ApiKey;
 use crate::domain::{IdempotencyKey, NewOrder, Order, OrderId};
 use crate::ports::{
-    AccessControl, Admission, ClientOrders, CreateOutcome, Gated, ListFilter, ListQuery, OrderPage,
-    OrderStore, RequestKind, StoreError,
+    AccessControl, Admission, ClientOrders, CreateOutcome, Gated, ListFilter, ListQuery,
+    OrderEvent, OrderPage, OrderStore, RequestKind, StoreError,
 };
 
 /// The fake access check in front of the fake store; both stay inspectable by the test.
@@ -52,6 +52,32 @@ impl ClientOrders for FakeClientOrders {
             Admission::Admitted(client) => {
                 let order = self.store.find_client_order(&client, id).await?;
                 Ok(Gated::Admitted(client, order))
+            }
+            refused => Ok(Gated::Refused(refused)),
+        }
+    }
+
+    async fn order_events(
+        &self,
+        key: &ApiKey,
+        id: OrderId,
+    ) -> Result<Gated<Option<Vec<OrderEvent>>>, StoreError> {
+        match self.access.admit(key, RequestKind::Read).await? {
+            Admission::Admitted(client) => {
+                let events = self.store.find_client_order(&client, id).await?.map(|_| {
+                    self.store
+                        .events_of(id)
+                        .into_iter()
+                        .map(|event| OrderEvent {
+                            from: event.from,
+                            to: event.to,
+                            reason: event.reason,
+                            attempt: event.attempt,
+                            at: event.at,
+                        })
+                        .collect()
+                });
+                Ok(Gated::Admitted(client, events))
             }
             refused => Ok(Gated::Refused(refused)),
         }

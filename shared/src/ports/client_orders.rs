@@ -27,6 +27,17 @@ pub struct ListQuery {
     pub limit: u32,
 }
 
+/// One entry of an order's audit trail: a transition, why, at which attempt, when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderEvent {
+    /// `None` for the order's acceptance.
+    pub from: Option<OrderStatus>,
+    pub to: OrderStatus,
+    pub reason: String,
+    pub attempt: i32,
+    pub at: OffsetDateTime,
+}
+
 /// The api's admitted order operations; the client is the key's, never the caller's choice.
 #[async_trait]
 pub trait ClientOrders: Send + Sync {
@@ -43,6 +54,14 @@ pub trait ClientOrders: Send + Sync {
 
     /// Admits a read and returns the order if it is the key's client's.
     async fn order(&self, key: &ApiKey, id: OrderId) -> Result<Gated<Option<Order>>, StoreError>;
+
+    /// Admits a read and returns the order's audit trail, oldest first, if the order is the key's
+    /// client's (`None` otherwise).
+    async fn order_events(
+        &self,
+        key: &ApiKey,
+        id: OrderId,
+    ) -> Result<Gated<Option<Vec<OrderEvent>>>, StoreError>;
 
     /// Admits a read and returns a page of the key's client's orders.
     async fn orders(&self, key: &ApiKey, query: &ListQuery)

@@ -21,7 +21,8 @@ use super::store_errors::query_error;
 use crate::auth::ApiKey;
 use crate::domain::{ClientId, IdempotencyKey, NewOrder, Order, OrderId, OrderStatus};
 use crate::ports::{
-    Admission, ClientOrders, CreateOutcome, Gated, ListQuery, OrderPage, RequestKind, StoreError,
+    Admission, ClientOrders, CreateOutcome, Gated, ListQuery, OrderEvent, OrderPage, RequestKind,
+    StoreError,
 };
 
 /// `ORDER_COLUMNS` of the table aliased `o`.
@@ -239,6 +240,58 @@ impl ClientOrders for PostgresAccessControl {
         self.gate(key, kind, row.as_ref(), || match &row {
             Some(row) => order_in(row),
             None => Ok(None),
+        })
+    }
+
+    async fn order_events(
+        &self,
+        key: &ApiKey,
+        id: OrderId,
+    ) -> Result<Gated<Option<Vec<OrderEvent>>>, StoreError> {
+        let kind = RequestKind::Read;
+        let (key_id, hash) = self.credentials(key);
+        let client = self.client().await?;
+        // One row per event (by `order_events_order_id_idx`), or one row of nulls past the
+        // admission when the order has no events or is not the client's.
+        let rows = statements::rows(
+            &client,
+            &format!(
+                "WITH {} SELECT a.*, o.id AS order_id, e.from_status, e.to_status, e.reason,                    e.attempt, e.created_at AS event_at                  FROM admission a                  LEFT JOIN orders o ON a.adm_ok AND o.id = $3 AND o.client_id = a.adm_client_id                  LEFT JOIN order_events e ON e.order_id = o.id                  ORDER BY e.id",
+                admission_ctes(kind),
+            ),
+            &[&key_id, &hash, &id.as_uuid()],
+        )
+        .await
+        .map_err(query_error("find client order events"))?;
+        self.gate(key, kind, rows.first(), || {
+            if rows
+                .first()
+                .is_none_or(|row| row.get::<_, Option<Uuid>>("order_id").is_none())
+            {
+                return Ok(None);
+            }
+            let corrupt = |problem: String| StoreError::Corrupt {
+                id: id.to_string(),
+                problem,
+            };
+            let mut events = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let Some(to) = row.get::<_, Option<&str>>("to_status") else {
+                    continue;
+                };
+                events.push(OrderEvent {
+                    from: row
+                        .get::<_, Option<&str>>("from_status")
+                        .map(str::parse)
+                        .transpose()
+                        .map_err(corrupt)?,
+                    to: to.parse().map_err(corrupt)?,
+                    reason: row.get("reason"),
+                    attempt: row.get("attempt"),
+                    at: row.get("event_at"),
+                });
+            }
+            Ok(Some(events))
         })
     }
 

@@ -5,6 +5,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::domain::{Order, OrderStatus, OrderType, Side};
+use crate::ports::OrderEvent;
 
 /// An order as the API returns it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -71,6 +72,43 @@ pub struct OrderList {
     pub orders: Vec<OrderView>,
     /// Pass as `cursor` for the next page; `null` on the last page.
     pub next_cursor: Option<String>,
+}
+
+/// An order's audit trail: every status it went through, oldest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct OrderHistory {
+    pub order_id: Uuid,
+    pub events: Vec<OrderEventView>,
+}
+
+/// One transition of an order.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct OrderEventView {
+    /// The status before; `null` for the order's acceptance.
+    pub from: Option<OrderStatus>,
+    /// The status after.
+    pub to: OrderStatus,
+    /// Why (e.g. "order accepted", the exchange's error, "canceled by the client").
+    pub reason: String,
+    /// The placement attempt the transition belongs to (0 before the first).
+    #[schema(minimum = 0)]
+    pub attempt: i32,
+    /// When, RFC 3339 UTC.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub at: OffsetDateTime,
+}
+
+impl From<&OrderEvent> for OrderEventView {
+    fn from(event: &OrderEvent) -> Self {
+        Self {
+            from: event.from,
+            to: event.to,
+            reason: event.reason.clone(),
+            attempt: event.attempt,
+            at: event.at.to_offset(time::UtcOffset::UTC),
+        }
+    }
 }
 
 /// The body of `POST /orders`: a market or a limit order (documentation only: the parser in

@@ -1,4 +1,5 @@
-//! `/orders`: accept an order (store, then enqueue), read one, cancel one, list them.
+//! `/orders`: accept an order (store, then enqueue), read one, cancel one, list them, read one's
+//! history.
 
 use std::collections::HashMap;
 
@@ -13,7 +14,7 @@ use serde_json::Value;
 use tracing::Instrument;
 
 use super::auth::{Credentials, admit, gate};
-use super::order_views::{OrderList, OrderView};
+use super::order_views::{OrderEventView, OrderHistory, OrderList, OrderView};
 use super::{ApiContext, ApiError, MAX_BODY_BYTES};
 use crate::domain::{FieldError, IdempotencyKey, NewOrder, OrderId, OrderRejection, OrderStatus};
 use crate::ports::{CancelOutcome, CreateOutcome, ListQuery, RequestKind};
@@ -31,6 +32,7 @@ pub(super) fn router() -> Router<ApiContext> {
     Router::new()
         .route("/orders", get(list_orders).post(create_order))
         .route("/orders/{id}", get(get_order).delete(cancel_order))
+        .route("/orders/{id}/events", get(order_events))
 }
 
 /// Accepts an order. `201` means it is committed and its placement guaranteed.
@@ -242,6 +244,43 @@ pub(super) async fn get_order(
     };
     let (_, order) = gate(context.orders.order(&key, id).await?, &key)?;
     Ok(Json(OrderView::from(&order.ok_or(NOT_FOUND)?)))
+}
+
+/// An order's audit trail: each transition with its reason, attempt and time, oldest first.
+#[utoipa::path(
+    get,
+    tag = "orders",
+    path = "/orders/{id}/events",
+    params(("id" = String, Path, format = Uuid, description = "Order id (UUID); anything else is a 404")),
+    responses(
+        (status = 200, description = "The order's transitions, oldest first", body = OrderHistory),
+        (status = 404, description = "No such order, or another client's", body = super::error::ErrorBody),
+        (status = 401, description = "Missing, malformed, unknown or revoked API key", body = super::error::ErrorBody,
+         headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 429, description = "Over the client's request rate", body = super::error::ErrorBody,
+         headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+        (status = 500, description = "Internal error", body = super::error::ErrorBody),
+    )
+)]
+pub(super) async fn order_events(
+    State(context): State<ApiContext>,
+    Extension(Credentials(key)): Extension<Credentials>,
+    Path(id): Path<String>,
+) -> Result<Json<OrderHistory>, ApiError> {
+    const NOT_FOUND: ApiError = ApiError::NotFound("Order not found");
+    let Ok(id) = id.parse::<OrderId>() else {
+        admit(&context, &key, RequestKind::Read).await?;
+        return Err(NOT_FOUND);
+    };
+    let (_, events) = gate(context.orders.order_events(&key, id).await?, &key)?;
+    Ok(Json(OrderHistory {
+        order_id: id.as_uuid(),
+        events: events
+            .ok_or(NOT_FOUND)?
+            .iter()
+            .map(OrderEventView::from)
+            .collect(),
+    }))
 }
 
 /// Cancels an order that no placer has claimed yet. Idempotent: canceling a canceled order

@@ -366,6 +366,14 @@ impl ClientOrders for PanickingOrders {
     async fn orders(&self, _: &ApiKey, _: &ListQuery) -> Result<Gated<OrderPage>, StoreError> {
         panic!("a bug while listing");
     }
+
+    async fn order_events(
+        &self,
+        _: &ApiKey,
+        _: crate::domain::OrderId,
+    ) -> Result<Gated<Option<Vec<crate::ports::OrderEvent>>>, StoreError> {
+        panic!("a bug while reading the history");
+    }
 }
 
 /// Log lines written while it is the thread's default subscriber (JSON, with span fields).
@@ -1055,6 +1063,126 @@ async fn reading_an_order_while_the_store_is_down_is_500() {
 
 // --- GET /orders --------------------------------------------------------------------------
 
+// --- GET /orders/{id}/events ----------------------------------------------------------------
+
+#[tokio::test]
+async fn a_client_reads_its_orders_history_oldest_first() {
+    let api = Api::new();
+    let order = api.order(4);
+    api.store
+        .claim_for_placement(order.id, LEASE)
+        .await
+        .unwrap();
+    api.store
+        .release_for_retry(
+            order.id,
+            "503 from the exchange",
+            crate::ports::RetryPlan {
+                park_until: None,
+                outcome_unknown: false,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(api.cancel(&order).await.status, StatusCode::OK);
+
+    let answer = api.get(&format!("/orders/{}/events", order.id)).await;
+
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.json);
+    assert_eq!(answer.json["order_id"], order.id.to_string());
+    let events = answer.json["events"].as_array().unwrap();
+    let steps: Vec<(Value, Value, Value, Value)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["from"].clone(),
+                e["to"].clone(),
+                e["reason"].clone(),
+                e["attempt"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            (
+                json!(null),
+                json!("pending"),
+                json!("order accepted"),
+                json!(0)
+            ),
+            (
+                json!("pending"),
+                json!("placing"),
+                json!("claimed for placement"),
+                json!(1)
+            ),
+            (
+                json!("placing"),
+                json!("pending"),
+                json!("transient exchange error: 503 from the exchange"),
+                json!(1)
+            ),
+            (
+                json!("pending"),
+                json!("canceled"),
+                json!("canceled by the client"),
+                json!(1)
+            ),
+        ]
+    );
+    // The times are the stored ones, in UTC, never decreasing.
+    let stored = api.store.events_of(order.id);
+    let times: Vec<OffsetDateTime> = events
+        .iter()
+        .map(|e| OffsetDateTime::parse(e["at"].as_str().unwrap(), &Rfc3339).unwrap())
+        .collect();
+    assert_eq!(times, stored.iter().map(|e| e.at).collect::<Vec<_>>());
+    assert!(
+        events
+            .iter()
+            .all(|e| e["at"].as_str().unwrap().ends_with('Z'))
+    );
+    assert!(times.windows(2).all(|w| w[0] <= w[1]));
+    assert_eq!(
+        api.access.requests().last(),
+        Some(&(api.key.id().clone(), RequestKind::Read))
+    );
+}
+
+#[tokio::test]
+async fn the_history_of_an_unknown_malformed_or_other_clients_order_is_404() {
+    let api = Api::new();
+    let others = api.store.seed(&client("globex"), &market_order(1));
+    let ghost = FakeOrderStore::new().seed(&client("acme"), &market_order(1));
+
+    for id in [others.id.to_string(), ghost.id.to_string(), "42".into()] {
+        let answer = api.get(&format!("/orders/{id}/events")).await;
+        assert_eq!(answer.status, StatusCode::NOT_FOUND, "{id}");
+        assert_eq!(answer.json, json!({"message": "Order not found"}), "{id}");
+    }
+}
+
+#[tokio::test]
+async fn the_history_needs_a_valid_key_and_is_500_while_the_store_is_down() {
+    let api = Api::new();
+    let order = api.order(1);
+    let without_key = api
+        .send(
+            Request::get(format!("/orders/{}/events", order.id))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(without_key.status, StatusCode::UNAUTHORIZED);
+
+    api.store.set_down(true);
+    let answer = api.get(&format!("/orders/{}/events", order.id)).await;
+
+    assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(answer.json, json!({"message": INTERNAL_ERROR_MESSAGE}));
+}
+
 #[tokio::test]
 async fn the_list_pages_through_the_clients_orders_newest_first() {
     let api = Api::new();
@@ -1217,6 +1345,7 @@ async fn the_openapi_document_states_the_rules_the_server_enforces() {
     assert_eq!(param("/orders", "get", "cursor")["format"], "uuid");
     assert_eq!(param("/orders/{id}", "get", "id")["format"], "uuid");
     assert_eq!(param("/orders/{id}", "delete", "id")["format"], "uuid");
+    assert_eq!(param("/orders/{id}/events", "get", "id")["format"], "uuid");
     let key = param("/orders", "post", "Idempotency-Key");
     assert_eq!(
         (&key["minLength"], &key["maxLength"]),
