@@ -92,7 +92,7 @@ async fn request_that_fails_validation_does_not_use_up_its_key() {
         h.db.client()
             .await
             .query_one(
-                "SELECT idempotency_key FROM orders WHERE id = $1",
+                "SELECT idempotency_key FROM idempotency_keys WHERE order_id = $1",
                 &[&id_of(&good)],
             )
             .await

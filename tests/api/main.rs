@@ -12,5 +12,6 @@ mod create_order;
 mod health_and_routing;
 mod history;
 mod idempotency;
+mod idempotency_retention;
 mod outages;
 mod read_and_list;

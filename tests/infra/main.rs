@@ -1105,7 +1105,7 @@ const LEFT_UNSET: [(&str, &str); 4] = [
 
 /// The operational knobs of issue #11: template parameter, the functions that get it, the
 /// variable it sets.
-const KNOBS: [(&str, &[&str], &str); 6] = [
+const KNOBS: [(&str, &[&str], &str); 7] = [
     (
         "MarketOrderTtlSeconds",
         &["api"],
@@ -1123,6 +1123,13 @@ const KNOBS: [(&str, &[&str], &str); 6] = [
         "BREAKER_FAILURE_THRESHOLD",
     ),
     ("BreakerProbeSeconds", &["placer"], "BREAKER_PROBE_SECONDS"),
+    // Issue #14: the api answers with a key's order within it, the sweeper releases keys after
+    // it; both read the one parameter.
+    (
+        "IdempotencyKeyRetentionSeconds",
+        &["api", "sweeper"],
+        "IDEMPOTENCY_KEY_RETENTION_SECONDS",
+    ),
     (
         "AlertWindowSeconds",
         &["alerter", "sweeper"],

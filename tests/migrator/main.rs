@@ -740,3 +740,56 @@ async fn orders_from_before_clients_move_to_the_default_client() {
     );
     database.close();
 }
+
+#[tokio::test]
+async fn keys_stored_before_v6_keep_naming_their_orders_from_the_time_they_were_taken() {
+    let database = EmptyDatabase::create().await;
+    // The schema before V6: keys live in orders.idempotency_key.
+    run_migrations_up_to(&database.pool, 5)
+        .await
+        .expect("migrate to V5");
+    let client = database.client().await;
+    client
+        .batch_execute(
+            "INSERT INTO orders (id, order_type, side, instrument, quantity, idempotency_key, \
+                                 request_fingerprint, created_at) \
+             VALUES ('01a21428-06e2-733b-831c-f04b396f4b48', 'market', 'buy', 'US0378331005', 1, \
+                     'old-key', 'fp-1', '2026-11-01T10:00:00Z'), \
+                    ('01a21428-06e2-733b-831c-f04b396f4b49', 'market', 'sell', 'US0378331005', 2, \
+                     NULL, 'fp-2', '2026-11-01T11:00:00Z')",
+        )
+        .await
+        .expect("orders of the V5 schema");
+
+    run_migrations(&database.pool)
+        .await
+        .expect("migrate to the newest");
+    let keys: Vec<(String, String, String, String)> = client
+        .query(
+            "SELECT client_id, idempotency_key, order_id::text, request_fingerprint \
+             FROM idempotency_keys \
+             WHERE created_at = '2026-11-01T10:00:00Z'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert_eq!(
+        keys,
+        [(
+            "default".to_owned(),
+            "old-key".to_owned(),
+            "01a21428-06e2-733b-831c-f04b396f4b48".to_owned(),
+            "fp-1".to_owned()
+        )]
+    );
+    let all: i64 = client
+        .query_one("SELECT count(*) FROM idempotency_keys", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(all, 1, "an order without a key has none");
+    database.close();
+}

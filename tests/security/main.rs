@@ -189,7 +189,9 @@ async fn idempotency_keys_do_not_collide_across_clients() {
         .client()
         .await
         .query(
-            "SELECT client_id FROM orders WHERE idempotency_key = 'order-1' ORDER BY client_id",
+            "SELECT o.client_id FROM idempotency_keys k JOIN orders o ON o.id = k.order_id \
+             WHERE k.idempotency_key = 'order-1' AND k.client_id = o.client_id \
+             ORDER BY o.client_id",
             &[],
         )
         .await

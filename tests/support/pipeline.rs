@@ -250,6 +250,7 @@ impl Pipeline {
             },
             enqueue_timeout: Duration::from_secs(2),
             expiry: options.expiry,
+            idempotency_retention: order_shared::domain::IdempotencyKey::DEFAULT_RETENTION,
             background: Background {
                 placer_pollers: options.placer_pollers,
                 // Each pump round polls once without waiting.

@@ -19,9 +19,12 @@ async fn main() -> Result<(), lambda_http::Error> {
     let metrics = init_metrics("api");
     let config = ApiConfig::from_env(&process_env())?;
     let sdk = aws_sdk_config().await;
-    let store = PostgresOrderStore::connect(&config.database, &sdk).await?;
+    let store = PostgresOrderStore::connect(&config.database, &sdk)
+        .await?
+        .with_idempotency_retention(config.idempotency_retention);
     let hasher = key_hasher(&config.pepper, &sdk).await?;
-    let access = PostgresAccessControl::new(store.pool().clone(), hasher);
+    let access = PostgresAccessControl::new(store.pool().clone(), hasher)
+        .with_idempotency_retention(config.idempotency_retention);
     let queue = SqsOrderQueue::single_attempt(&sdk, config.queue_url.clone());
     let store = Arc::new(store);
     let access = Arc::new(access);

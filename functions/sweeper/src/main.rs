@@ -18,7 +18,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let metrics = init_metrics("sweeper");
     let config = SweeperConfig::from_env(&process_env())?;
     let sdk = aws_sdk_config().await;
-    let store = PostgresOrderStore::connect(&config.database, &sdk).await?;
+    let store = PostgresOrderStore::connect(&config.database, &sdk)
+        .await?
+        .with_idempotency_retention(config.idempotency_retention);
     let queue = SqsOrderQueue::new(&sdk, config.queue_url.clone());
     let alerts = SnsAlertPublisher::new(&sdk, config.alert_topic_arn.clone());
     let ports = SweeperPorts {

@@ -7,6 +7,9 @@ pub struct IdempotencyKey(String);
 
 impl IdempotencyKey {
     pub const MAX_LEN: usize = 100;
+    /// How long a key names its order by default (as lemon.markets): after it, the same key
+    /// names a new order.
+    pub const DEFAULT_RETENTION: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
     pub fn parse(input: &str) -> Result<Self, String> {
         if input.is_empty() {

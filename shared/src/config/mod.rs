@@ -9,7 +9,7 @@ mod placer;
 mod sweeper;
 
 pub use alerter::{AlerterConfig, alert_window};
-pub use api::{ApiConfig, expiry_policy};
+pub use api::{ApiConfig, expiry_policy, idempotency_retention};
 pub use placer::{PlacerConfig, placer_settings};
 pub use sweeper::{SweeperConfig, sweep_settings};
 

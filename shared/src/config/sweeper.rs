@@ -11,6 +11,8 @@ pub struct SweeperConfig {
     pub queue_url: String,
     pub sweep: SweepSettings,
     pub alert_topic_arn: String,
+    /// Idempotency keys older than this are released.
+    pub idempotency_retention: std::time::Duration,
 }
 
 /// How the sweeper picks stranded orders (the Lambda and the local runner).
@@ -32,6 +34,7 @@ impl SweeperConfig {
             queue_url: env.required("ORDERS_QUEUE_URL")?,
             sweep: sweep_settings(env)?,
             alert_topic_arn: env.required("ALERT_TOPIC_ARN")?,
+            idempotency_retention: super::idempotency_retention(env)?,
         })
     }
 }

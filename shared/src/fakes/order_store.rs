@@ -46,6 +46,7 @@ pub enum StoreOp {
     Incidents,
     /// Marking an incident's alert published: `mark_announced` and `mark_closed_announced`.
     MarkIncident,
+    ReleaseIdempotencyKeys,
 }
 
 /// One row of the audit trail (`order_events`): every status change, with the attempt count
@@ -65,7 +66,6 @@ pub struct AuditEvent {
 #[derive(Debug, Clone)]
 struct Row {
     order: Order,
-    idempotency_key: Option<IdempotencyKey>,
     fingerprint: String,
     enqueued_at: Option<OffsetDateTime>,
     lease_expires_at: Option<OffsetDateTime>,
@@ -92,6 +92,18 @@ struct State {
     /// How far the store's clock runs ahead of the real one.
     clock_offset: Duration,
     incidents: Vec<FakeIncident>,
+    /// Idempotency keys by (client, key): the order each names and when it was taken, as the
+    /// Postgres `idempotency_keys` table.
+    keys: HashMap<(String, String), TakenKey>,
+    /// `None`: `IdempotencyKey::DEFAULT_RETENTION`.
+    idempotency_retention: Option<Duration>,
+}
+
+/// An idempotency key in use.
+#[derive(Debug, Clone)]
+struct TakenKey {
+    order_id: OrderId,
+    taken_at: OffsetDateTime,
 }
 
 /// An incident with its alert marks, as `alert_incidents` holds it.
@@ -112,12 +124,16 @@ impl State {
         OffsetDateTime::now_utc() + self.clock_offset
     }
 
+    fn retention(&self) -> Duration {
+        self.idempotency_retention
+            .unwrap_or(IdempotencyKey::DEFAULT_RETENTION)
+    }
+
     fn insert(
         &mut self,
         client: &ClientId,
         details: &NewOrder,
         expires_at: Option<OffsetDateTime>,
-        idempotency_key: Option<&IdempotencyKey>,
     ) -> Order {
         let now = self.now();
         let order = Order {
@@ -139,7 +155,6 @@ impl State {
             order.id,
             Row {
                 order: order.clone(),
-                idempotency_key: idempotency_key.cloned(),
                 fingerprint: details.fingerprint(),
                 enqueued_at: None,
                 lease_expires_at: None,
@@ -278,7 +293,7 @@ impl FakeOrderStore {
     /// Stores a new `pending` order for `client`, as `create_order` would (even when the store
     /// is told to fail): the usual first step of a test.
     pub fn seed(&self, client: &ClientId, details: &NewOrder) -> Order {
-        self.lock().insert(client, details, None, None)
+        self.lock().insert(client, details, None)
     }
 
     /// Like `seed`, with a time in force.
@@ -288,7 +303,7 @@ impl FakeOrderStore {
         details: &NewOrder,
         expires_at: OffsetDateTime,
     ) -> Order {
-        self.lock().insert(client, details, Some(expires_at), None)
+        self.lock().insert(client, details, Some(expires_at))
     }
 
     /// Moves the order's time in force to `expires_at` (e.g. into the past, as if its time had
@@ -371,6 +386,16 @@ impl FakeOrderStore {
         row.lease_expires_at = Some(now - Duration::from_millis(1));
     }
 
+    /// Keeps idempotency keys for `retention` instead of the default 24 hours.
+    pub fn set_idempotency_retention(&self, retention: Duration) {
+        self.lock().idempotency_retention = Some(retention);
+    }
+
+    /// How many idempotency keys are held (released ones are gone).
+    pub fn held_idempotency_keys(&self) -> usize {
+        self.lock().keys.len()
+    }
+
     /// Moves the store's clock forward: leases, sweep claims and the sweeper's grace period all
     /// see the later time; new orders are created at it.
     pub fn advance_clock(&self, by: Duration) {
@@ -412,10 +437,16 @@ impl OrderStore for FakeOrderStore {
         idempotency_key: Option<&IdempotencyKey>,
     ) -> Result<CreateOutcome, StoreError> {
         let mut state = self.call(StoreOp::CreateOrder)?;
-        if let Some(key) = idempotency_key {
-            let owner = state.rows.values().find(|row| {
-                row.order.client_id == *client && row.idempotency_key.as_ref() == Some(key)
-            });
+        let now = state.now();
+        let retention = state.retention();
+        let slot = idempotency_key.map(|key| (client.as_str().to_owned(), key.as_str().to_owned()));
+        if let Some(slot) = &slot {
+            // A key within its retention names its order; an older one is free again.
+            let owner = state
+                .keys
+                .get(slot)
+                .filter(|taken| now < taken.taken_at + retention)
+                .and_then(|taken| state.rows.get(&taken.order_id));
             if let Some(row) = owner {
                 return Ok(if row.fingerprint == order.fingerprint() {
                     CreateOutcome::Replayed(row.order.clone())
@@ -424,12 +455,17 @@ impl OrderStore for FakeOrderStore {
                 });
             }
         }
-        Ok(CreateOutcome::Created(state.insert(
-            client,
-            order,
-            Some(expires_at),
-            idempotency_key,
-        )))
+        let created = state.insert(client, order, Some(expires_at));
+        if let Some(slot) = slot {
+            state.keys.insert(
+                slot,
+                TakenKey {
+                    order_id: created.id,
+                    taken_at: now,
+                },
+            );
+        }
+        Ok(CreateOutcome::Created(created))
     }
 
     async fn cancel_order(
@@ -590,6 +626,23 @@ impl OrderStore for FakeOrderStore {
             .collect();
         claimed.sort_by_key(|order| order.id);
         Ok(claimed)
+    }
+
+    async fn release_expired_idempotency_keys(&self, limit: u32) -> Result<u64, StoreError> {
+        let mut state = self.call(StoreOp::ReleaseIdempotencyKeys)?;
+        let cutoff = state.now() - state.retention();
+        let mut expired: Vec<((String, String), OffsetDateTime)> = state
+            .keys
+            .iter()
+            .filter(|(_, taken)| taken.taken_at <= cutoff)
+            .map(|(slot, taken)| (slot.clone(), taken.taken_at))
+            .collect();
+        expired.sort_by_key(|(_, taken_at)| *taken_at);
+        expired.truncate(limit as usize);
+        for (slot, _) in &expired {
+            state.keys.remove(slot);
+        }
+        Ok(expired.len() as u64)
     }
 
     async fn forget_abandoned_admissions(&self, _: Duration) -> Result<u64, StoreError> {

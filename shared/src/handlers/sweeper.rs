@@ -158,6 +158,19 @@ pub async fn sweep_once(
             "could not forget abandoned admissions"
         ),
     }
+    // Idempotency keys past their retention are free again; a bounded batch per run (the
+    // sweeper's batch size) keeps each run short, and the next run takes the rest.
+    match store
+        .release_expired_idempotency_keys(settings.batch_size)
+        .await
+    {
+        Ok(0) => {}
+        Ok(count) => tracing::info!(count, "expired idempotency keys released"),
+        Err(error) => tracing::warn!(
+            error = %crate::telemetry::error_chain(&error),
+            "could not release expired idempotency keys"
+        ),
+    }
     if report.claimed > 0 {
         tracing::info!(
             claimed = report.claimed,
@@ -178,7 +191,7 @@ mod tests {
     use crate::fakes::{
         FakeAlerts, FakeOrderStore, FakeQueue, QueueBehaviour, StoreOp, client, market_order,
     };
-    use crate::ports::{OrderLifecycle, RetryPlan};
+    use crate::ports::{CreateOutcome, OrderLifecycle, RetryPlan};
 
     const SETTINGS: SweepSettings = SweepSettings {
         grace: Duration::from_secs(30),
@@ -342,6 +355,46 @@ mod tests {
 
         assert_eq!(report.claimed, 2);
         assert_eq!(queue.sent_ids(), [orders[0].id, orders[1].id]);
+    }
+
+    #[tokio::test]
+    async fn a_sweep_releases_expired_idempotency_keys_a_batch_at_a_time_leaving_orders_alone() {
+        let (store, queue) = (FakeOrderStore::new(), FakeQueue::new());
+        store.set_idempotency_retention(Duration::from_secs(3600));
+        let acme = client("acme");
+        let key = |k: &str| crate::domain::IdempotencyKey::parse(k).unwrap();
+        let in_a_day = OffsetDateTime::now_utc() + Duration::from_secs(86_400);
+        for k in ["k1", "k2", "k3"] {
+            store
+                .create_order(&acme, &market_order(1), in_a_day, Some(&key(k)))
+                .await
+                .unwrap();
+        }
+        for order in store.orders() {
+            store.mark_enqueued(order.id).await.unwrap();
+        }
+        let before = store.orders();
+        let small = SweepSettings {
+            batch_size: 2,
+            ..SETTINGS
+        };
+
+        sweep_once(&store, &queue, &small).await.unwrap();
+        assert_eq!(store.held_idempotency_keys(), 3, "none expired yet");
+
+        store.advance_clock(Duration::from_secs(3600));
+        sweep_once(&store, &queue, &small).await.unwrap();
+        assert_eq!(store.held_idempotency_keys(), 1, "a batch of two");
+        sweep_once(&store, &queue, &small).await.unwrap();
+        assert_eq!(store.held_idempotency_keys(), 0);
+
+        assert_eq!(store.orders(), before, "no order changed");
+        // A released key names a new order.
+        let outcome = store
+            .create_order(&acme, &market_order(1), in_a_day, Some(&key("k1")))
+            .await
+            .unwrap();
+        assert!(matches!(outcome, CreateOutcome::Created(_)), "{outcome:?}");
     }
 
     #[tokio::test]

@@ -159,6 +159,10 @@ pub trait OrderStore: Send + Sync {
     /// lost between a `POST`'s admission and its insert), older than `older_than`; how many.
     async fn forget_abandoned_admissions(&self, older_than: Duration) -> Result<u64, StoreError>;
 
+    /// Releases up to `limit` idempotency keys older than the store's retention, oldest first:
+    /// each is free for a new order afterwards. Never changes an order. Returns how many.
+    async fn release_expired_idempotency_keys(&self, limit: u32) -> Result<u64, StoreError>;
+
     /// Cheap round trip for `/health`.
     async fn ping(&self) -> Result<(), StoreError>;
 }

@@ -12,7 +12,9 @@ use order_shared::adapters::postgres::{DatabaseConfig, DatabaseCredentials};
 use order_shared::adapters::secrets::PepperSource;
 use order_shared::adapters::sqs::QueueTopology;
 use order_shared::auth::ApiKey;
-use order_shared::config::{Env, expiry_policy, placer_settings, sweep_settings};
+use order_shared::config::{
+    Env, expiry_policy, idempotency_retention, placer_settings, sweep_settings,
+};
 use order_shared::domain::{ClientId, ExpiryPolicy};
 use order_shared::handlers::placer::PlacerSettings;
 use order_shared::handlers::sweeper::SweepSettings;
@@ -52,6 +54,9 @@ pub struct LocalConfig {
     pub enqueue_timeout: Duration,
     /// Each accepted order's time in force (`MARKET_ORDER_TTL_SECONDS`).
     pub expiry: ExpiryPolicy,
+    /// How long an idempotency key names its order (`IDEMPOTENCY_KEY_RETENTION_SECONDS`); the
+    /// runner's sweeper releases older keys.
+    pub idempotency_retention: Duration,
     /// The pollers and the sweeper that play Lambda's triggers; the test harness drives the
     /// handlers step by step instead and leaves this unused.
     pub background: Background,
@@ -165,6 +170,7 @@ impl LocalConfig {
             sweep: sweep_settings(env)?,
             enqueue_timeout: env.millis("ENQUEUE_TIMEOUT_MS", 1_000)?,
             expiry: expiry_policy(env)?,
+            idempotency_retention: idempotency_retention(env)?,
             background: Background {
                 placer_pollers: env.parsed("PLACER_POLLERS", 4)?,
                 poll_wait: env.seconds("POLL_WAIT_SECONDS", 2)?,

@@ -87,7 +87,8 @@ impl LocalSystem {
 
         let store = PostgresOrderStore::connect(&config.database, sdk)
             .await
-            .context("connecting to Postgres")?;
+            .context("connecting to Postgres")?
+            .with_idempotency_retention(config.idempotency_retention);
         let applied = match &config.migration_database {
             Some(direct) => {
                 // Dropped (and closed) once the migrations are applied.
@@ -103,7 +104,8 @@ impl LocalSystem {
         let hasher = key_hasher(&config.pepper, sdk)
             .await
             .map_err(|e| anyhow::anyhow!("the API key pepper (API_KEY_PEPPER): {e}"))?;
-        let access = PostgresAccessControl::new(store.pool().clone(), hasher);
+        let access = PostgresAccessControl::new(store.pool().clone(), hasher)
+            .with_idempotency_retention(config.idempotency_retention);
         let local_client = match &config.local_key {
             Some(local) => Some(
                 register_local_key(&access, local)

@@ -40,11 +40,27 @@ pub const OPEN_ORDERS_RETRY_AFTER: Duration = Duration::from_secs(5);
 pub struct PostgresAccessControl {
     pool: Pool,
     hasher: KeyHasher,
+    /// How long an idempotency key names its order (`POST /orders`).
+    idempotency_retention: std::time::Duration,
 }
 
 impl PostgresAccessControl {
     pub fn new(pool: Pool, hasher: KeyHasher) -> Self {
-        Self { pool, hasher }
+        Self {
+            pool,
+            hasher,
+            idempotency_retention: crate::domain::IdempotencyKey::DEFAULT_RETENTION,
+        }
+    }
+
+    /// Keeps idempotency keys for `retention` instead of the default 24 hours.
+    pub fn with_idempotency_retention(mut self, retention: std::time::Duration) -> Self {
+        self.idempotency_retention = retention;
+        self
+    }
+
+    pub(super) fn idempotency_retention(&self) -> std::time::Duration {
+        self.idempotency_retention
     }
 
     pub(super) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {

@@ -69,63 +69,97 @@ impl PostgresAccessControl {
         key: &IdempotencyKey,
     ) -> Result<CreateOutcome, StoreError> {
         let client = self.client().await?;
-        let fingerprint = order.fingerprint();
-        for _ in 0..2 {
-            let existing = statements::optional(
-                &client,
-                &format!(
-                    "SELECT {ORDER_COLUMNS}, request_fingerprint FROM orders \
-                     WHERE client_id = $1 AND idempotency_key = $2"
-                ),
-                &[&owner.as_str(), &key.as_str()],
-            )
-            .await
-            .map_err(query_error("find order by idempotency key"))?;
-            if let Some(row) = existing {
-                return replay_or_reuse(&row, &fingerprint);
-            }
-            let rows = statements::rows(
-                &client,
-                &insert_sql("SELECT $10::text AS client_id"),
-                &[
-                    &OrderId::generate().as_uuid(),
-                    &order.order_type().as_str(),
-                    &order.side().as_str(),
-                    &order.instrument().as_str(),
-                    &order.limit_price().map(|p| p.as_decimal()),
-                    &order.quantity().get(),
-                    &Some(key.as_str()),
-                    &fingerprint,
-                    &expires_at,
-                    &owner.as_str(),
-                ],
-            )
-            .await
-            .map_err(query_error("insert order"))?;
-            if let Some(row) = rows.first() {
-                return Ok(CreateOutcome::Created(order_from_row(row)?));
-            }
-        }
-        Err(StoreError::Query {
-            what: "insert order",
-            source: "idempotency key conflict without an owning order".into(),
-        })
+        create_for_client(
+            &client,
+            owner,
+            order,
+            expires_at,
+            Some(key),
+            self.idempotency_retention(),
+        )
+        .await
     }
 }
 
+/// Stores the order for `owner`, or finds the order its idempotency key names within
+/// `retention` (two rounds at most: if the key's first owner rolled back between our
+/// conflicting insert and our read, the second insert wins the key). For callers that have
+/// admitted the request already.
+pub(super) async fn create_for_client(
+    client: &deadpool_postgres::tokio_postgres::Client,
+    owner: &ClientId,
+    order: &NewOrder,
+    expires_at: OffsetDateTime,
+    key: Option<&IdempotencyKey>,
+    retention: std::time::Duration,
+) -> Result<CreateOutcome, StoreError> {
+    let fingerprint = order.fingerprint();
+    let sql = insert_sql("SELECT $11::text AS client_id");
+    let key_text = key.map(IdempotencyKey::as_str);
+    for _ in 0..2 {
+        let rows = statements::rows(
+            client,
+            &sql,
+            &[
+                &OrderId::generate().as_uuid(),
+                &order.order_type().as_str(),
+                &order.side().as_str(),
+                &order.instrument().as_str(),
+                &order.limit_price().map(|p| p.as_decimal()),
+                &order.quantity().get(),
+                &key_text,
+                &fingerprint,
+                &expires_at,
+                &retention.as_secs_f64(),
+                &owner.as_str(),
+            ],
+        )
+        .await
+        .map_err(query_error("insert order"))?;
+        match rows.first() {
+            Some(row) if row.get::<_, bool>("created") => {
+                return Ok(CreateOutcome::Created(order_from_row(row)?));
+            }
+            Some(row) => return replay_or_reuse(row, &fingerprint),
+            // Without a key every insert stores its order.
+            None if key.is_none() => break,
+            None => {}
+        }
+    }
+    Err(StoreError::Query {
+        what: "insert order",
+        source: "idempotency key conflict without an owning order".into(),
+    })
+}
+
 /// The order insert with its audit event, for the client that `client_source` names (a query with
-/// a `client_id` column and at most one row: the consumed token, or the client itself). `$1`–`$9`: id, type, side,
-/// instrument, limit price, quantity, idempotency key, fingerprint, expiry. Returns the new order
-/// (`created`), else the order the key already named before this statement began.
+/// a `client_id` column and at most one row: the consumed token, or the client itself). `$1`–`$10`:
+/// id, type, side, instrument, limit price, quantity, idempotency key, fingerprint, expiry, the
+/// keys' retention in seconds. Returns the new order (`created`), else the order the key named
+/// within the retention before this statement began.
+///
+/// The key is taken in `idempotency_keys` first: a new row, or an expired one not yet released
+/// (taken over for the new order); the order is stored only if the key was taken (or there is
+/// none). A concurrent request with the same key waits for the row lock and then finds it taken.
 fn insert_sql(client_source: &str) -> String {
     let initial = OrderStatus::INITIAL;
     let existing = qualified_order_columns();
     format!(
-        "WITH t AS ({client_source}), inserted AS (
+        "WITH t AS ({client_source}), key AS (
+            INSERT INTO idempotency_keys AS k (client_id, idempotency_key, order_id,
+                                              request_fingerprint)
+            SELECT t.client_id, $7, $1, $8 FROM t WHERE $7::text IS NOT NULL
+            ON CONFLICT (client_id, idempotency_key) DO UPDATE
+                SET order_id = EXCLUDED.order_id,
+                    request_fingerprint = EXCLUDED.request_fingerprint,
+                    created_at = now(), updated_at = now()
+                WHERE k.created_at <= now() - make_interval(secs => $10)
+            RETURNING order_id
+        ), inserted AS (
             INSERT INTO orders (id, order_type, side, instrument, limit_price, quantity,
-                                idempotency_key, request_fingerprint, client_id, expires_at)
-            SELECT $1, $2, $3, $4, $5, $6, $7, $8, t.client_id, $9 FROM t
-            ON CONFLICT (client_id, idempotency_key) DO NOTHING
+                                request_fingerprint, client_id, expires_at)
+            SELECT $1, $2, $3, $4, $5, $6, $8, t.client_id, $9 FROM t
+            WHERE $7::text IS NULL OR EXISTS (SELECT 1 FROM key)
             RETURNING {ORDER_COLUMNS}
         ), event AS (
             INSERT INTO order_events (order_id, from_status, to_status, reason, attempt)
@@ -133,9 +167,12 @@ fn insert_sql(client_source: &str) -> String {
         )
         SELECT true AS created, {ORDER_COLUMNS}, NULL::text AS request_fingerprint FROM inserted
         UNION ALL
-        SELECT false, {existing}, o.request_fingerprint
-        FROM orders o JOIN t ON o.client_id = t.client_id
-        WHERE $7::text IS NOT NULL AND o.idempotency_key = $7
+        SELECT false, {existing}, k.request_fingerprint
+        FROM idempotency_keys k
+        JOIN t ON k.client_id = t.client_id
+        JOIN orders o ON o.id = k.order_id
+        WHERE $7::text IS NOT NULL AND k.idempotency_key = $7
+          AND k.created_at > now() - make_interval(secs => $10)
           AND NOT EXISTS (SELECT 1 FROM inserted)"
     )
 }
@@ -174,7 +211,8 @@ impl ClientOrders for PostgresAccessControl {
             insert_sql("DELETE FROM admission_tokens WHERE order_id = $1 RETURNING client_id");
         let key_text = idempotency_key.map(IdempotencyKey::as_str);
         let price = order.limit_price().map(|p| p.as_decimal());
-        let insert_params: [&dyn Param; 9] = [
+        let retention = self.idempotency_retention().as_secs_f64();
+        let insert_params: [&dyn Param; 10] = [
             &id,
             &order.order_type().as_str(),
             &order.side().as_str(),
@@ -184,6 +222,7 @@ impl ClientOrders for PostgresAccessControl {
             &key_text,
             &fingerprint,
             &expires_at,
+            &retention,
         ];
         let admit_params: [&dyn Param; 3] = [&key_id, &hash, &id];
         let client = self.client().await?;

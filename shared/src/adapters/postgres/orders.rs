@@ -19,11 +19,22 @@ use crate::ports::{CancelOutcome, CreateOutcome, ListFilter, OrderPage, OrderSto
 #[derive(Clone)]
 pub struct PostgresOrderStore {
     pool: Pool,
+    /// How long an idempotency key names its order; older keys are released by the sweeper.
+    idempotency_retention: Duration,
 }
 
 impl PostgresOrderStore {
     pub fn new(pool: Pool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            idempotency_retention: IdempotencyKey::DEFAULT_RETENTION,
+        }
+    }
+
+    /// Keeps idempotency keys for `retention` instead of the default 24 hours.
+    pub fn with_idempotency_retention(mut self, retention: Duration) -> Self {
+        self.idempotency_retention = retention;
+        self
     }
 
     /// Builds the pool from configuration, reading the database secret when there is one.
@@ -60,72 +71,15 @@ impl OrderStore for PostgresOrderStore {
         idempotency_key: Option<&IdempotencyKey>,
     ) -> Result<CreateOutcome, StoreError> {
         let client = self.client().await?;
-        let insert = format!(
-            "WITH inserted AS ( \
-                   INSERT INTO orders (id, order_type, side, instrument, limit_price, quantity, \
-                                       idempotency_key, request_fingerprint, client_id, \
-                                       expires_at) \
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-                   ON CONFLICT (client_id, idempotency_key) DO NOTHING \
-                   RETURNING {ORDER_COLUMNS} \
-                 ), event AS ( \
-                   INSERT INTO order_events (order_id, from_status, to_status, reason, attempt) \
-                   SELECT id, NULL, '{initial}', 'order accepted', 0 FROM inserted \
-                 ) \
-                 SELECT {ORDER_COLUMNS} FROM inserted",
-            initial = OrderStatus::INITIAL,
-        );
-        let fingerprint = order.fingerprint();
-        let key = idempotency_key.map(IdempotencyKey::as_str);
-        let price = order.limit_price().map(|p| p.as_decimal());
-        // Two rounds at most: if the key's first owner rolled back between our conflicting
-        // insert and our read, the second insert wins the key.
-        for _ in 0..2 {
-            let id = OrderId::generate();
-            let rows = statements::rows(
-                &client,
-                &insert,
-                &[
-                    &id.as_uuid(),
-                    &order.order_type().as_str(),
-                    &order.side().as_str(),
-                    &order.instrument().as_str(),
-                    &price,
-                    &order.quantity().get(),
-                    &key,
-                    &fingerprint,
-                    &owner.as_str(),
-                    &expires_at,
-                ],
-            )
-            .await
-            .map_err(query_error("insert order"))?;
-            if let Some(row) = rows.first() {
-                return Ok(CreateOutcome::Created(order_from_row(row)?));
-            }
-            let existing = statements::optional(
-                &client,
-                &format!(
-                    "SELECT {ORDER_COLUMNS}, request_fingerprint FROM orders \
-                         WHERE client_id = $1 AND idempotency_key = $2"
-                ),
-                &[&owner.as_str(), &key],
-            )
-            .await
-            .map_err(query_error("find order by idempotency key"))?;
-            if let Some(row) = existing {
-                let stored: String = row.get("request_fingerprint");
-                return Ok(if stored == fingerprint {
-                    CreateOutcome::Replayed(order_from_row(&row)?)
-                } else {
-                    CreateOutcome::KeyReused
-                });
-            }
-        }
-        Err(StoreError::Query {
-            what: "insert order",
-            source: "idempotency key conflict without an owning order".into(),
-        })
+        super::client_orders::create_for_client(
+            &client,
+            owner,
+            order,
+            expires_at,
+            idempotency_key,
+            self.idempotency_retention,
+        )
+        .await
     }
 
     async fn mark_enqueued(&self, id: OrderId) -> Result<(), StoreError> {
@@ -295,6 +249,22 @@ impl OrderStore for PostgresOrderStore {
         .await
         .map_err(query_error("count parked orders"))?;
         Ok(row.get::<_, i64>(0).max(0) as u64)
+    }
+
+    async fn release_expired_idempotency_keys(&self, limit: u32) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        // Oldest first, skipping a key that a request is taking over right now (it is not
+        // expired any more once that commits; the lock's re-check then leaves it out).
+        statements::execute(
+            &client,
+            "DELETE FROM idempotency_keys WHERE (client_id, idempotency_key) IN ( \
+               SELECT client_id, idempotency_key FROM idempotency_keys \
+               WHERE created_at <= now() - make_interval(secs => $1) \
+               ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+            &[&self.idempotency_retention.as_secs_f64(), &i64::from(limit)],
+        )
+        .await
+        .map_err(query_error("release expired idempotency keys"))
     }
 
     async fn forget_abandoned_admissions(&self, older_than: Duration) -> Result<u64, StoreError> {

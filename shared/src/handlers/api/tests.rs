@@ -288,6 +288,30 @@ async fn a_repeated_request_with_its_idempotency_key_replays_the_original_order(
 }
 
 #[tokio::test]
+async fn an_idempotency_key_names_its_order_for_the_retention_and_a_new_one_after_it() {
+    let api = Api::new();
+    api.store
+        .set_idempotency_retention(Duration::from_secs(3600));
+    let first = api.post(LIMIT_ORDER, Some("k-1")).await;
+
+    api.store.advance_clock(Duration::from_secs(3599));
+    let replay = api.post(LIMIT_ORDER, Some("k-1")).await;
+    assert_eq!(replay.json["id"], first.json["id"]);
+    assert_eq!(Api::header(&replay, "idempotent-replayed"), Some("true"));
+    assert_eq!(
+        api.post(MARKET_ORDER, Some("k-1")).await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+
+    api.store.advance_clock(Duration::from_secs(1));
+    let renewed = api.post(MARKET_ORDER, Some("k-1")).await;
+    assert_eq!(renewed.status, StatusCode::CREATED, "{}", renewed.json);
+    assert_ne!(renewed.json["id"], first.json["id"]);
+    assert_eq!(Api::header(&renewed, "idempotent-replayed"), None);
+    assert_eq!(api.store.orders().len(), 2);
+}
+
+#[tokio::test]
 async fn an_idempotency_key_reused_for_another_order_is_422() {
     let api = Api::new();
     api.post(LIMIT_ORDER, Some("req-1")).await;
