@@ -245,6 +245,33 @@ fn bad_inputs() -> Vec<BadInput> {
             &limit_with("limit_price", "1e400"),
             vec![("limit_price", None)],
         ),
+        // One notation for decimal strings: digits and an optional fraction.
+        invalid(
+            "price string with an exponent",
+            &limit_with("limit_price", r#""1e2""#),
+            vec![(
+                "limit_price",
+                Some(
+                    "Attribute `limit_price` must be a decimal string in plain notation such as \
+                     `120.50` (digits, optionally a `.` and more digits), without an exponent",
+                ),
+            )],
+        ),
+        invalid(
+            "price string with a sign",
+            &limit_with("limit_price", r#""+1.00""#),
+            vec![("limit_price", None)],
+        ),
+        invalid(
+            "price string with a leading point",
+            &limit_with("limit_price", r#"".5""#),
+            vec![("limit_price", None)],
+        ),
+        invalid(
+            "price string with a trailing point",
+            &limit_with("limit_price", r#""1.""#),
+            vec![("limit_price", None)],
+        ),
         invalid(
             "price is not a number",
             &limit_with("limit_price", r#""twelve""#),

@@ -304,10 +304,18 @@ fn required_string<'a>(
 }
 
 /// Accepts a JSON number or a decimal string. The number's exact text is used (serde_json keeps
-/// it with `arbitrary_precision`), so no value ever passes through a float.
+/// it with `arbitrary_precision`), so no value ever passes through a float. A string has one
+/// notation: digits with an optional fraction (`"120.50"`, `"7"`); an exponent (`"1e2"`), a
+/// sign (`"+1.00"`) or a bare point (`".5"`, `"1."`) is refused. (A JSON number may carry an
+/// exponent: that is JSON's own notation.)
 fn parse_price(value: &Value) -> Result<Price, String> {
     match value {
         Value::Number(n) => Price::parse(&n.to_string()),
+        Value::String(s) if s.contains(['e', 'E']) => Err(
+            "must be a decimal string in plain notation such as `120.50` (digits, optionally a \
+             `.` and more digits), without an exponent"
+                .into(),
+        ),
         Value::String(s) => Price::parse(s),
         other => Err(format!(
             "must be a decimal number or a decimal string, got {}",

@@ -139,9 +139,9 @@ pub enum LimitType {
     limit,
 }
 
-/// A decimal string as the server reads it: digits, an optional fraction, an optional exponent.
-/// Its value must be > 0, at most 1000000000.00, with at most 2 decimal places.
-const DECIMAL_STRING_PATTERN: &str = "^[0-9]+(\\.[0-9]+)?([eE][+-]?[0-9]+)?$";
+/// A decimal string as the server reads it: digits and an optional fraction (no sign, no
+/// exponent). Its value must be > 0, at most 1000000000.00, with at most 2 decimal places.
+const DECIMAL_STRING_PATTERN: &str = "^[0-9]+(\\.[0-9]+)?$";
 
 /// A market order: executed at the market price, so it has no `limit_price`.
 #[allow(dead_code)]
