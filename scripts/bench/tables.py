@@ -128,15 +128,18 @@ def statements_table():
     if not st:
         return
     print(f"\n#### Round trips and statements per request, counted ({st['requests']} requests of each kind)\n")
-    print("| request | code | round trips | statements | planning ms | executing ms | WAL flushes | what each round trip carried (per request) |")
-    print("|---|---|---:|---:|---:|---:|---:|---|")
+    print("| request | code | round trips | statements | planning ms | executing ms | WAL flushes | active backends: wait events | what each round trip carried (per request) |")
+    print("|---|---|---:|---:|---:|---:|---:|---|---|")
     for runner in st["runners"]:
         for kind in runner["kinds"]:
             trips = "; ".join(f"{t['per_request']:.3f} × [{t['what']}]" for t in kind["round_trips"])
+            waits = kind.get("waits", {}).get("by_event", {})
+            busy = sum(waits.values()) or 1
+            top = ", ".join(f"{k} {100 * v / busy:.0f} %" for k, v in list(waits.items())[:4])
             print(f"| {kind['kind']} | {runner['label']} | {kind['round_trips_per_request']:.2f} | "
                   f"{kind['statements_per_request']:.2f} | {kind.get('plan_ms_per_request', float('nan')):.3f} | "
                   f"{kind.get('exec_ms_per_request', float('nan')):.3f} | "
-                  f"{kind['wal_per_request']['syncs']:.2f} | {trips} |")
+                  f"{kind['wal_per_request']['syncs']:.2f} | {top or '–'} | {trips} |")
 
 
 if __name__ == "__main__":

@@ -40,13 +40,15 @@ async fn assert_order_accepted(body: &str, expected: Value) {
     );
     assert_eq!(header(&response, "idempotent-replayed"), None);
 
-    // Exactly one row, as sent, enqueued, with the timestamp the response shows.
+    // Exactly one row, as sent, enqueued (the mark follows the response), with the timestamp
+    // the response shows.
     assert_eq!(h.orders().await, 1);
+    assert!(h.marked_enqueued(id).await, "enqueued_at is set after the send");
     let client = h.db.client().await;
     let row = client
         .query_one(
             "SELECT order_type, side, instrument, limit_price::text, quantity, status, \
-                    enqueued_at IS NOT NULL, created_at = $2::text::timestamptz, \
+                    created_at = $2::text::timestamptz, \
                     abs(extract(epoch FROM now() - created_at)) < 60, \
                     expires_at = $3::text::timestamptz \
              FROM orders WHERE id = $1",
@@ -65,14 +67,13 @@ async fn assert_order_accepted(body: &str, expected: Value) {
     );
     assert_eq!(json!(row.get::<_, i64>(4)), expected["quantity"]);
     assert_eq!(row.get::<_, String>(5), "pending");
-    assert!(row.get::<_, bool>(6), "enqueued_at is set after the send");
     assert!(
-        row.get::<_, bool>(7),
+        row.get::<_, bool>(6),
         "created_at in the response is the stored one"
     );
-    assert!(row.get::<_, bool>(8), "created_at is now");
+    assert!(row.get::<_, bool>(7), "created_at is now");
     assert!(
-        row.get::<_, bool>(9),
+        row.get::<_, bool>(8),
         "expires_at in the response is the stored one"
     );
 

@@ -55,6 +55,22 @@ impl Harness {
             .expect("the order row");
         (row.get(0), row.get(1))
     }
+
+    /// Whether the api's background writer marks the order enqueued within 10 s: the mark is
+    /// written after the response (it only saves the sweeper work), so a test that reads it
+    /// straight after a 201 would race it.
+    pub(crate) async fn marked_enqueued(&self, id: Uuid) -> bool {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if self.stored_state(id).await.1 {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
 }
 
 pub(crate) fn id_of(response: &TestResponse) -> Uuid {

@@ -207,6 +207,80 @@ async fn wal_counters(admin: &tokio_postgres::Client) -> anyhow::Result<[f64; 5]
     Ok([row.get(0), row.get(1), row.get(2), row.get(3), row.get(4)])
 }
 
+/// What the runner's backends were doing while the requests ran: `pg_stat_activity` of its
+/// database sampled every few milliseconds, active backends by wait event (`CPU` when they wait
+/// for nothing: running, or runnable and waiting for a core). Where a request's time inside
+/// Postgres goes, when it is not the statement's own work: a row lock, the WAL flush of a commit.
+struct WaitSampler {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<BTreeMap<String, u64>>>,
+}
+
+impl WaitSampler {
+    async fn start(admin_url: &str, db: &str) -> anyhow::Result<Self> {
+        let client = bench::db::connect(admin_url).await?;
+        let db = db.to_owned();
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let mut counts = BTreeMap::new();
+            let mut every = tokio::time::interval(Duration::from_millis(5));
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    _ = every.tick() => {}
+                }
+                let rows = client
+                    .query(
+                        "SELECT coalesce(wait_event_type || ': ' || wait_event, 'CPU') \
+                         FROM pg_stat_activity \
+                         WHERE datname = $1 AND state = 'active' AND pid <> pg_backend_pid()",
+                        &[&db],
+                    )
+                    .await?;
+                *counts.entry("(samples)".to_owned()).or_default() += 1;
+                for row in rows {
+                    *counts.entry(row.get::<_, String>(0)).or_default() += 1;
+                }
+            }
+            Ok(counts)
+        });
+        Ok(Self { stop, task })
+    }
+
+    async fn stop(self) -> anyhow::Result<BTreeMap<String, u64>> {
+        let _ = self.stop.send(());
+        self.task.await?
+    }
+}
+
+/// Prints the wait events as shares of the active backends seen, and returns them.
+fn print_waits(waits: &BTreeMap<String, u64>) -> Value {
+    let samples = waits.get("(samples)").copied().unwrap_or(0).max(1) as f64;
+    let active: u64 = waits
+        .iter()
+        .filter(|(k, _)| k.as_str() != "(samples)")
+        .map(|(_, v)| v)
+        .sum();
+    let mut ranked: Vec<(&String, &u64)> = waits
+        .iter()
+        .filter(|(k, _)| k.as_str() != "(samples)")
+        .collect();
+    ranked.sort_by(|a, b| b.1.cmp(a.1));
+    println!(
+        "    active backends (pg_stat_activity, {samples:.0} samples): {:.2} on average; by wait event:",
+        active as f64 / samples
+    );
+    for (event, count) in &ranked {
+        println!(
+            "      {:>5.1} %  {event}",
+            100.0 * **count as f64 / active.max(1) as f64
+        );
+    }
+    json!({"samples": samples, "mean_active": active as f64 / samples,
+           "by_event": ranked.iter().map(|(k, v)| (k.to_string(), json!(v)))
+               .collect::<serde_json::Map<_, _>>()})
+}
+
 /// Backends hand their WAL counters to the shared statistics at most once a second while busy
 /// and within 10 s once idle (PGSTAT_IDLE_INTERVAL): wait that long before reading them.
 const STATS_FLUSH: Duration = Duration::from_secs(11);
@@ -367,14 +441,18 @@ async fn count_runner(
         admin
             .batch_execute("SELECT pg_stat_statements_reset(), pg_stat_reset_shared('wal')")
             .await?;
+        let sampling = WaitSampler::start(&cluster.url("postgres"), &db).await?;
         let (statuses, created) = send(&http, &api, kind, requests, &ids).await;
+        let waits = sampling.stop().await?;
         // The enqueued marks the api writes after answering (new code) belong to the POSTs; the
         // WAL counters arrive late.
         tokio::time::sleep(STATS_FLUSH).await;
         let wire = proxy.take();
         let calls = statement_calls(&admin, &db).await?;
         let wal = wal_counters(&admin).await?;
-        kinds.push(report(kind, requests, &statuses, &wire, &calls, wal));
+        let mut figures = report(kind, requests, &statuses, &wire, &calls, wal);
+        figures["waits"] = print_waits(&waits);
+        kinds.push(figures);
         if matches!(kind, Kind::PostOneAtATime) {
             ids = created;
         }
