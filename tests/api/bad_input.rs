@@ -245,6 +245,20 @@ fn bad_inputs() -> Vec<BadInput> {
             &limit_with("limit_price", "1e400"),
             vec![("limit_price", None)],
         ),
+        // Ambiguous: a parser keeps the last value, a gateway or a log may read the first.
+        invalid(
+            "quantity given twice",
+            r#"{"type":"market","side":"buy","instrument":"US0378331005","quantity":1,"quantity":1000000}"#,
+            vec![(
+                "quantity",
+                Some("Attribute `quantity` is given more than once; name each attribute once"),
+            )],
+        ),
+        invalid(
+            "type and limit price given twice, alongside another problem",
+            r#"{"type":"limit","side":"buy","instrument":"US0378331005","limit_price":"1.00","type":"market","limit_price":null,"quantity":0}"#,
+            vec![("type", None), ("limit_price", None), ("quantity", None)],
+        ),
         // One notation for decimal strings: digits and an optional fraction.
         invalid(
             "price string with an exponent",

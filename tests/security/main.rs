@@ -454,6 +454,40 @@ fn no_json_body_makes_the_router_answer_5xx() {
 }
 
 #[test]
+fn an_attribute_given_twice_is_always_a_422_naming_it_and_stores_nothing() {
+    let (runtime, db, _queue, api) = blocking_harness();
+    let config = ProptestConfig {
+        cases: 100,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    let attributes = ["type", "side", "instrument", "limit_price", "quantity"];
+    proptest!(config, |(
+        repeated in proptest::sample::select(attributes.to_vec()),
+        value in prop_oneof![any_json(), order_like().prop_map(|o| o["quantity"].clone())],
+        first in any::<bool>(),
+    )| {
+        // A valid limit order, with `repeated` named a second time (before or after the valid
+        // value): whatever the values, and whichever a reader would keep, the body is refused.
+        let valid = r#""type":"limit","side":"buy","instrument":"US0378331005","limit_price":"120.50","quantity":10"#;
+        let extra = format!("{}:{}", json!(repeated), value);
+        let text = if first { format!("{{{extra},{valid}}}") } else { format!("{{{valid},{extra}}}") };
+        let response = runtime.block_on(async {
+            let request = Request::post("/orders").header("content-type", "application/json");
+            api.send(request.body(Body::from(text.clone())).unwrap()).await
+        });
+        prop_assert_eq!(response.status, StatusCode::UNPROCESSABLE_ENTITY, "{}: {}", text, response.json);
+        let named = response.json["errors"].as_array().unwrap().iter().any(|e| {
+            e["field"] == repeated
+                && e["message"].as_str().unwrap().contains("is given more than once")
+        });
+        prop_assert!(named, "{}: {}", text, response.json);
+    });
+    let stored = runtime.block_on(db.count("SELECT count(*) FROM orders"));
+    assert_eq!(stored, 0, "no ambiguous body stored an order");
+}
+
+#[test]
 fn no_byte_string_makes_the_router_answer_5xx() {
     let (runtime, _db, _queue, api) = blocking_harness();
     let config = ProptestConfig {

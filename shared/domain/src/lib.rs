@@ -17,7 +17,7 @@ pub use client::ClientId;
 pub use field_error::{FieldError, OrderRejection};
 pub use idempotency::IdempotencyKey;
 pub use isin::Isin;
-pub use new_order::{NewOrder, OrderType, Side};
+pub use new_order::{NewOrder, OrderType, Side, repeated_attribute_error, repeated_attributes};
 pub use order::{Order, OrderId};
 pub use price::Price;
 pub use quantity::Quantity;

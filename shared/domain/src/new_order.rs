@@ -105,6 +105,56 @@ const FIELDS: [&str; 6] = [
     "expires_at",
 ];
 
+/// The attributes a JSON object body names more than once, each once, in the order of their
+/// second appearance. A JSON parser keeps the last value (`serde_json` included), while a
+/// gateway, a log or a WAF may read the first: such a body is ambiguous, and refused with one
+/// error per attribute (see [`repeated_attribute_error`]). Empty for anything but an object.
+pub fn repeated_attributes(body: &[u8]) -> Vec<String> {
+    struct Keys(Vec<String>);
+    impl<'de> Deserialize<'de> for Keys {
+        fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            struct Visitor;
+            impl<'de> serde::de::Visitor<'de> for Visitor {
+                type Value = Keys;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("a JSON object")
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    mut map: A,
+                ) -> Result<Keys, A::Error> {
+                    let mut keys = Vec::new();
+                    while let Some(key) = map.next_key::<String>()? {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                        keys.push(key);
+                    }
+                    Ok(Keys(keys))
+                }
+            }
+            deserializer.deserialize_map(Visitor)
+        }
+    }
+    let Ok(Keys(keys)) = serde_json::from_slice::<Keys>(body) else {
+        return Vec::new();
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut repeated: Vec<String> = Vec::new();
+    for key in keys {
+        if !seen.insert(key.clone()) && !repeated.contains(&key) {
+            repeated.push(key);
+        }
+    }
+    repeated
+}
+
+/// The error for an attribute a body names more than once.
+pub fn repeated_attribute_error(field: &str) -> FieldError {
+    attribute_error(
+        field,
+        "is given more than once; name each attribute once".into(),
+    )
+}
+
 impl NewOrder {
     /// Combines already-valid parts, enforcing the rule that ties the price to the type.
     pub fn new(
@@ -366,5 +416,28 @@ fn json_kind(value: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_attribute_given_twice_is_found_once_and_a_single_one_is_not() {
+        let body = br#"{"type":"market","side":"buy","instrument":"US0378331005","quantity":1,"quantity":1000000,"quantity":2,"side":"sell"}"#;
+        assert_eq!(repeated_attributes(body), ["quantity", "side"]);
+        let nested = br#"{"quantity":1,"meta":{"a":1,"a":2}}"#;
+        assert!(
+            repeated_attributes(nested).is_empty(),
+            "only the order's own attributes"
+        );
+        for other in [&br#"[1,1]"#[..], b"42", b"not json", br#"{"a":1}"#] {
+            assert!(repeated_attributes(other).is_empty());
+        }
+        assert_eq!(
+            repeated_attribute_error("quantity").message,
+            "Attribute `quantity` is given more than once; name each attribute once"
+        );
     }
 }

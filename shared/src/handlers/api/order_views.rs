@@ -115,7 +115,7 @@ impl From<&OrderEvent> for OrderEventView {
 /// `domain` reads the raw JSON so that every problem can be reported at once). Every rule the
 /// parser enforces that OpenAPI can state is stated here; the rest is in the descriptions (the
 /// ISIN's check digit, `expires_at` being in the future and at most 30 days ahead, a decimal
-/// string's value range).
+/// string's value range, an attribute given twice being refused).
 #[allow(dead_code)]
 #[derive(utoipa::ToSchema)]
 #[schema(as = OrderRequest)]

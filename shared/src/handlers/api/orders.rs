@@ -16,7 +16,10 @@ use tracing::Instrument;
 use super::auth::{Credentials, admit, gate};
 use super::order_views::{OrderEventView, OrderHistory, OrderList, OrderView};
 use super::{ApiContext, ApiError, MAX_BODY_BYTES};
-use crate::domain::{FieldError, IdempotencyKey, NewOrder, OrderId, OrderRejection, OrderStatus};
+use crate::domain::{
+    FieldError, IdempotencyKey, NewOrder, OrderId, OrderRejection, OrderStatus,
+    repeated_attribute_error, repeated_attributes,
+};
 use crate::ports::{CancelOutcome, CreateOutcome, ListQuery, RequestKind};
 use crate::telemetry::error_chain;
 use crate::usecases::enqueue::send_within;
@@ -83,17 +86,23 @@ async fn parse_order_request(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<OrderRequest, ApiError> {
-    let json = read_json_body(headers, body).await?;
+    let (json, repeated) = read_json_body(headers, body).await?;
     let key = idempotency_key(headers);
     let order = NewOrder::parse_json(&json);
+    // An attribute given twice is ambiguous (the parser keeps the last value, a gateway or a
+    // log may read the first): refused, with whatever else is wrong.
+    let repeated: Vec<FieldError> = repeated
+        .iter()
+        .map(|field| repeated_attribute_error(field))
+        .collect();
     let order = match (order, key) {
-        (Ok(order), Ok(key)) => (order, key),
+        (Ok(order), Ok(key)) if repeated.is_empty() => (order, key),
         (Err(OrderRejection::NotAnObject), _) => return Err(ApiError::NotAnObject),
         (order, key) => {
-            let mut errors = match order {
-                Err(OrderRejection::Invalid(errors)) => errors,
-                _ => Vec::new(),
-            };
+            let mut errors = repeated;
+            if let Err(OrderRejection::Invalid(invalid)) = order {
+                errors.extend(invalid);
+            }
             errors.extend(key.err());
             return Err(ApiError::invalid(errors));
         }
@@ -179,7 +188,8 @@ async fn place_order(
 }
 
 /// Reads the body as JSON: 415 unless declared JSON, 413 past the limit, 400 unless valid JSON.
-async fn read_json_body(headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
+/// With it, the attributes the body's object names more than once.
+async fn read_json_body(headers: &HeaderMap, body: Body) -> Result<(Value, Vec<String>), ApiError> {
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -198,7 +208,9 @@ async fn read_json_body(headers: &HeaderMap, body: Body) -> Result<Value, ApiErr
     let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
         .map_err(|_| ApiError::PayloadTooLarge(MAX_BODY_BYTES))?;
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))
+    let json =
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    Ok((json, repeated_attributes(&bytes)))
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, FieldError> {
