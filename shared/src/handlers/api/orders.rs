@@ -45,7 +45,7 @@ pub(super) fn router() -> Router<ApiContext> {
     path = "/orders",
     request_body(content = super::order_views::OrderRequestSchema, content_type = "application/json"),
     params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 100, pattern = "^[ -~]+$",
-             description = "1 to 100 printable ASCII characters; a retry with the same key and order returns the original order, the same key with another order is a 422")),
+             description = "1 to 100 printable ASCII characters; a retry with the same key and order returns the original order, the same key with another order is a 422. A key is kept for 24 hours from its first use (the operator may configure another retention); after that it names a new order")),
     responses(
         (status = 201, description = "Stored; placement guaranteed", body = OrderView,
          headers(("Location" = String, description = "URL of the order"))),

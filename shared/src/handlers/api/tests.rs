@@ -1376,6 +1376,10 @@ async fn the_openapi_document_states_the_rules_the_server_enforces() {
         (&json!(1), &json!(100))
     );
     assert_eq!(key["pattern"], "^[ -~]+$", "printable ASCII");
+    let key_description = doc["paths"]["/orders"]["post"]["parameters"][0]["description"]
+        .as_str()
+        .unwrap();
+    assert!(key_description.contains("24 hours"), "{key_description}");
 
     // POST /orders: one schema per order type, told apart by `type`.
     let body = &doc["paths"]["/orders"]["post"]["requestBody"];
