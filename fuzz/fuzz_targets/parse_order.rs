@@ -1,6 +1,8 @@
 //! The request parser, from bytes: what the api does with a POST body (JSON, then the domain
 //! order). Beyond "never panics", every accepted order must be one the rules allow, and must
 //! come out the same when written back as JSON and parsed again (the normal form is a fixpoint).
+//! Like the api, a body that names an attribute twice is refused before the order is read, and
+//! an accepted decimal string is in plain notation.
 
 #![no_main]
 
@@ -12,6 +14,16 @@ fuzz_target!(|data: &[u8]| {
     let Ok(body) = serde_json::from_slice::<Value>(data) else {
         return;
     };
+    let repeated = order_domain::repeated_attributes(data);
+    if !repeated.is_empty() {
+        // Refused by the api: each one really is an attribute of the object, named once each.
+        let object = body.as_object().expect("only an object has attributes");
+        for (i, name) in repeated.iter().enumerate() {
+            assert!(object.contains_key(name), "{name} in {body}");
+            assert!(!repeated[..i].contains(name), "{name} reported twice");
+        }
+        return;
+    }
     match NewOrder::parse_json(&body) {
         Ok(order) => {
             let quantity = order.quantity().get();
@@ -20,6 +32,12 @@ fuzz_target!(|data: &[u8]| {
                 order.limit_price().is_some(),
                 order.order_type() == OrderType::Limit
             );
+            if let Some(Value::String(text)) = body.get("limit_price") {
+                assert!(
+                    text.bytes().all(|b| b.is_ascii_digit() || b == b'.'),
+                    "a decimal string in plain notation: {text}"
+                );
+            }
             if let Some(price) = order.limit_price() {
                 let decimal = price.as_decimal();
                 assert!(decimal > 0.into() && decimal.scale() <= 2, "{decimal}");
