@@ -11,6 +11,7 @@
 #      skipped one carries its reason in the template (Metadata.checkov.skip[].comment)
 #   6. checkov must REJECT tests/fixtures/checkov-canary.yaml  (guards the scanner)
 #   7. sam build (cargo-lambda, release, arm64) and the size and architecture of each bootstrap
+#      (each arm64 bootstrap at most INFRA_MAX_BOOTSTRAP_BYTES, default 10 000 000)
 #
 # The template's invariants (visibility timeout, redrive, alarms, IAM, environment, ...) are a
 # Rust test: `cargo test -p system-tests --test infra` (part of `make test`).
@@ -214,6 +215,8 @@ echo "Lambda artifacts ($ARCH):"
 # ELF e_machine (2 bytes at offset 18): 183 = AArch64, 62 = x86-64.
 EXPECTED_MACHINE=$([[ "$ARCH" == "arm64" ]] && echo 183 || echo 62)
 FUNCTIONS=0
+OVERSIZE=()
+MAX_BOOTSTRAP_BYTES="${INFRA_MAX_BOOTSTRAP_BYTES:-10000000}"
 for bootstrap in .aws-sam/build/*/bootstrap; do
   [[ -f "$bootstrap" ]] || continue
   FUNCTIONS=$((FUNCTIONS + 1))
@@ -231,7 +234,17 @@ for bootstrap in .aws-sam/build/*/bootstrap; do
     echo "error: $bootstrap is $machine_name, expected $ARCH" >&2
     exit 1
   fi
+  # The size budget of issue #12 (docs/BENCHMARKS.md §4): a bootstrap over it is a cold start
+  # that pays to load and page in more code. Checked for the deployed (arm64) artifacts only.
+  if [[ "$ARCH" == "arm64" && "$bytes" -gt "$MAX_BOOTSTRAP_BYTES" ]]; then
+    OVERSIZE+=("$function_name: $bytes bytes > $MAX_BOOTSTRAP_BYTES")
+  fi
 done
+if [[ ${#OVERSIZE[@]} -gt 0 ]]; then
+  printf 'error: bootstrap over the size budget (INFRA_MAX_BOOTSTRAP_BYTES): %s\n' "${OVERSIZE[@]}" >&2
+  echo "       measure what grew with scripts/bench/footprint.sh; see the trades in Cargo.toml's profile" >&2
+  exit 1
+fi
 if [[ $FUNCTIONS -ne 5 ]]; then
   echo "error: expected 5 function artifacts in .aws-sam/build, found $FUNCTIONS" >&2
   exit 1

@@ -43,7 +43,10 @@ async fn assert_order_accepted(body: &str, expected: Value) {
     // Exactly one row, as sent, enqueued (the mark follows the response), with the timestamp
     // the response shows.
     assert_eq!(h.orders().await, 1);
-    assert!(h.marked_enqueued(id).await, "enqueued_at is set after the send");
+    assert!(
+        h.marked_enqueued(id).await,
+        "enqueued_at is set after the send"
+    );
     let client = h.db.client().await;
     let row = client
         .query_one(
