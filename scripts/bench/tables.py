@@ -135,7 +135,8 @@ def statements_table():
             trips = "; ".join(f"{t['per_request']:.3f} × [{t['what']}]" for t in kind["round_trips"])
             waits = kind.get("waits", {}).get("by_event", {})
             busy = sum(waits.values()) or 1
-            top = ", ".join(f"{k} {100 * v / busy:.0f} %" for k, v in list(waits.items())[:4])
+            ranked = sorted(waits.items(), key=lambda kv: -kv[1])  # the JSON object's keys are sorted by name
+            top = ", ".join(f"{k} {100 * v / busy:.0f} %" for k, v in ranked[:4])
             print(f"| {kind['kind']} | {runner['label']} | {kind['round_trips_per_request']:.2f} | "
                   f"{kind['statements_per_request']:.2f} | {kind.get('plan_ms_per_request', float('nan')):.3f} | "
                   f"{kind.get('exec_ms_per_request', float('nan')):.3f} | "
