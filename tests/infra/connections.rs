@@ -717,19 +717,5 @@ fn connection_checks_catch_broken_templates() {
             check_deploy_guide,
         ),
     ];
-    for (what, from, to, check) in mutations {
-        assert_eq!(
-            text.matches(from).count(),
-            1,
-            "canary `{what}`: its text must occur once in the template:\n{from}"
-        );
-        check(&Template::parse(&text)).unwrap_or_else(|e| panic!("canary `{what}`: {e}"));
-        let broken = Template::parse(&text.replacen(from, to, 1));
-        let verdict = check(&broken);
-        assert!(
-            verdict.is_err(),
-            "canary `{what}`: the check passed a broken template"
-        );
-        eprintln!("canary `{what}`: caught - {}", verdict.unwrap_err());
-    }
+    assert_canaries_caught(&text, mutations);
 }

@@ -1074,6 +1074,27 @@ type CheckResult = Result<(), String>;
 type Check = fn(&Template) -> CheckResult;
 type Mutation = (&'static str, &'static str, &'static str, Check);
 
+/// Each canary: its text occurs once in `text`, the unbroken template passes its check, and the
+/// template with that text replaced fails it.
+fn assert_canaries_caught(text: &str, mutations: impl IntoIterator<Item = Mutation>) {
+    for (what, from, to, check) in mutations {
+        assert_eq!(
+            text.matches(from).count(),
+            1,
+            "canary `{what}`: its text must occur once in the template:\n{from}"
+        );
+        // The unbroken template passes the same check.
+        check(&Template::parse(text)).unwrap_or_else(|e| panic!("canary `{what}`: {e}"));
+        let broken = Template::parse(&text.replacen(from, to, 1));
+        let verdict = check(&broken);
+        assert!(
+            verdict.is_err(),
+            "canary `{what}`: the check passed a broken template"
+        );
+        eprintln!("canary `{what}`: caught - {}", verdict.unwrap_err());
+    }
+}
+
 macro_rules! ensure {
     ($condition:expr, $($message:tt)+) => {
         let holds: bool = $condition;
@@ -1844,22 +1865,7 @@ fn checks_catch_broken_templates() {
             check_alarm_windows_fit_for_every_allowed_value,
         ),
     ];
-    for (what, from, to, check) in mutations {
-        assert_eq!(
-            text.matches(from).count(),
-            1,
-            "canary `{what}`: its text must occur once in the template:\n{from}"
-        );
-        // The unbroken template passes the same check.
-        check(&Template::parse(&text)).unwrap_or_else(|e| panic!("canary `{what}`: {e}"));
-        let broken = Template::parse(&text.replacen(from, to, 1));
-        let verdict = check(&broken);
-        assert!(
-            verdict.is_err(),
-            "canary `{what}`: the check passed a broken template"
-        );
-        eprintln!("canary `{what}`: caught - {}", verdict.unwrap_err());
-    }
+    assert_canaries_caught(&text, mutations);
 }
 
 // ---------------------------------------------------------------------------------------------
