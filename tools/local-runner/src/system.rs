@@ -24,7 +24,8 @@ use order_shared::adapters::sqs::{
 use order_shared::domain::ClientId;
 use order_shared::domain::ExpiryPolicy;
 use order_shared::handlers::alerter::{AlerterPorts, AlerterSettings, handle_dead_letters};
-use order_shared::handlers::api::{ApiContext, router};
+use order_shared::handlers::api::{ApiContext, ApiDoc, router};
+use order_shared::handlers::docs;
 use order_shared::handlers::placer::{PlacerPorts, PlacerSettings, handle_placement_batch};
 use order_shared::handlers::sweeper::{SweepSettings, SweeperPorts, run_scheduled};
 use order_shared::ports::{AlertPublisher, ClientRegistry};
@@ -32,6 +33,7 @@ use order_shared::telemetry::error_chain;
 use order_shared::usecases::enqueue::EnqueuedMarks;
 use sqs_local::sdk::SqsConnection;
 use tokio::task::JoinHandle;
+use utoipa::OpenApi;
 
 use crate::alerts::QueueAlertPublisher;
 use crate::config::{Background, ExchangeChoice, LocalConfig, LocalKey};
@@ -229,8 +231,11 @@ impl LocalSystem {
         }
     }
 
+    /// What the local API port serves: the reference page and the OpenAPI document as the docs
+    /// Lambda does (open to all), and every other path by the api as the api Lambda does; in AWS
+    /// API Gateway's routes make the same split.
     pub fn router(&self) -> axum::Router {
-        router(self.api_context())
+        docs::router(ApiDoc::openapi()).fallback_service(router(self.api_context()))
     }
 
     pub fn placer_ports(&self) -> PlacerPorts<'_> {
@@ -357,6 +362,7 @@ impl LocalSystem {
         let exchange_url = &self.exchange_url;
         let mut lines = vec![
             format!("order API        http://{api}  (try http://{api}/health)"),
+            format!("API reference    http://{api}/docs  (Swagger UI; no key needed to read)"),
             format!("OpenAPI          http://{api}/openapi.json"),
             format!("exchange         {exchange_url}  (stats: {exchange_url}/stats)"),
             format!("orders queue     {}", self.queues.orders),
