@@ -25,8 +25,23 @@ async fn age_key(h: &Harness, key: &str, age: &str) {
     assert_eq!(moved, 1, "key {key}");
 }
 
-/// Every column of every order, as text: what "never touches an order" compares.
+/// Every column of every order, as text: what "never touches an order" compares. Taken once the
+/// api's background writer has marked every order enqueued (it lets marks gather for a moment
+/// after the 201), so that the only change left to see is one the test caused.
 async fn orders_snapshot(h: &Harness) -> Vec<String> {
+    let marks_written = async {
+        while h
+            .db
+            .count("SELECT count(*) FROM orders WHERE enqueued_at IS NULL")
+            .await
+            > 0
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), marks_written)
+        .await
+        .expect("every order marked enqueued within 10 s");
     h.db.client()
         .await
         .query("SELECT o::text FROM orders o ORDER BY id", &[])

@@ -537,6 +537,7 @@ async fn the_application_role_may_change_rows_but_not_the_schema() {
         "CREATE TABLE not_allowed (id int)",
         "ALTER TABLE orders ADD COLUMN not_allowed int",
         "DROP TABLE order_events",
+        "DROP FUNCTION api_admission",
         "TRUNCATE orders",
         "SELECT count(*) FROM refinery_schema_history",
         "DELETE FROM refinery_schema_history",

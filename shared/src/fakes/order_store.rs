@@ -549,13 +549,20 @@ impl OrderStore for FakeOrderStore {
     }
 
     async fn mark_enqueued(&self, id: OrderId) -> Result<(), StoreError> {
+        self.mark_all_enqueued(&[id]).await
+    }
+
+    /// One call however many orders, like the one statement of the Postgres store.
+    async fn mark_all_enqueued(&self, ids: &[OrderId]) -> Result<(), StoreError> {
         let mut state = self.call(StoreOp::MarkEnqueued)?;
         let now = state.now();
-        if let Some(row) = state.rows.get_mut(&id).filter(|row| {
-            row.enqueued_at.is_none() && row.order.next_attempt_at.is_none_or(|at| at <= now)
-        }) {
-            row.enqueued_at = Some(now);
-            row.updated_at = now;
+        for id in ids {
+            if let Some(row) = state.rows.get_mut(id).filter(|row| {
+                row.enqueued_at.is_none() && row.order.next_attempt_at.is_none_or(|at| at <= now)
+            }) {
+                row.enqueued_at = Some(now);
+                row.updated_at = now;
+            }
         }
         Ok(())
     }

@@ -69,6 +69,11 @@ pub async fn send_within(
 const MARKS_WAITING: usize = 10_000;
 /// Marks written by one statement at most.
 const MARKS_PER_STATEMENT: usize = 500;
+/// How long the writer lets marks gather after the first one arrives. Each statement commits
+/// with its own WAL flush; at low concurrency one mark per order would add a disk flush to every
+/// order (benchmarks: 2.15 flushes per POST at one connection). A mark that waits this long
+/// costs nothing: the sweeper looks only at orders unmarked for its grace period (seconds).
+const MARKS_LINGER: Duration = Duration::from_millis(50);
 
 /// The api's enqueued marks, written by a background task many orders per statement, so that a
 /// `POST /orders` answers as soon as its message is sent. Whatever is waiting when the process
@@ -86,6 +91,16 @@ impl EnqueuedMarks {
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(MARKS_PER_STATEMENT);
             while receiver.recv_many(&mut batch, MARKS_PER_STATEMENT).await > 0 {
+                let deadline = tokio::time::Instant::now() + MARKS_LINGER;
+                while batch.len() < MARKS_PER_STATEMENT {
+                    let room = MARKS_PER_STATEMENT - batch.len();
+                    match tokio::time::timeout_at(deadline, receiver.recv_many(&mut batch, room))
+                        .await
+                    {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                }
                 if let Err(error) = store.mark_all_enqueued(&batch).await {
                     tracing::warn!(
                         orders = batch.len(),
@@ -156,6 +171,31 @@ mod tests {
         ));
         assert_eq!(started.elapsed(), TIMEOUT);
         assert!(!store.is_enqueued(order.id));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn marks_recorded_close_together_are_written_by_one_statement() {
+        let store = Arc::new(FakeOrderStore::new());
+        let orders: Vec<_> = (1..=3)
+            .map(|n| store.seed(&client("acme"), &market_order(n)))
+            .collect();
+        let marks = EnqueuedMarks::start(store.clone());
+
+        marks.record(orders[0].id);
+        tokio::time::sleep(MARKS_LINGER / 2).await;
+        marks.record(orders[1].id);
+        marks.record(orders[2].id);
+        tokio::time::sleep(MARKS_LINGER).await;
+
+        assert!(orders.iter().all(|o| store.is_enqueued(o.id)));
+        assert_eq!(store.calls(StoreOp::MarkEnqueued), 1);
+
+        // The next mark after the linger is a statement of its own.
+        let later = store.seed(&client("acme"), &market_order(4));
+        marks.record(later.id);
+        tokio::time::sleep(MARKS_LINGER * 2).await;
+        assert!(store.is_enqueued(later.id));
+        assert_eq!(store.calls(StoreOp::MarkEnqueued), 2);
     }
 
     #[tokio::test]

@@ -8,10 +8,9 @@
 //! reveal a prefix of HMAC(pepper, guess), which tells nothing without the pepper.)
 //!
 //! The counters live in the UNLOGGED table `client_usage`: updating it writes no WAL, so the
-//! transaction commits without waiting for a disk flush even though it is an ordinary prepared
-//! statement. That matters because a client's usage row is locked from the update to the commit:
-//! a flush inside that window would serialise all of one client's requests behind one disk
-//! write each. After a crash the table is empty and refills itself (a few counts are forgotten,
+//! transaction commits without waiting for a disk flush. That matters because a client's usage
+//! row is locked from the update to the commit: a flush inside that window would serialise all
+//! of one client's requests behind one disk write each. After a crash the table is empty and refills itself (a few counts are forgotten,
 //! never an order).
 
 use std::time::Duration;
@@ -68,78 +67,11 @@ impl PostgresAccessControl {
     }
 }
 
-/// The admission as common table expressions, for a statement that goes on to use them: `$1`
-/// is the key id and `$2` the HMAC of the presented secret. The CTE `admission` has one row when
-/// the key exists and is not revoked (none otherwise), with the `adm_*` columns `verdict` reads
-/// and `adm_ok`: the hash matched and the client is within its limits — a statement does its
-/// work only under `adm_ok`.
-///
-/// The usage row is counted only when the hash matches. It is an upsert, so a client's first
-/// request (or the first after a crash emptied the unlogged table) costs no extra round trip.
-/// The open-order recount runs under that row's lock (a SET expression of the row being
-/// updated), so one statement a second recounts while concurrent ones wait a moment and then see
-/// the fresh value. `place_order` is spelled into the text rather than passed, so each kind has
-/// its own plan.
-pub(super) fn admission_ctes(kind: RequestKind) -> String {
-    let post = if kind == RequestKind::PlaceOrder {
-        "true"
-    } else {
-        "false"
-    };
-    format!(
-        "k AS (
-            SELECT a.client_id, a.key_hash, c.requests_per_second, c.max_open_orders,
-                   floor(extract(epoch FROM clock_timestamp()))::bigint AS second
-            FROM api_keys a JOIN clients c ON c.id = a.client_id
-            WHERE a.key_id = $1 AND a.revoked_at IS NULL
-        ), u AS (
-            INSERT INTO client_usage AS cu
-                   (client_id, rate_window, rate_count, open_orders, open_counted_at)
-            SELECT k.client_id, k.second, 1,
-                   CASE WHEN {post} AND NOT EXISTS (
-                            SELECT 1 FROM client_usage x WHERE x.client_id = k.client_id)
-                        THEN (SELECT count(*)::int FROM (
-                                  SELECT 1 FROM orders o
-                                  WHERE o.client_id = k.client_id
-                                    AND o.status IN ('pending', 'placing')
-                                  LIMIT k.max_open_orders) open) + 1
-                        ELSE 0 END,
-                   CASE WHEN {post} THEN now() END
-            FROM k WHERE k.key_hash = $2
-            ON CONFLICT (client_id) DO UPDATE SET
-                rate_count = CASE WHEN cu.rate_window = EXCLUDED.rate_window
-                                  THEN cu.rate_count + 1 ELSE 1 END,
-                rate_window = EXCLUDED.rate_window,
-                open_orders = CASE
-                        WHEN {post} AND (cu.open_counted_at IS NULL
-                                         OR cu.open_counted_at < now() - interval '1 second')
-                        THEN (SELECT count(*)::int FROM (
-                                  SELECT 1 FROM orders o
-                                  WHERE o.client_id = cu.client_id
-                                    AND o.status IN ('pending', 'placing')
-                                  LIMIT (SELECT k.max_open_orders FROM k)) open)
-                        ELSE cu.open_orders END
-                    + CASE WHEN {post} AND (CASE WHEN cu.rate_window = EXCLUDED.rate_window
-                                                 THEN cu.rate_count + 1 ELSE 1 END)
-                                           <= (SELECT k.requests_per_second FROM k)
-                           THEN 1 ELSE 0 END,
-                open_counted_at = CASE
-                        WHEN {post} AND (cu.open_counted_at IS NULL
-                                         OR cu.open_counted_at < now() - interval '1 second')
-                        THEN now() ELSE cu.open_counted_at END
-            RETURNING cu.rate_count, cu.open_orders
-        ), admission AS (
-            SELECT k.client_id AS adm_client_id, k.key_hash AS adm_key_hash,
-                   k.requests_per_second AS adm_requests_per_second,
-                   k.max_open_orders AS adm_max_open_orders,
-                   u.rate_count AS adm_rate_count, u.open_orders AS adm_open_orders,
-                   COALESCE(u.rate_count <= k.requests_per_second
-                            AND (NOT {post} OR u.open_orders <= k.max_open_orders), false)
-                       AS adm_ok
-            FROM k LEFT JOIN u ON true
-        )"
-    )
-}
+/// The statement of a request's admission (`$1` key id, `$2` HMAC of the presented secret, `$3`
+/// whether it is a POST): the function `api_admission` (migration V7), which keeps its plan in the
+/// server connection. It returns one row when the key exists and is not revoked, with the `adm_*`
+/// columns `verdict` reads; `adm_ok` says the hash matched and the client is within its limits.
+const ADMIT_SQL: &str = "SELECT * FROM api_admission($1, $2, $3)";
 
 fn corrupt(problem: impl Into<String>) -> StoreError {
     StoreError::Corrupt {
@@ -209,8 +141,8 @@ impl AccessControl for PostgresAccessControl {
         let client = self.client().await?;
         let row = statements::optional(
             &client,
-            &format!("WITH {} SELECT * FROM admission", admission_ctes(kind)),
-            &[&key_id, &hash],
+            ADMIT_SQL,
+            &[&key_id, &hash, &(kind == RequestKind::PlaceOrder)],
         )
         .await
         .map_err(query_error("admit request"))?;

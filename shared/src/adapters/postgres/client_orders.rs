@@ -1,7 +1,9 @@
 //! The api's admitted order operations on Postgres (the `ClientOrders` port): each request's
 //! admission and its work in one round trip.
 //!
-//! A read is one statement: the admission's CTEs, then the read under `adm_ok`. A `POST /orders`
+//! Each statement calls one of the PL/pgSQL functions of migration V7, so that Postgres plans
+//! the real work once per server connection (an unnamed statement is planned at each execution).
+//! A read is one statement: the admission, then the read under `adm_ok`. A `POST /orders`
 //! is two statements sent together (tokio-postgres pipelines concurrent queries on one
 //! connection), each its own transaction: the admission, which also writes a token named by the
 //! new order's id when it admits; then the insert, which consumes that token and stores the order
@@ -14,8 +16,8 @@ use deadpool_postgres::tokio_postgres::Row;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::access_control::{PostgresAccessControl, admission_ctes};
-use super::order_rows::{ORDER_COLUMNS, order_from_row};
+use super::access_control::PostgresAccessControl;
+use super::order_rows::order_from_row;
 use super::statements::{self, Param};
 use super::store_errors::query_error;
 use crate::auth::ApiKey;
@@ -24,15 +26,6 @@ use crate::ports::{
     Admission, ClientOrders, CreateOutcome, Gated, ListQuery, OrderEvent, OrderPage, RequestKind,
     StoreError,
 };
-
-/// `ORDER_COLUMNS` of the table aliased `o`.
-fn qualified_order_columns() -> String {
-    ORDER_COLUMNS
-        .split(',')
-        .map(|c| format!("o.{}", c.trim()))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
 
 /// The order of a row that has one (a `LEFT JOIN` leaves the order's columns null otherwise).
 fn order_in(row: &Row) -> Result<Option<Order>, StoreError> {
@@ -94,12 +87,11 @@ pub(super) async fn create_for_client(
     retention: std::time::Duration,
 ) -> Result<CreateOutcome, StoreError> {
     let fingerprint = order.fingerprint();
-    let sql = insert_sql("SELECT $11::text AS client_id");
     let key_text = key.map(IdempotencyKey::as_str);
     for _ in 0..2 {
         let rows = statements::rows(
             client,
-            &sql,
+            INSERT_SQL,
             &[
                 &OrderId::generate().as_uuid(),
                 &order.order_type().as_str(),
@@ -111,7 +103,7 @@ pub(super) async fn create_for_client(
                 &fingerprint,
                 &expires_at,
                 &retention.as_secs_f64(),
-                &owner.as_str(),
+                &Some(owner.as_str()),
             ],
         )
         .await
@@ -132,50 +124,27 @@ pub(super) async fn create_for_client(
     })
 }
 
-/// The order insert with its audit event, for the client that `client_source` names (a query with
-/// a `client_id` column and at most one row: the consumed token, or the client itself). `$1`–`$10`:
-/// id, type, side, instrument, limit price, quantity, idempotency key, fingerprint, expiry, the
-/// keys' retention in seconds. Returns the new order (`created`), else the order the key named
-/// within the retention before this statement began.
-///
-/// The key is taken in `idempotency_keys` first: a new row, or an expired one not yet released
-/// (taken over for the new order); the order is stored only if the key was taken (or there is
-/// none). A concurrent request with the same key waits for the row lock and then finds it taken.
-fn insert_sql(client_source: &str) -> String {
-    let initial = OrderStatus::INITIAL;
-    let existing = qualified_order_columns();
-    format!(
-        "WITH t AS ({client_source}), key AS (
-            INSERT INTO idempotency_keys AS k (client_id, idempotency_key, order_id,
-                                              request_fingerprint)
-            SELECT t.client_id, $7, $1, $8 FROM t WHERE $7::text IS NOT NULL
-            ON CONFLICT (client_id, idempotency_key) DO UPDATE
-                SET order_id = EXCLUDED.order_id,
-                    request_fingerprint = EXCLUDED.request_fingerprint,
-                    created_at = now(), updated_at = now()
-                WHERE k.created_at <= now() - make_interval(secs => $10)
-            RETURNING order_id
-        ), inserted AS (
-            INSERT INTO orders (id, order_type, side, instrument, limit_price, quantity,
-                                request_fingerprint, client_id, expires_at)
-            SELECT $1, $2, $3, $4, $5, $6, $8, t.client_id, $9 FROM t
-            WHERE $7::text IS NULL OR EXISTS (SELECT 1 FROM key)
-            RETURNING {ORDER_COLUMNS}
-        ), event AS (
-            INSERT INTO order_events (order_id, from_status, to_status, reason, attempt)
-            SELECT id, NULL, '{initial}', 'order accepted', 0 FROM inserted
-        )
-        SELECT true AS created, {ORDER_COLUMNS}, NULL::text AS request_fingerprint FROM inserted
-        UNION ALL
-        SELECT false, {existing}, k.request_fingerprint
-        FROM idempotency_keys k
-        JOIN t ON k.client_id = t.client_id
-        JOIN orders o ON o.id = k.order_id
-        WHERE $7::text IS NOT NULL AND k.idempotency_key = $7
-          AND k.created_at > now() - make_interval(secs => $10)
-          AND NOT EXISTS (SELECT 1 FROM inserted)"
-    )
-}
+/// The order insert with its audit event (`api_insert_order`, migration V7): `$1`–`$11` are id,
+/// type, side, instrument, limit price, quantity, idempotency key, fingerprint, expiry, the keys'
+/// retention in seconds and the owning client — null for the client of the admission token named
+/// by the id, which the insert consumes (no token: no order and no row). Returns the new order
+/// (`created`), else the order the key names within the retention.
+const INSERT_SQL: &str = "SELECT r.created, (r.order_row).*, r.request_fingerprint \
+     FROM api_insert_order($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) r";
+
+/// The admission of a POST that writes, if it admits, the token the insert consumes.
+const ADMIT_ORDER_SQL: &str = "SELECT * FROM api_admit_order($1, $2, $3)";
+
+/// `GET /orders/{id}`: the admission's columns and the order's (null when not found or refused).
+const ORDER_SQL: &str = "SELECT (r.verdict).*, (r.order_row).* FROM api_order($1, $2, $3) r";
+
+/// `GET /orders/{id}/events`: one row per event, or one row of nulls past the admission.
+const ORDER_EVENTS_SQL: &str = "SELECT (r.verdict).*, r.order_id, r.from_status, r.to_status, \
+     r.reason, r.attempt, r.event_at FROM api_order_events($1, $2, $3) r";
+
+/// `GET /orders`: `$3` rows at most, `$4` a status or null, `$5` an id to list before or null.
+const ORDERS_SQL: &str =
+    "SELECT (r.verdict).*, (r.order_row).* FROM api_orders($1, $2, $3, $4, $5) r";
 
 fn replay_or_reuse(row: &Row, fingerprint: &str) -> Result<CreateOutcome, StoreError> {
     let stored: String = row.get("request_fingerprint");
@@ -199,20 +168,11 @@ impl ClientOrders for PostgresAccessControl {
         let (key_id, hash) = self.credentials(key);
         let id = OrderId::generate().as_uuid();
         let fingerprint = order.fingerprint();
-        let admit_sql = format!(
-            "WITH {}, token AS (
-                INSERT INTO admission_tokens (order_id, client_id)
-                SELECT $3, adm_client_id FROM admission WHERE adm_ok
-            )
-            SELECT * FROM admission",
-            admission_ctes(kind)
-        );
-        let insert_sql =
-            insert_sql("DELETE FROM admission_tokens WHERE order_id = $1 RETURNING client_id");
         let key_text = idempotency_key.map(IdempotencyKey::as_str);
         let price = order.limit_price().map(|p| p.as_decimal());
         let retention = self.idempotency_retention().as_secs_f64();
-        let insert_params: [&dyn Param; 10] = [
+        let token_owner: Option<&str> = None;
+        let insert_params: [&dyn Param; 11] = [
             &id,
             &order.order_type().as_str(),
             &order.side().as_str(),
@@ -223,13 +183,14 @@ impl ClientOrders for PostgresAccessControl {
             &fingerprint,
             &expires_at,
             &retention,
+            &token_owner,
         ];
         let admit_params: [&dyn Param; 3] = [&key_id, &hash, &id];
         let client = self.client().await?;
         // Both statements leave before either answer comes back: one round trip.
         let (admission, inserted) = tokio::join!(
-            statements::optional(&client, &admit_sql, &admit_params),
-            statements::rows(&client, &insert_sql, &insert_params),
+            statements::optional(&client, ADMIT_ORDER_SQL, &admit_params),
+            statements::rows(&client, INSERT_SQL, &insert_params),
         );
         drop(client);
         let admission = admission.map_err(query_error("admit order"))?;
@@ -264,18 +225,9 @@ impl ClientOrders for PostgresAccessControl {
         let kind = RequestKind::Read;
         let (key_id, hash) = self.credentials(key);
         let client = self.client().await?;
-        let row = statements::optional(
-            &client,
-            &format!(
-                "WITH {} SELECT a.*, {} FROM admission a \
-                 LEFT JOIN orders o ON a.adm_ok AND o.id = $3 AND o.client_id = a.adm_client_id",
-                admission_ctes(kind),
-                qualified_order_columns()
-            ),
-            &[&key_id, &hash, &id.as_uuid()],
-        )
-        .await
-        .map_err(query_error("find client order"))?;
+        let row = statements::optional(&client, ORDER_SQL, &[&key_id, &hash, &id.as_uuid()])
+            .await
+            .map_err(query_error("find client order"))?;
         self.gate(key, kind, row.as_ref(), || match &row {
             Some(row) => order_in(row),
             None => Ok(None),
@@ -292,16 +244,9 @@ impl ClientOrders for PostgresAccessControl {
         let client = self.client().await?;
         // One row per event (by `order_events_order_id_idx`), or one row of nulls past the
         // admission when the order has no events or is not the client's.
-        let rows = statements::rows(
-            &client,
-            &format!(
-                "WITH {} SELECT a.*, o.id AS order_id, e.from_status, e.to_status, e.reason,                    e.attempt, e.created_at AS event_at                  FROM admission a                  LEFT JOIN orders o ON a.adm_ok AND o.id = $3 AND o.client_id = a.adm_client_id                  LEFT JOIN order_events e ON e.order_id = o.id                  ORDER BY e.id",
-                admission_ctes(kind),
-            ),
-            &[&key_id, &hash, &id.as_uuid()],
-        )
-        .await
-        .map_err(query_error("find client order events"))?;
+        let rows = statements::rows(&client, ORDER_EVENTS_SQL, &[&key_id, &hash, &id.as_uuid()])
+            .await
+            .map_err(query_error("find client order events"))?;
         self.gate(key, kind, rows.first(), || {
             if rows
                 .first()
@@ -341,31 +286,14 @@ impl ClientOrders for PostgresAccessControl {
     ) -> Result<Gated<OrderPage>, StoreError> {
         let kind = RequestKind::Read;
         let (key_id, hash) = self.credentials(key);
-        // One statement per filter combination, so each gets a plan that uses its index.
         let fetch = i64::from(query.limit) + 1;
         let status = query.status.map(OrderStatus::as_str);
         let before = query.before.map(|id| id.as_uuid());
-        let mut params: Vec<&dyn Param> = vec![&key_id, &hash, &fetch];
-        let mut conditions = vec!["client_id = a.adm_client_id".to_owned()];
-        if let Some(status) = &status {
-            params.push(status);
-            conditions.push(format!("status = ${}", params.len()));
-        }
-        if let Some(before) = &before {
-            params.push(before);
-            conditions.push(format!("id < ${}", params.len()));
-        }
         let client = self.client().await?;
         let rows = statements::rows(
             &client,
-            &format!(
-                "WITH {} SELECT a.*, o.* FROM admission a LEFT JOIN LATERAL ( \
-                   SELECT {ORDER_COLUMNS} FROM orders WHERE a.adm_ok AND {} \
-                   ORDER BY id DESC LIMIT $3) o ON true",
-                admission_ctes(kind),
-                conditions.join(" AND ")
-            ),
-            &params,
+            ORDERS_SQL,
+            &[&key_id, &hash, &fetch, &status, &before],
         )
         .await
         .map_err(query_error("list client orders"))?;

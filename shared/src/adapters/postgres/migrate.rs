@@ -148,6 +148,7 @@ pub async fn ensure_application_role(
              REVOKE CREATE ON SCHEMA public FROM {role};
              GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role};
              GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role};
+             GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO {role};
              REVOKE ALL ON refinery_schema_history FROM {role};"
         ))
         .await
