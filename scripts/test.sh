@@ -12,6 +12,13 @@ if ! cargo nextest --version >/dev/null 2>&1; then
 fi
 # Build the binaries first: the end-to-end test starts the local runner through the run command.
 cargo build --workspace --bins
+STATUS=0
+# The OpenAPI document against the server (schemathesis, every check, its own runner and
+# database; see the script). Before the suites, so that their summary stays the closing lines;
+# a filtered run (arguments) skips it.
+if [[ $# -eq 0 ]]; then
+  "$ROOT/scripts/schemathesis.sh" || STATUS=1
+fi
 # nextest runs the test binaries without holding cargo's build lock, which the run command needs.
 # The SQS conformance suite inside runs against the embedded endpoint; below, against moto.
 SQS_CONFORMANCE_ENDPOINT="http://127.0.0.1:$MOTO_PORT" \
@@ -25,7 +32,6 @@ export TEST_DATABASE_VIA="${TEST_DATABASE_VIA:-pgbouncer}"
 export TEST_LOG_DIR="$LOCAL_DIR/test-logs"
 rm -rf "$TEST_LOG_DIR"
 mkdir -p "$TEST_LOG_DIR"
-STATUS=0
 cargo nextest run --workspace --no-fail-fast "$@" || STATUS=$?
 # Only a full run has the logs the check expects; a filtered run (arguments) skips it.
 if [[ $# -eq 0 ]]; then
