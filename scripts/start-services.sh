@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Brings up what the local system and the tests need and is not already running:
 # checks Postgres, starts PgBouncer in front of it (installing it if missing), installs
-# moto[server] into a project-local virtualenv and starts it.
+# moto[server] into a project-local virtualenv and starts it, and installs Debian's chromium
+# (headless, for the browser test of GET /docs) if it is missing.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 mkdir -p "$LOCAL_DIR"
@@ -36,5 +37,26 @@ if ! moto_up; then
     exit 1
   fi
 fi
+
+# --- chromium (Debian's package) for tests/browser: loads /docs headless. Installed once, as
+# root or through sudo; apt lists may be stale on a fresh machine: update, then retry.
+if ! command -v chromium >/dev/null 2>&1; then
+  SUDO=()
+  if [[ "$(id -u)" != 0 ]]; then
+    if ! command -v sudo >/dev/null 2>&1; then
+      echo "error: chromium is not installed (apt-get install chromium, as root)" >&2
+      exit 1
+    fi
+    SUDO=(sudo)
+  fi
+  echo "installing chromium (apt-get) ..."
+  export DEBIAN_FRONTEND=noninteractive
+  if ! "${SUDO[@]}" apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1; then
+    echo "apt-get install failed; updating the package lists and retrying ..."
+    "${SUDO[@]}" apt-get update -qq
+    "${SUDO[@]}" apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  fi
+fi
+
 echo "services ready: postgres $PGHOST_ADDR:$PGPORT_NUM, pgbouncer 127.0.0.1:$PGBOUNCER_PORT," \
-  "moto $AWS_ENDPOINT_URL"
+  "moto $AWS_ENDPOINT_URL, $(chromium --version 2>/dev/null || echo 'no chromium')"
