@@ -338,7 +338,7 @@ fn check_waits_end_in_order(t: &Template) -> CheckResult {
         borrow >= 1.0,
         "ConnectionBorrowTimeout {borrow}s: 0 means the proxy waits forever for a connection"
     );
-    for binary in FUNCTION_BINARIES {
+    for binary in DATABASE_FUNCTIONS {
         let connect = database_config(t, binary)?.connect_timeout.as_secs_f64();
         ensure!(
             borrow < connect,

@@ -277,6 +277,14 @@ pub(super) fn check_functions_connect_as_the_application_role(t: &Template) -> C
                     }
             })
         };
+        if binary == "docs" {
+            // It serves the reference page and connects to nothing.
+            ensure!(
+                secret.is_null() && !reads(&app) && !reads(&master),
+                "{function}: the docs function has no business with the database"
+            );
+            continue;
+        }
         if function == migrator {
             ensure!(
                 secret == master,

@@ -240,6 +240,16 @@ impl Template {
                 merged_object.insert(key.clone(), value.clone());
             }
         }
+        // A function's own `!Ref AWS::NoValue` wins over the Globals value (SAM merges an
+        // intrinsic as a plain value) and CloudFormation then drops the property or variable.
+        let no_value = json!({ "Ref": "AWS::NoValue" });
+        merged_object.retain(|_, v| *v != no_value);
+        if let Some(variables) = merged_object
+            .get_mut("Environment")
+            .and_then(|e| e["Variables"].as_object_mut())
+        {
+            variables.retain(|_, v| *v != no_value);
+        }
         merged
     }
 
@@ -352,7 +362,10 @@ fn env_lookup(env: BTreeMap<String, String>) -> Env<impl Fn(&str) -> Option<Stri
     Env(move |name: &str| env.get(name).cloned().filter(|v| !v.is_empty()))
 }
 
-const FUNCTION_BINARIES: [&str; 5] = ["api", "placer", "alerter", "sweeper", "migrator"];
+const FUNCTION_BINARIES: [&str; 6] = ["api", "placer", "alerter", "sweeper", "migrator", "docs"];
+/// The functions that connect to the database, in the VPC; all but `docs`, which serves the
+/// reference page from its own memory.
+const DATABASE_FUNCTIONS: [&str; 5] = ["api", "placer", "alerter", "sweeper", "migrator"];
 
 // ---------------------------------------------------------------------------------------------
 // Queues and event sources
@@ -710,7 +723,7 @@ fn in_json_string(json_prefix: &str) -> bool {
 // ---------------------------------------------------------------------------------------------
 
 #[test]
-fn the_five_functions_are_built_by_cargo_lambda_from_the_workspace() {
+fn the_six_functions_are_built_by_cargo_lambda_from_the_workspace() {
     let functions = t().functions_by_binary();
     assert_eq!(
         functions
@@ -745,7 +758,7 @@ fn the_five_functions_are_built_by_cargo_lambda_from_the_workspace() {
 
 #[test]
 fn every_function_is_traced_arm64_al2023_sized_and_has_a_log_group_with_retention() {
-    for name in t().functions_by_binary().values() {
+    for (binary, name) in &t().functions_by_binary() {
         let p = t().function(name);
         assert_eq!(p["Tracing"], "Active", "{name}: X-Ray tracing");
         assert_eq!(p["Runtime"], "provided.al2023", "{name}: runtime");
@@ -763,10 +776,17 @@ fn every_function_is_traced_arm64_al2023_sized_and_has_a_log_group_with_retentio
             p.get("Timeout").is_some(),
             "{name}: Timeout chosen on purpose"
         );
-        assert!(
-            p["VpcConfig"]["SecurityGroupIds"].is_array(),
-            "{name}: in the VPC"
-        );
+        if DATABASE_FUNCTIONS.contains(&binary.as_str()) {
+            assert!(
+                p["VpcConfig"]["SecurityGroupIds"].is_array(),
+                "{name}: in the VPC"
+            );
+        } else {
+            assert!(
+                p.get("VpcConfig").is_none(),
+                "{name}: outside the VPC (it reaches nothing)"
+            );
+        }
 
         // The group it logs into (LoggingConfig; deploy_review checks its name and creation).
         let group = p["LoggingConfig"]["LogGroup"]["Ref"]
@@ -897,11 +917,13 @@ fn every_function_has_its_own_least_privilege_role() {
     for binary in ["api", "placer", "migrator"] {
         assert!(!allowed(&role_of(binary), "sns:Publish"), "{binary}");
     }
-    for binary in FUNCTION_BINARIES {
+    for binary in DATABASE_FUNCTIONS {
         assert!(
             allowed(&role_of(binary), "secretsmanager:GetSecretValue"),
             "{binary}"
         );
+    }
+    for binary in FUNCTION_BINARIES {
         assert!(allowed(&role_of(binary), "logs:PutLogEvents"), "{binary}");
         assert!(
             !allowed(&role_of(binary), "logs:CreateLogGroup"),
@@ -1039,7 +1061,8 @@ fn functions_connect_to_the_rds_proxy_and_read_the_stacks_secrets() {
         .expect("an RDS Proxy")
         .0
         .clone();
-    for name in t().functions_by_binary().values() {
+    for binary in DATABASE_FUNCTIONS {
+        let name = &t().function_for(binary);
         let variables = t().function(name)["Environment"]["Variables"].clone();
         assert_eq!(
             t().resolve(&variables["DATABASE_HOST"]),
@@ -1171,6 +1194,8 @@ fn start_up<F: Fn(&str) -> Option<String>>(binary: &str, env: &Env<F>) -> Result
         "migrator" => env
             .database(1)
             .map(|c| format!("{c:?} {:?}", env.application_role_secret())),
+        // functions/docs/src/main.rs reads no configuration (only RUST_LOG, for its logs).
+        "docs" => Ok(String::new()),
         other => panic!("unknown function binary {other}"),
     };
     debug.map_err(|e| format!("{binary}: {e}"))
@@ -1995,46 +2020,110 @@ fn migrations_run_through_the_migrator_custom_resource_on_every_code_change() {
 
 #[test]
 fn http_api_serves_the_routes_with_throttling_and_access_logs() {
-    let api = t().function_for("api");
-    let routes: BTreeSet<(String, String)> = t()
-        .events(&api, "HttpApi")
-        .into_iter()
-        .map(|e| {
-            (
+    // Every route of the HTTP API and the function behind it; one function per route.
+    let mut routes: BTreeMap<(String, String), String> = BTreeMap::new();
+    for (binary, function) in t().functions_by_binary() {
+        for e in t().events(&function, "HttpApi") {
+            let route = (
                 e["Method"].as_str().unwrap().to_owned(),
                 e["Path"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    for route in [
-        ("POST", "/orders"),
-        ("GET", "/orders"),
-        ("GET", "/orders/{id}"),
-        ("DELETE", "/orders/{id}"),
-        ("GET", "/health"),
-        ("GET", "/openapi.json"),
-    ] {
-        assert!(
-            routes.contains(&(route.0.into(), route.1.into())),
-            "route {route:?} missing"
+            );
+            // No authorizer anywhere: the api checks keys itself (every route but /health), and
+            // the docs routes are open to all.
+            assert!(e.get("Auth").is_none(), "{route:?}: an authorizer");
+            let previous = routes.insert(route.clone(), binary.clone());
+            assert!(previous.is_none(), "route {route:?} routed twice");
+        }
+    }
+    let expected = [
+        ("POST", "/orders", "api"),
+        ("GET", "/orders", "api"),
+        ("GET", "/orders/{id}", "api"),
+        ("DELETE", "/orders/{id}", "api"),
+        ("GET", "/health", "api"),
+        // The reference page, its assets (Swagger UI's, under a versioned path) and the document.
+        ("GET", "/docs", "docs"),
+        ("GET", "/docs/{proxy+}", "docs"),
+        ("GET", "/openapi.json", "docs"),
+    ];
+    for (method, path, binary) in expected {
+        let route = (method.to_owned(), path.to_owned());
+        assert_eq!(
+            routes.get(&route).map(String::as_str),
+            Some(binary),
+            "route {route:?}"
         );
     }
-    // Every operation of the OpenAPI document: a route the code serves but API Gateway does not
-    // route is a 404 in AWS only.
+    // Every operation of the OpenAPI document, to the api: a route the code serves but API
+    // Gateway does not route is a 404 in AWS only.
     let doc =
         serde_json::to_value(<order_shared::handlers::api::ApiDoc as utoipa::OpenApi>::openapi())
             .unwrap();
     for (path, operations) in doc["paths"].as_object().unwrap() {
         for method in operations.as_object().unwrap().keys() {
             let route = (method.to_uppercase(), path.clone());
-            assert!(routes.contains(&route), "route {route:?} missing");
+            assert_eq!(
+                routes.get(&route).map(String::as_str),
+                Some("api"),
+                "route {route:?}"
+            );
         }
     }
     let (_, http_api) = t().of_type("AWS::Serverless::HttpApi").next().unwrap();
     let p = &http_api["Properties"];
+    assert!(p.get("Auth").is_none(), "no default authorizer");
     assert!(p["DefaultRouteSettings"]["ThrottlingRateLimit"].is_object());
     assert!(p["DefaultRouteSettings"]["ThrottlingBurstLimit"].is_object());
     assert!(p["AccessLogSettings"]["DestinationArn"].is_object());
+}
+
+#[test]
+fn the_docs_function_reaches_nothing_but_its_logs() {
+    let docs = t().function_for("docs");
+    let p = t().function(&docs);
+    assert!(p.get("VpcConfig").is_none(), "{docs}: outside the VPC");
+    assert!(
+        t().resource(&docs).get("DependsOn").is_none(),
+        "{docs}: needs no migration"
+    );
+    let env = t().environment(&docs);
+    assert_eq!(
+        env.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "RUST_LOG"],
+        "{docs}: no database setting from Globals"
+    );
+    assert_eq!(env["AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH"], "true");
+    assert!(t().number(&p["Timeout"]) <= 10.0, "{docs}: Timeout");
+    let role = t().resource(&docs)["Properties"]["Role"]["Fn::GetAtt"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        t().resource(&role)["Properties"]["ManagedPolicyArns"].is_null(),
+        "{role}: no shared policy (its ENI actions are for the VPC functions)"
+    );
+    let mut actions: Vec<String> = iam_statements(t())
+        .iter()
+        .filter(|(owner, _)| owner == &role)
+        .flat_map(|(_, s)| actions_of(s))
+        .collect();
+    actions.sort();
+    assert_eq!(
+        actions,
+        [
+            "logs:CreateLogStream",
+            "logs:PutLogEvents",
+            "xray:PutTelemetryRecords",
+            "xray:PutTraceSegments",
+        ]
+    );
+    let outputs = &t().root["Outputs"];
+    assert!(
+        outputs["DocsUrl"]["Value"]["Fn::Sub"]
+            .as_str()
+            .is_some_and(|url| url.ends_with("/docs")),
+        "output DocsUrl"
+    );
 }
 
 /// Seconds between two sweeper runs, from its one schedule's `rate(...)` expression.
