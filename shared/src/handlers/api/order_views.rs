@@ -115,7 +115,8 @@ impl From<&OrderEvent> for OrderEventView {
 /// `domain` reads the raw JSON so that every problem can be reported at once). Every rule the
 /// parser enforces that OpenAPI can state is stated here; the rest is in the descriptions (the
 /// ISIN's check digit, `expires_at` being in the future and at most 30 days ahead, a decimal
-/// string's value range, an attribute given twice being refused).
+/// string's value range, a quantity written as an integer, an attribute given twice being
+/// refused).
 #[allow(dead_code)]
 #[derive(utoipa::ToSchema)]
 #[schema(as = OrderRequest)]
@@ -162,7 +163,8 @@ pub struct MarketOrderRequest {
     /// Prohibited for a market order: absent or `null`.
     #[schema(schema_with = null_only, required = false)]
     limit_price: Option<()>,
-    /// A JSON integer, 1 to 1000000000.
+    /// A JSON integer, 1 to 1000000000, written as one: `10.0` and `1e3` are refused, although
+    /// JSON Schema's `integer` admits them.
     #[schema(minimum = 1, maximum = 1_000_000_000)]
     quantity: i64,
     /// Optional time in force: RFC 3339 with an offset (`2026-12-06T15:00:00Z`), in the future,
@@ -193,7 +195,8 @@ pub struct LimitOrderRequest {
     /// decimal string (never read through a float).
     #[schema(schema_with = limit_price)]
     limit_price: String,
-    /// A JSON integer, 1 to 1000000000.
+    /// A JSON integer, 1 to 1000000000, written as one: `10.0` and `1e3` are refused, although
+    /// JSON Schema's `integer` admits them.
     #[schema(minimum = 1, maximum = 1_000_000_000)]
     quantity: i64,
     /// Optional time in force: RFC 3339 with an offset (`2026-12-06T15:00:00Z`), in the future,

@@ -48,7 +48,15 @@ pub(super) fn router() -> Router<ApiContext> {
              description = "1 to 100 printable ASCII characters; a retry with the same key and order returns the original order, the same key with another order is a 422. A key is kept for 24 hours from its first use (the operator may configure another retention); after that it names a new order")),
     responses(
         (status = 201, description = "Stored; placement guaranteed", body = OrderView,
-         headers(("Location" = String, description = "URL of the order"))),
+         headers(("Location" = String, description = "URL of the order")),
+         links(
+             ("GetOrder" = (operation_id = "get_order", parameters(("id" = "$response.body#/id")),
+                            description = "The order, with its placement progress")),
+             ("GetOrderEvents" = (operation_id = "order_events", parameters(("id" = "$response.body#/id")),
+                                  description = "The order's history")),
+             ("CancelOrder" = (operation_id = "cancel_order", parameters(("id" = "$response.body#/id")),
+                               description = "Cancel the order while no placer has started on it")),
+         )),
         (status = 400, description = "Body is not JSON or not an object", body = super::error::ErrorBody),
         (status = 413, description = "Body larger than 16 KiB", body = super::error::ErrorBody),
         (status = 415, description = "Content-Type is not application/json", body = super::error::ErrorBody),

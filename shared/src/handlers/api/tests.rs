@@ -1473,6 +1473,64 @@ async fn the_openapi_document_states_the_rules_the_server_enforces() {
     }
 }
 
+/// schemathesis found it: JSON Schema's `integer` admits `277.0`, which the server refuses by
+/// design (never guessed at). OpenAPI cannot say "written as an integer", so the description does,
+/// and a client reading it learns that `10.0` is a 422 like the server answers.
+#[tokio::test]
+async fn a_quantity_written_with_a_fraction_is_422_and_the_document_says_so() {
+    let api = Api::new();
+
+    let answer = api
+        .post(
+            &MARKET_ORDER.replace(r#""quantity":5"#, r#""quantity":5.0"#),
+            None,
+        )
+        .await;
+
+    assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(answer.json["errors"][0]["field"], "quantity");
+    assert!(api.store.orders().is_empty());
+    let doc = api.get("/openapi.json").await.json;
+    for schema in ["MarketOrderRequest", "LimitOrderRequest"] {
+        let quantity = &doc["components"]["schemas"][schema]["properties"]["quantity"];
+        let description = quantity["description"].as_str().unwrap();
+        assert!(
+            description.contains("`10.0` and `1e3` are refused"),
+            "{schema}: {description}"
+        );
+    }
+}
+
+/// The links from a created order to the operations on it (OpenAPI `links`): a client, and
+/// schemathesis's stateful phase, follow them with the new order's id.
+#[tokio::test]
+async fn the_openapi_document_links_a_created_order_to_the_operations_on_it() {
+    let doc = Api::new().get("/openapi.json").await.json;
+    let operation_ids: Vec<&Value> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values())
+        .map(|operation| &operation["operationId"])
+        .collect();
+
+    let links = &doc["paths"]["/orders"]["post"]["responses"]["201"]["links"];
+
+    for (name, operation_id) in [
+        ("GetOrder", "get_order"),
+        ("GetOrderEvents", "order_events"),
+        ("CancelOrder", "cancel_order"),
+    ] {
+        let link = &links[name];
+        assert_eq!(link["operationId"], operation_id, "{name}: {links}");
+        assert_eq!(link["parameters"], json!({"id": "$response.body#/id"}));
+        assert!(
+            operation_ids.contains(&&json!(operation_id)),
+            "{operation_id}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn unknown_routes_and_methods_are_json_errors() {
     let api = Api::new();
