@@ -3,6 +3,7 @@
 //! rules can be tested (and changed) without any of them.
 
 mod client;
+mod execution;
 mod field_error;
 mod idempotency;
 mod isin;
@@ -14,6 +15,7 @@ mod status;
 mod time_in_force;
 
 pub use client::ClientId;
+pub use execution::{ExecutionEvent, ExecutionId, ExecutionKind, ExecutionReport, Shares};
 pub use field_error::{FieldError, OrderRejection};
 pub use idempotency::IdempotencyKey;
 pub use isin::Isin;

@@ -1,6 +1,8 @@
-//! The [`Exchange`] port over HTTP: places orders with `POST {base}/orders` and looks them up
-//! with `GET {base}/orders/{client_order_id}`, sorting every answer into "acknowledged",
-//! "rejected for good", "not taken, try again later" or "maybe placed".
+//! The [`Exchange`] port over HTTP: places orders with `POST {base}/orders`, looks them up
+//! with `GET {base}/orders/{client_order_id}` and cancels their unfilled rest with
+//! `POST {base}/orders/{client_order_id}/cancel`, sorting every placement answer into
+//! "acknowledged", "rejected for good", "not taken, try again later" or "maybe placed", and every
+//! cancel answer into "accepted", "refused for good" (filled, expired, unknown order) or "try again".
 //!
 //! The sorting is the point of this module:
 //! - Only a business refusal (400 or 422) is permanent ([`PlacementOutcome::Rejected`]).
@@ -32,7 +34,9 @@ use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 
 use crate::domain::{Order, OrderId};
-use crate::ports::{Exchange, LookupError, LookupOutcome, PlacementOutcome};
+use crate::ports::{
+    CancelRefusal, Exchange, ExchangeCancelOutcome, LookupError, LookupOutcome, PlacementOutcome,
+};
 
 /// The header the exchange authenticates requests by.
 pub const API_KEY_HEADER: &str = "x-api-key";
@@ -226,6 +230,37 @@ impl Exchange for HttpExchange {
         classify_lookup(status, &text)
             .map_err(|LookupError(message)| LookupError(self.scrub(message)))
     }
+
+    async fn cancel(&self, client_order_id: OrderId) -> ExchangeCancelOutcome {
+        let url = format!("{}/orders/{client_order_id}/cancel", self.base_url);
+        // Whether or not the request went out, the answer is the same: a cancel is idempotent
+        // at the exchange, so one that may have arrived is sent again.
+        let transient = |error: &reqwest::Error| ExchangeCancelOutcome::Transient {
+            error: format!(
+                "{} (the cancel is sent again)",
+                self.describe_error(error).1
+            ),
+        };
+        let response = match self.with_key(self.client.post(url)).send().await {
+            Ok(response) => response,
+            Err(error) => return transient(&error),
+        };
+        let status = response.status();
+        let text = match response.text().await {
+            Ok(text) => text,
+            Err(error) => return transient(&error),
+        };
+        match classify_cancel(status, &text) {
+            ExchangeCancelOutcome::Transient { error } => ExchangeCancelOutcome::Transient {
+                error: self.scrub(error),
+            },
+            ExchangeCancelOutcome::Refused { refusal, reason } => ExchangeCancelOutcome::Refused {
+                refusal,
+                reason: self.scrub(reason),
+            },
+            accepted => accepted,
+        }
+    }
 }
 
 impl HttpExchange {
@@ -327,6 +362,53 @@ fn classify_lookup(status: StatusCode, body: &str) -> Result<LookupOutcome, Look
             format!("exchange answered {status}"),
             body,
         ))),
+    }
+}
+
+/// Sorts a cancel answer. A refusal is permanent only when the exchange says why there is nothing
+/// to cancel: a 400/422 (with `refusal` `filled`, `expired`, or none: the request was refused),
+/// or a 404 whose `refusal` is `unknown_order` — a bare 404 may be a wrong URL, not a missing
+/// order, and stays transient like every other status.
+fn classify_cancel(status: StatusCode, body: &str) -> ExchangeCancelOutcome {
+    if status.is_success() {
+        return match exchange_order_id(body) {
+            Some(exchange_order_id) => ExchangeCancelOutcome::Accepted { exchange_order_id },
+            None => ExchangeCancelOutcome::Transient {
+                error: format!(
+                    "exchange answered {status} to a cancel without a readable exchange_order_id"
+                ),
+            },
+        };
+    }
+    let refusal = json_field(body, "refusal");
+    let reason = || {
+        json_field(body, "reason")
+            .or_else(|| json_field(body, "error"))
+            .or_else(|| non_empty(body))
+            .unwrap_or_else(|| format!("exchange refused the cancel ({status})"))
+    };
+    match (status, refusal.as_deref()) {
+        (StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY, refusal) => {
+            ExchangeCancelOutcome::Refused {
+                refusal: match refusal {
+                    Some("filled") => CancelRefusal::AlreadyFilled,
+                    Some("expired") => CancelRefusal::AlreadyExpired,
+                    Some("unknown_order") => CancelRefusal::UnknownOrder,
+                    _ => CancelRefusal::Invalid,
+                },
+                reason: reason(),
+            }
+        }
+        (StatusCode::NOT_FOUND, Some("unknown_order")) => ExchangeCancelOutcome::Refused {
+            refusal: CancelRefusal::UnknownOrder,
+            reason: reason(),
+        },
+        (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN, _) => ExchangeCancelOutcome::Transient {
+            error: format!("exchange refused the API key ({status})"),
+        },
+        _ => ExchangeCancelOutcome::Transient {
+            error: with_detail(format!("exchange answered {status} to a cancel"), body),
+        },
     }
 }
 
@@ -496,6 +578,72 @@ mod tests {
     }
 
     #[test]
+    fn cancel_statuses() {
+        let cancel =
+            |status: u16, body: &str| classify_cancel(StatusCode::from_u16(status).unwrap(), body);
+        assert_eq!(
+            cancel(200, r#"{"exchange_order_id":"EX-3","status":"canceled"}"#),
+            ExchangeCancelOutcome::Accepted {
+                exchange_order_id: "EX-3".into()
+            }
+        );
+        assert!(matches!(
+            cancel(200, "{}"),
+            ExchangeCancelOutcome::Transient { .. }
+        ));
+        for (status, body, refusal) in [
+            (
+                422,
+                r#"{"reason":"order is filled","refusal":"filled"}"#,
+                CancelRefusal::AlreadyFilled,
+            ),
+            (
+                422,
+                r#"{"reason":"order expired","refusal":"expired"}"#,
+                CancelRefusal::AlreadyExpired,
+            ),
+            (
+                404,
+                r#"{"error":"unknown order","refusal":"unknown_order"}"#,
+                CancelRefusal::UnknownOrder,
+            ),
+            (
+                400,
+                r#"{"reason":"client_order_id must be a UUID"}"#,
+                CancelRefusal::Invalid,
+            ),
+        ] {
+            match cancel(status, body) {
+                ExchangeCancelOutcome::Refused {
+                    refusal: got,
+                    reason,
+                } => {
+                    assert_eq!(got, refusal, "{body}");
+                    assert!(!reason.is_empty() && !reason.contains('{'), "{reason}");
+                }
+                other => panic!("{status} {body}: expected refused, got {other:?}"),
+            }
+        }
+        // A bare 404 may be a wrong base URL: not proof that the order is unknown.
+        for (status, body) in [
+            (404, ""),
+            (404, r#"{"error":"no route"}"#),
+            (401, ""),
+            (409, ""),
+            (429, ""),
+            (503, r#"{"error":"exchange is down"}"#),
+        ] {
+            assert!(
+                matches!(
+                    cancel(status, body),
+                    ExchangeCancelOutcome::Transient { .. }
+                ),
+                "{status} {body}"
+            );
+        }
+    }
+
+    #[test]
     fn debug_hides_the_key_and_errors_never_show_it() {
         let exchange = HttpExchange::new(
             "http://127.0.0.1:9/".into(),
@@ -593,6 +741,15 @@ mod tests {
             assert!(error.contains("could not connect"), "{error}");
             let error = exchange.lookup(OrderId::generate()).await.unwrap_err();
             assert!(error.0.contains("could not connect"), "{error}");
+            let ExchangeCancelOutcome::Transient { error } =
+                exchange.cancel(OrderId::generate()).await
+            else {
+                panic!("a cancel that never left is transient");
+            };
+            assert!(
+                error.contains("could not connect") && !error.contains(KEY),
+                "{error}"
+            );
         }
 
         #[tokio::test]
@@ -606,6 +763,13 @@ mod tests {
             let error = unknown(place(&exchange).await);
             assert!(error.contains("connection to the exchange lost"), "{error}");
             assert!(exchange.lookup(OrderId::generate()).await.is_err());
+            // A cancel that may have arrived is simply sent again: it is idempotent.
+            let ExchangeCancelOutcome::Transient { error } =
+                exchange.cancel(OrderId::generate()).await
+            else {
+                panic!("a cancel whose answer was lost is transient");
+            };
+            assert!(error.contains("sent again"), "{error}");
         }
 
         #[tokio::test]

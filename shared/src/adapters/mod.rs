@@ -1,6 +1,8 @@
-//! One adapter per port, each wrapping a real client: Postgres, SQS, Secrets Manager.
+//! One adapter per port, each wrapping a real client: Postgres, SQS, Secrets Manager, the HTTP
+//! exchange; and the exchange's execution feed format (`execution_feed`), shared with the simulator.
 
 pub mod exchange_key;
+pub mod execution_feed;
 pub mod http_exchange;
 pub mod postgres;
 pub mod secrets;

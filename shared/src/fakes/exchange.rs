@@ -1,12 +1,14 @@
 //! `Exchange` in memory: scripted answers, counted calls.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 
 use crate::domain::{Order, OrderId};
-use crate::ports::{Exchange, LookupError, LookupOutcome, PlacementOutcome};
+use crate::ports::{
+    CancelRefusal, Exchange, ExchangeCancelOutcome, LookupError, LookupOutcome, PlacementOutcome,
+};
 
 #[derive(Default)]
 struct ExchangeState {
@@ -20,6 +22,12 @@ struct ExchangeState {
     lookup_answers: HashMap<OrderId, LookupOutcome>,
     lookups_failing: bool,
     lookups: HashMap<OrderId, usize>,
+    /// Answers for the next cancels of one order, used first, in order.
+    cancel_answers: HashMap<OrderId, VecDeque<ExchangeCancelOutcome>>,
+    /// Orders whose fill won: a cancel of them is refused.
+    filled: HashSet<OrderId>,
+    canceled: HashSet<OrderId>,
+    cancels: HashMap<OrderId, usize>,
 }
 
 /// The stock exchange in memory.
@@ -28,7 +36,11 @@ struct ExchangeState {
 /// else the next scripted for any order ([`script`](Self::script)), else acknowledges. Like the
 /// real exchange it de-duplicates on the client order id: a repeated acknowledged placement gets
 /// the same exchange order id ([`exchange_order_id`](Self::exchange_order_id)). A lookup answers
-/// what was set with [`set_lookup`](Self::set_lookup), else what the exchange holds.
+/// what was set with [`set_lookup`](Self::set_lookup), else what the exchange holds. A cancel
+/// takes the next answer scripted with [`script_cancel`](Self::script_cancel), else is refused
+/// for an order it does not hold (`UnknownOrder`) or one marked filled with
+/// [`fill`](Self::fill) (`AlreadyFilled`), else accepted — again and again, as the real exchange
+/// repeats its answer to a cancel.
 #[derive(Default)]
 pub struct FakeExchange {
     state: Mutex<ExchangeState>,
@@ -70,6 +82,34 @@ impl FakeExchange {
     /// Makes every lookup fail (`true`), as a down or slow exchange would, or answer again.
     pub fn set_lookups_failing(&self, failing: bool) {
         self.lock().lookups_failing = failing;
+    }
+
+    /// The order's fill won: its cancels are refused from now on.
+    pub fn fill(&self, id: OrderId) {
+        self.lock().filled.insert(id);
+    }
+
+    /// Answers for the next cancels of one order.
+    pub fn script_cancel(
+        &self,
+        id: OrderId,
+        outcomes: impl IntoIterator<Item = ExchangeCancelOutcome>,
+    ) {
+        self.lock()
+            .cancel_answers
+            .entry(id)
+            .or_default()
+            .extend(outcomes);
+    }
+
+    /// How often a cancel of this order was sent (whatever it answered).
+    pub fn cancels(&self, id: OrderId) -> usize {
+        self.lock().cancels.get(&id).copied().unwrap_or(0)
+    }
+
+    /// Whether a cancel of this order was accepted by the exchange itself (not a scripted answer).
+    pub fn is_canceled(&self, id: OrderId) -> bool {
+        self.lock().canceled.contains(&id)
     }
 
     /// How often this client order id was sent for placement.
@@ -134,5 +174,113 @@ impl Exchange for FakeExchange {
             },
             None => LookupOutcome::Unknown,
         })
+    }
+
+    async fn cancel(&self, client_order_id: OrderId) -> ExchangeCancelOutcome {
+        let mut state = self.lock();
+        *state.cancels.entry(client_order_id).or_default() += 1;
+        if let Some(answer) = state
+            .cancel_answers
+            .get_mut(&client_order_id)
+            .and_then(VecDeque::pop_front)
+        {
+            return answer;
+        }
+        let Some(exchange_order_id) = state.accepted.get(&client_order_id).cloned() else {
+            return ExchangeCancelOutcome::Refused {
+                refusal: CancelRefusal::UnknownOrder,
+                reason: format!("unknown order {client_order_id}"),
+            };
+        };
+        if state.filled.contains(&client_order_id) {
+            return ExchangeCancelOutcome::Refused {
+                refusal: CancelRefusal::AlreadyFilled,
+                reason: "order is already filled".into(),
+            };
+        }
+        state.canceled.insert(client_order_id);
+        ExchangeCancelOutcome::Accepted { exchange_order_id }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::OffsetDateTime;
+
+    use super::*;
+    use crate::domain::OrderStatus;
+    use crate::fakes::{client, limit_order};
+
+    fn placed_order() -> Order {
+        Order {
+            id: OrderId::generate(),
+            client_id: client("default"),
+            created_at: OffsetDateTime::now_utc(),
+            details: limit_order("10.00", 5),
+            status: OrderStatus::Placing,
+            attempts: 1,
+            last_error: None,
+            exchange_order_id: None,
+            placed_at: None,
+            alerted_at: None,
+            expires_at: None,
+            next_attempt_at: None,
+            outcome_unknown: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cancel_is_accepted_repeatedly_until_the_fill_wins_and_unknown_orders_are_refused() {
+        let exchange = FakeExchange::new();
+        let order = placed_order();
+        let never_placed = OrderId::generate();
+        assert!(matches!(
+            exchange.cancel(never_placed).await,
+            ExchangeCancelOutcome::Refused {
+                refusal: CancelRefusal::UnknownOrder,
+                ..
+            }
+        ));
+
+        exchange.place(&order).await;
+        let accepted = ExchangeCancelOutcome::Accepted {
+            exchange_order_id: FakeExchange::exchange_order_id(order.id),
+        };
+        assert_eq!(exchange.cancel(order.id).await, accepted);
+        assert_eq!(exchange.cancel(order.id).await, accepted);
+        assert!(exchange.is_canceled(order.id));
+
+        let filled = placed_order();
+        exchange.place(&filled).await;
+        exchange.fill(filled.id);
+        assert!(matches!(
+            exchange.cancel(filled.id).await,
+            ExchangeCancelOutcome::Refused {
+                refusal: CancelRefusal::AlreadyFilled,
+                ..
+            }
+        ));
+        assert!(!exchange.is_canceled(filled.id));
+        assert_eq!(exchange.cancels(order.id), 2);
+        assert_eq!(exchange.cancels(never_placed), 1);
+    }
+
+    #[tokio::test]
+    async fn scripted_cancel_answers_come_first_in_order() {
+        let exchange = FakeExchange::new();
+        let order = placed_order();
+        exchange.place(&order).await;
+        let down = ExchangeCancelOutcome::Transient {
+            error: "exchange is down".into(),
+        };
+        exchange.script_cancel(order.id, [down.clone(), down.clone()]);
+        assert_eq!(exchange.cancel(order.id).await, down);
+        assert_eq!(exchange.cancel(order.id).await, down);
+        assert!(!exchange.is_canceled(order.id));
+        assert!(matches!(
+            exchange.cancel(order.id).await,
+            ExchangeCancelOutcome::Accepted { .. }
+        ));
+        assert_eq!(exchange.cancels(order.id), 3);
     }
 }

@@ -434,6 +434,10 @@ mod tests {
             self.store.record_placed(id, "EX-late").await.unwrap();
             Ok(LookupOutcome::Unknown)
         }
+
+        async fn cancel(&self, _: OrderId) -> crate::ports::ExchangeCancelOutcome {
+            unreachable!("the alerter never cancels")
+        }
     }
 
     #[tokio::test]

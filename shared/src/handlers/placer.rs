@@ -956,6 +956,10 @@ mod tests {
         async fn lookup(&self, _: OrderId) -> Result<LookupOutcome, LookupError> {
             unreachable!("a live order is never looked up by the placer")
         }
+
+        async fn cancel(&self, _: OrderId) -> crate::ports::ExchangeCancelOutcome {
+            unreachable!("the placer never cancels")
+        }
     }
 
     #[tokio::test]
@@ -1390,6 +1394,10 @@ mod tests {
 
         async fn lookup(&self, id: OrderId) -> Result<LookupOutcome, LookupError> {
             self.exchange.lookup(id).await
+        }
+
+        async fn cancel(&self, id: OrderId) -> crate::ports::ExchangeCancelOutcome {
+            self.exchange.cancel(id).await
         }
     }
 
