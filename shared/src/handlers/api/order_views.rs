@@ -171,7 +171,9 @@ pub struct MarketOrderRequest {
     /// at most 30 days ahead. After it the order is never sent to the exchange; unless placed by
     /// then it ends `expired`. Absent or `null`: 5 minutes after acceptance (configurable by the
     /// operator).
-    #[schema(value_type = Option<String>, format = DateTime, example = "2026-12-06T15:00:00Z")]
+    // No example: any fixed time is in the past one day, and the document's own example would
+    // then be a 422 (the operation's body example leaves `expires_at` out).
+    #[schema(value_type = Option<String>, format = DateTime)]
     expires_at: Option<String>,
 }
 
@@ -202,7 +204,9 @@ pub struct LimitOrderRequest {
     /// Optional time in force: RFC 3339 with an offset (`2026-12-06T15:00:00Z`), in the future,
     /// at most 30 days ahead. After it the order is never sent to the exchange; unless placed by
     /// then it ends `expired`. Absent or `null`: 30 days after acceptance.
-    #[schema(value_type = Option<String>, format = DateTime, example = "2026-12-06T15:00:00Z")]
+    // No example: any fixed time is in the past one day, and the document's own example would
+    // then be a 422 (the operation's body example leaves `expires_at` out).
+    #[schema(value_type = Option<String>, format = DateTime)]
     expires_at: Option<String>,
 }
 

@@ -43,7 +43,9 @@ pub(super) fn router() -> Router<ApiContext> {
     post,
     tag = "orders",
     path = "/orders",
-    request_body(content = super::order_views::OrderRequestSchema, content_type = "application/json"),
+    request_body(content = super::order_views::OrderRequestSchema, content_type = "application/json",
+                 example = json!({"type": "limit", "side": "buy", "instrument": "US0378331005",
+                                  "limit_price": "120.50", "quantity": 10})),
     params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 100, pattern = "^[ -~]+$",
              description = "1 to 100 printable ASCII characters; a retry with the same key and order returns the original order, the same key with another order is a 422. A key is kept for 24 hours from its first use (the operator may configure another retention); after that it names a new order")),
     responses(

@@ -1501,6 +1501,33 @@ async fn a_quantity_written_with_a_fraction_is_422_and_the_document_says_so() {
     }
 }
 
+/// The document's own request example is accepted, on any day: a fixed `expires_at` in it (as
+/// there was, `2026-12-06T15:00:00Z`) turns it into a 422 once that time has passed, for
+/// schemathesis's examples phase and for "Try it out" alike.
+#[tokio::test]
+async fn the_documents_request_example_places_an_order_on_any_day() {
+    let api = Api::new();
+    let doc = api.get("/openapi.json").await.json;
+    let example =
+        &doc["paths"]["/orders"]["post"]["requestBody"]["content"]["application/json"]["example"];
+
+    let answer = api.post(&example.to_string(), None).await;
+
+    assert_eq!(
+        answer.status,
+        StatusCode::CREATED,
+        "{example}: {}",
+        answer.json
+    );
+    for schema in ["MarketOrderRequest", "LimitOrderRequest"] {
+        let expires_at = &doc["components"]["schemas"][schema]["properties"]["expires_at"];
+        assert!(
+            expires_at.get("example").is_none() && expires_at.get("examples").is_none(),
+            "{schema}: a fixed time goes stale: {expires_at}"
+        );
+    }
+}
+
 /// The links from a created order to the operations on it (OpenAPI `links`): a client, and
 /// schemathesis's stateful phase, follow them with the new order's id.
 #[tokio::test]
