@@ -1,6 +1,8 @@
-//! The simulator's HTTP surface: the two exchange routes the order service calls (`POST /orders`,
-//! `GET /orders/{client_order_id}`) with the configured misbehaviour applied, and the harness
-//! routes tests use to steer and inspect it (`/control`, `/stats`, `/health`).
+//! The simulator's HTTP surface: the exchange routes the order service calls (`POST /orders`,
+//! `GET /orders/{client_order_id}`, `POST /orders/{client_order_id}/cancel`, and the execution
+//! feed's WebSocket at `GET /feed`) with the configured misbehaviour applied, and the harness
+//! routes tests use to steer and inspect it (`/control`, `/stats`, `/feed/stats`, `/feed/drop`,
+//! `/load`, `/health`).
 //!
 //! `POST /orders` takes `client_order_id`, `instrument`, `side`, `type`, `limit_price`,
 //! `quantity` and an optional `expires_at` (RFC 3339; absent or `null`: no expiry). It answers
@@ -8,24 +10,45 @@
 //! before, `422` with a `reason` for a business refusal (expired, instrument not tradable), `400`
 //! for a malformed body, `401` for a wrong key and `503` while down or on an injected failure —
 //! or, when told to, nothing at all after accepting (held back, or the connection dropped).
+//! An accepted order is then worked by the market (`crate::market`): its fills, cancel or expiry
+//! are published on the feed.
+//!
+//! `POST /orders/{client_order_id}/cancel` (no body) takes the lookup latency and fails like a
+//! placement while down or on an injected failure (`503`); otherwise it answers `200` with
+//! `exchange_order_id`, `status` `canceled`, `canceled_quantity` and `filled_quantity` (decimal
+//! strings) when the unfilled rest is canceled — now, or by an earlier cancel: it is idempotent —
+//! `422` with `reason` and `refusal` `filled` or `expired` when nothing is left to cancel (and a
+//! `cancel_refused` report goes on the feed), `404` with `refusal` `unknown_order` for an id it
+//! never accepted, `400` for an id that is not a UUID, `401` for a wrong key.
+//!
+//! `GET /orders/{client_order_id}` also shows the order's `state` (`working`, `filled`,
+//! `canceled`, `expired`) and `filled_quantity`.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{Extensions, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use order_shared::adapters::execution_feed::RESUME_AFTER_PARAM;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
+use order_shared::domain::{Price, Quantity};
+
 use crate::book::{Accepted, Book, PlacedOrder, Refusal, Stats, Withheld};
 use crate::conn::Connection;
+use crate::feed::{ConnectionFaults, Feed, FeedStats};
+use crate::load::{LoadRequest, LoadRun, LoadView};
+use crate::market::{CancelAnswer, LoadPlan, Market, WorkState};
+use crate::rng::XorShift;
 use crate::settings::{ControlPatch, ControlView, SimSettings};
 
 /// The header the API key travels in.
@@ -33,18 +56,149 @@ pub const API_KEY_HEADER: &str = "x-api-key";
 
 /// Everything the simulator knows, shared by the handlers and by [`crate::SimHandle`]. The locks
 /// are std mutexes held for a few instructions and never across an `.await`.
+///
+/// Lock order, where more than one is held: `market`, then `rng`, then the feed's own.
 pub(crate) struct Sim {
     settings: Mutex<SimSettings>,
     book: Mutex<Book>,
     rng: Mutex<XorShift>,
+    market: Mutex<Market>,
+    pub(crate) feed: Feed,
+    /// Whether the task that fills limit orders and expires orders runs (started with the first
+    /// accepted order, so that building a router needs no runtime).
+    engine_started: AtomicBool,
+    load: Mutex<Option<Arc<LoadRun>>>,
 }
 
 impl Sim {
     pub(crate) fn new(settings: SimSettings) -> Self {
         Self {
+            feed: Feed::new(settings.feed_capacity),
             settings: Mutex::new(settings),
             book: Mutex::new(Book::default()),
             rng: Mutex::new(XorShift::from_clock()),
+            market: Mutex::new(Market::default()),
+            engine_started: AtomicBool::new(false),
+            load: Mutex::new(None),
+        }
+    }
+
+    /// Starts working an accepted order (a market order fills here and now).
+    fn open_order(self: &Arc<Self>, placed: &PlacedOrder, id: Uuid, settings: &SimSettings) {
+        self.ensure_engine();
+        let mut market = lock(&self.market);
+        let mut rng = lock(&self.rng);
+        let mut feed = self.feed.writer(settings.feed_duplicate_rate);
+        market.open(
+            placed,
+            id,
+            OffsetDateTime::now_utc(),
+            settings.market_fills_max,
+            &mut rng,
+            &mut feed,
+        );
+    }
+
+    /// One interval of the market: expiries and limit fills.
+    fn tick(&self) {
+        let settings = self.settings();
+        let mut market = lock(&self.market);
+        let mut rng = lock(&self.rng);
+        let mut feed = self.feed.writer(settings.feed_duplicate_rate);
+        market.tick(
+            OffsetDateTime::now_utc(),
+            settings.limit_fill_rate,
+            &mut rng,
+            &mut feed,
+        );
+    }
+
+    fn ensure_engine(self: &Arc<Self>) {
+        if self.engine_started.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let sim: Weak<Sim> = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let Some(interval) = sim.upgrade().map(|sim| sim.settings().fill_interval) else {
+                    return;
+                };
+                tokio::time::sleep(interval.max(std::time::Duration::from_millis(1))).await;
+                match sim.upgrade() {
+                    Some(sim) => sim.tick(),
+                    None => return,
+                }
+            }
+        });
+    }
+
+    pub(crate) fn cancel(&self, id: Uuid) -> CancelAnswer {
+        let duplicate_rate = self.settings().feed_duplicate_rate;
+        let mut market = lock(&self.market);
+        let mut feed = self.feed.writer(duplicate_rate);
+        market.cancel(id, OffsetDateTime::now_utc(), &mut feed)
+    }
+
+    fn load_step(&self, plan: &mut LoadPlan, count: u64) -> u64 {
+        let duplicate_rate = self.settings().feed_duplicate_rate;
+        let mut market = lock(&self.market);
+        let mut rng = lock(&self.rng);
+        let mut feed = self.feed.writer(duplicate_rate);
+        market.load_step(plan, count, OffsetDateTime::now_utc(), &mut rng, &mut feed)
+    }
+
+    /// Starts a load run, unless one is running.
+    pub(crate) fn start_load(
+        self: &Arc<Self>,
+        request: LoadRequest,
+    ) -> Result<LoadView, LoadRefusal> {
+        request.check().map_err(LoadRefusal::Invalid)?;
+        if let Some(known) = lock(&self.market).knows_any(&request.client_order_ids) {
+            return Err(LoadRefusal::Invalid(format!(
+                "client_order_ids: {known} is already an order at the exchange"
+            )));
+        }
+        let mut current = lock(&self.load);
+        if current.as_ref().is_some_and(|run| run.is_running()) {
+            return Err(LoadRefusal::Running);
+        }
+        let plan = request.plan();
+        let run = LoadRun::new(request);
+        *current = Some(Arc::clone(&run));
+        let sim = Arc::downgrade(self);
+        tokio::spawn(Arc::clone(&run).generate(plan, move |plan, count| {
+            sim.upgrade().map(|sim| sim.load_step(plan, count))
+        }));
+        Ok(run.view())
+    }
+
+    pub(crate) fn load_view(&self) -> LoadView {
+        lock(&self.load)
+            .as_ref()
+            .map(|run| run.view())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn stop_load(&self) -> LoadView {
+        match lock(&self.load).as_ref() {
+            Some(run) => {
+                run.stop();
+                run.view()
+            }
+            None => LoadView::default(),
+        }
+    }
+
+    pub(crate) fn feed_stats(&self, with_orders: bool) -> FeedStats {
+        let market = lock(&self.market).counts(with_orders);
+        FeedStats::new(self.feed.counts(), market)
+    }
+
+    fn faults(&self) -> ConnectionFaults {
+        let settings = lock(&self.settings);
+        ConnectionFaults {
+            redeliver_rate: settings.feed_redeliver_rate,
+            drop_rate: settings.feed_drop_rate,
         }
     }
 
@@ -69,8 +223,15 @@ impl Sim {
 
     /// True with probability `rate`.
     fn fails(&self, rate: f64) -> bool {
-        rate > 0.0 && lock(&self.rng).next_f64() < rate
+        lock(&self.rng).chance(rate)
     }
+}
+
+/// Why a load run was not started.
+#[derive(Debug)]
+pub(crate) enum LoadRefusal {
+    Running,
+    Invalid(String),
 }
 
 /// A handler never panics while holding a lock, but if one ever did the data is still usable.
@@ -82,6 +243,11 @@ pub(crate) fn router(sim: Arc<Sim>) -> Router {
     Router::new()
         .route("/orders", post(place))
         .route("/orders/{client_order_id}", get(lookup))
+        .route("/orders/{client_order_id}/cancel", post(cancel))
+        .route("/feed", get(feed))
+        .route("/feed/stats", get(feed_stats))
+        .route("/feed/drop", post(drop_feed_connections))
+        .route("/load", get(show_load).post(start_load).delete(stop_load))
         .route("/stats", get(stats))
         .route("/control", get(show_control).post(change_control))
         .route("/health", get(health))
@@ -207,6 +373,9 @@ async fn place(
         outcome = if status == StatusCode::CREATED { "placed" } else { "duplicate" },
         "placement accepted"
     );
+    if status == StatusCode::CREATED {
+        sim.open_order(&placed, id, &settings);
+    }
 
     let mut hold_back =
         settings.timeout_after_accept || sim.fails(settings.timeout_after_accept_rate);
@@ -264,10 +433,162 @@ async fn lookup(
             json!({ "error": "client_order_id must be a UUID" }),
         );
     };
-    match sim.book().find(id) {
-        Some(placed) => reply(StatusCode::OK, json!(placed)),
-        None => reply(StatusCode::NOT_FOUND, json!({ "error": "unknown" })),
+    let Some(placed) = sim.book().find(id) else {
+        return reply(StatusCode::NOT_FOUND, json!({ "error": "unknown" }));
+    };
+    let mut body = json!(placed);
+    if let Some(executions) = lock(&sim.market).executions(id) {
+        body["state"] = json!(executions.state);
+        body["filled_quantity"] = json!(executions.filled_quantity);
     }
+    reply(StatusCode::OK, body)
+}
+
+/// Cancels are as cheap as lookups, and fail like placements (down, injected failures), so that
+/// the service's cancel retries get exercised.
+async fn cancel(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+    Path(client_order_id): Path<String>,
+) -> Response {
+    tokio::time::sleep(sim.settings().lookup_latency).await;
+    let settings = sim.settings();
+    if let Some(response) = unauthenticated(&settings, &headers) {
+        return response;
+    }
+    if settings.down {
+        return down();
+    }
+    if sim.fails(settings.failure_rate) {
+        return reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({ "error": "simulated transient failure, try again" }),
+        );
+    }
+    let Ok(id) = Uuid::parse_str(&client_order_id) else {
+        return reply(
+            StatusCode::BAD_REQUEST,
+            json!({ "reason": "client_order_id must be a UUID" }),
+        );
+    };
+    let answer = sim.cancel(id);
+    tracing::info!(client_order_id = %id, answer = ?answer, "cancel");
+    match answer {
+        CancelAnswer::Canceled {
+            exchange_order_id,
+            canceled,
+            filled,
+        } => reply(
+            StatusCode::OK,
+            json!({
+                "client_order_id": id.to_string(),
+                "exchange_order_id": exchange_order_id,
+                "status": "canceled",
+                "canceled_quantity": canceled.to_string(),
+                "filled_quantity": filled.to_string(),
+            }),
+        ),
+        CancelAnswer::TooLate {
+            exchange_order_id,
+            state,
+            filled,
+        } => {
+            let (refusal, reason) = match state {
+                WorkState::Expired => ("expired", "order has expired"),
+                _ => ("filled", "order is already filled"),
+            };
+            reply(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({
+                    "client_order_id": id.to_string(),
+                    "exchange_order_id": exchange_order_id,
+                    "refusal": refusal,
+                    "reason": reason,
+                    "filled_quantity": filled.to_string(),
+                }),
+            )
+        }
+        CancelAnswer::Unknown => reply(
+            StatusCode::NOT_FOUND,
+            json!({ "error": "unknown order", "refusal": "unknown_order" }),
+        ),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct FeedQuery {
+    /// [`RESUME_AFTER_PARAM`]: the last sequence the client has.
+    after: Option<u64>,
+}
+
+/// The execution feed: a WebSocket, behind the same key as the order routes.
+async fn feed(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+    Query(query): Query<FeedQuery>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    if let Some(response) = unauthenticated(&sim.settings(), &headers) {
+        return response;
+    }
+    debug_assert_eq!(RESUME_AFTER_PARAM, "after");
+    let after = query.after;
+    upgrade.on_upgrade(move |socket| async move {
+        sim.feed.serve(socket, after, || sim.faults()).await;
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct FeedStatsQuery {
+    /// `false` leaves out the per-order map (large after a long load run).
+    orders: Option<bool>,
+}
+
+async fn feed_stats(State(sim): State<Arc<Sim>>, Query(query): Query<FeedStatsQuery>) -> Response {
+    reply(
+        StatusCode::OK,
+        json!(sim.feed_stats(query.orders.unwrap_or(true))),
+    )
+}
+
+async fn drop_feed_connections(State(sim): State<Arc<Sim>>) -> Response {
+    sim.feed.drop_connections();
+    tracing::info!("feed connections dropped on request");
+    reply(StatusCode::OK, json!({ "dropped": true }))
+}
+
+async fn show_load(State(sim): State<Arc<Sim>>) -> Response {
+    reply(StatusCode::OK, json!(sim.load_view()))
+}
+
+async fn start_load(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
+    let request: LoadRequest = if body.is_empty() {
+        LoadRequest::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(request) => request,
+            Err(error) => {
+                return reply(
+                    StatusCode::BAD_REQUEST,
+                    json!({ "error": format!("invalid load document: {error}") }),
+                );
+            }
+        }
+    };
+    match sim.start_load(request) {
+        Ok(view) => reply(StatusCode::ACCEPTED, json!(view)),
+        Err(LoadRefusal::Running) => reply(
+            StatusCode::CONFLICT,
+            json!({ "error": "a load run is in progress (DELETE /load stops it)" }),
+        ),
+        Err(LoadRefusal::Invalid(error)) => {
+            reply(StatusCode::BAD_REQUEST, json!({ "error": error }))
+        }
+    }
+}
+
+async fn stop_load(State(sim): State<Arc<Sim>>) -> Response {
+    reply(StatusCode::OK, json!(sim.stop_load()))
 }
 
 async fn stats(State(sim): State<Arc<Sim>>) -> Response {
@@ -333,8 +654,11 @@ fn parse_place(body: &[u8]) -> Result<Placement, String> {
         ("limit", None) => return Err("a limit order needs a limit_price".into()),
         (other, _) => return Err(format!("type must be market or limit, got {other}")),
     }
-    if request.quantity <= 0 {
-        return Err("quantity must be positive".into());
+    if request.quantity <= 0 || request.quantity > Quantity::MAX {
+        return Err(format!("quantity must be from 1 to {}", Quantity::MAX));
+    }
+    if let Some(price) = &request.limit_price {
+        Price::parse(price).map_err(|problem| format!("limit_price {problem}"))?;
     }
     let expires_at = match request.expires_at.as_deref() {
         None => None,
@@ -360,35 +684,6 @@ fn down() -> Response {
 
 fn reply(status: StatusCode, body: Value) -> Response {
     (status, axum::Json(body)).into_response()
-}
-
-/// xorshift64: enough randomness to fail about `failure_rate` of the calls, without a crate.
-struct XorShift(u64);
-
-impl XorShift {
-    fn from_clock() -> Self {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|elapsed| elapsed.as_nanos() as u64)
-            .unwrap_or(0);
-        // Mixed with a random UUID so that simulators started in the same instant differ.
-        let seed = nanos ^ (Uuid::new_v4().as_u128() as u64);
-        Self(seed | 1)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    /// Uniform in `[0, 1)`.
-    fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,10 @@
 //! - [`settings`]: the knobs, their defaults, `EXCHANGE_SIM_*` parsing and the `/control` documents.
 //! - [`book`]: the accepted orders and the call/placement counts behind `/stats`.
 //! - `http`: the routes and the order in which failures are applied.
+//! - [`market`]: placed orders worked into fills, cancels and expiries.
+//! - [`feed`]: the execution feed (WebSocket `GET /feed?after=N`), its bounded memory, its faults
+//!   and the counts behind `/feed/stats`.
+//! - [`load`]: the load mode (`/load`), synthetic fills at a given rate.
 //! - `conn`: connections a handler can cut, for "connection lost after sending".
 //!
 //! It honours a placement's `expires_at` (an order arriving after it is refused with 422 and
@@ -17,7 +21,11 @@
 
 pub mod book;
 mod conn;
+pub mod feed;
 mod http;
+pub mod load;
+pub mod market;
+mod rng;
 pub mod settings;
 
 use std::io;
@@ -27,7 +35,10 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 
 pub use book::{PlacedOrder, Refusal, Stats};
+pub use feed::{FeedStats, ReportsByKind};
 pub use http::API_KEY_HEADER;
+pub use load::{LoadRequest, LoadView};
+pub use market::{OrderExecutions, WorkState};
 pub use settings::{ControlPatch, ControlView, DEFAULT_LISTEN, SettingsError, SimSettings};
 
 /// The simulator's routes over fresh, empty state, for serving on a server of one's own. Only
@@ -91,6 +102,36 @@ impl SimHandle {
     /// The current settings (as `GET /control` shows them).
     pub fn settings(&self) -> SimSettings {
         self.sim.settings()
+    }
+
+    /// The execution feed's WebSocket URL (`ws://host:port/feed`); add `?after=N` to resume.
+    pub fn feed_url(&self) -> String {
+        format!("ws{}/feed", self.base_url.trim_start_matches("http"))
+    }
+
+    /// The same document as `GET /feed/stats`, without a round trip.
+    pub fn feed_stats(&self) -> FeedStats {
+        self.sim.feed_stats(true)
+    }
+
+    /// The same as `POST /feed/drop`: every feed connection open now is dropped, no close frame.
+    pub fn drop_feed_connections(&self) {
+        self.sim.feed.drop_connections();
+    }
+
+    /// The same as `POST /load`.
+    pub fn start_load(&self, request: LoadRequest) -> Result<LoadView, String> {
+        self.sim
+            .start_load(request)
+            .map_err(|refusal| match refusal {
+                http::LoadRefusal::Running => "a load run is in progress".to_owned(),
+                http::LoadRefusal::Invalid(error) => error,
+            })
+    }
+
+    /// The same as `GET /load`.
+    pub fn load(&self) -> LoadView {
+        self.sim.load_view()
     }
 
     /// The same change as `POST /control`, without a round trip.

@@ -16,6 +16,13 @@
 //! | `EXCHANGE_SIM_TIMEOUT_AFTER_ACCEPT_DELAY_MS` | `timeout_after_accept_delay_ms` | 30000 | how long it is held back |
 //! | `EXCHANGE_SIM_DROP_AFTER_ACCEPT` | `drop_after_accept` | false | every accepted placement's connection is closed unanswered |
 //! | `EXCHANGE_SIM_DROP_AFTER_ACCEPT_RATE` | `drop_after_accept_rate` | 0 | share of accepted placements dropped so |
+//! | `EXCHANGE_SIM_FILL_INTERVAL_MS` | `fill_interval_ms` | 250 | how often working limit orders may fill and expiries are checked |
+//! | `EXCHANGE_SIM_LIMIT_FILL_RATE` | `limit_fill_rate` | 0.2 | chance per interval that a working limit order gets a fill |
+//! | `EXCHANGE_SIM_MARKET_FILLS_MAX` | `market_fills_max` | 3 | a market order fills at once in 1 to this many reports |
+//! | `EXCHANGE_SIM_FEED_CAPACITY` | – | 500000 | execution reports kept for resuming clients (oldest dropped first) |
+//! | `EXCHANGE_SIM_FEED_DUPLICATE_RATE` | `feed_duplicate_rate` | 0 | share of reports published twice (same execution id, next sequence number) |
+//! | `EXCHANGE_SIM_FEED_REDELIVER_RATE` | `feed_redeliver_rate` | 0 | share of feed messages a connection sends twice in a row (same sequence number) |
+//! | `EXCHANGE_SIM_FEED_DROP_RATE` | `feed_drop_rate` | 0 | share of feed messages after which the connection is dropped (no close frame) |
 //!
 //! The last five make "unknown outcomes" on demand: the order is accepted and recorded (a retry
 //! under the same client order id gets the same exchange order id, a lookup finds it) but the
@@ -23,6 +30,13 @@
 //! When both apply to one placement, the drop wins. A drop needs the connection the simulator
 //! serves itself ([`crate::spawn`]); behind [`crate::router`] on another server it degrades to
 //! holding the answer back. Booleans accept `true`/`false`/`1`/`0`; rates are from 0 to 1.
+//!
+//! Working orders (see [`crate::market`]): a market order fills as soon as it is accepted, in 1 to
+//! `market_fills_max` reports; a limit order gets a fill with probability `limit_fill_rate` every
+//! `fill_interval`, each taking at most 60 % of its open rest (rounded up), so orders of 3 shares
+//! or more fill over several reports. `limit_fill_rate` 0 leaves limit orders working until they
+//! are canceled or expire. The last three rows are the feed's fault injection (see
+//! [`crate::feed`]); `POST /feed/drop` drops every feed connection at once.
 //!
 //! Whatever the settings, a placement whose `expires_at` has passed is refused (422) and counted,
 //! unless its client order id was accepted before (then the original answer is repeated).
@@ -72,6 +86,23 @@ pub struct SimSettings {
     /// Probability (0 to 1) that an accepted placement is dropped so, when `drop_after_accept`
     /// is off.
     pub drop_after_accept_rate: f64,
+    /// How often working limit orders may fill and expiries are checked (at least 1 ms).
+    pub fill_interval: Duration,
+    /// Probability (0 to 1) per `fill_interval` that a working limit order gets a fill.
+    pub limit_fill_rate: f64,
+    /// A market order fills at once in 1 to this many reports (at least 1).
+    pub market_fills_max: u32,
+    /// Execution reports kept in memory for clients that resume (`?after=N`); the oldest are
+    /// dropped first. A report takes about 400 bytes, so the default is ≈ 200 MB at most.
+    pub feed_capacity: usize,
+    /// Probability (0 to 1) that a report is published a second time, under the next sequence
+    /// number with the same execution id and content: the exchange re-sending after a failover.
+    pub feed_duplicate_rate: f64,
+    /// Probability (0 to 1) that a connection sends a message twice in a row (same sequence).
+    pub feed_redeliver_rate: f64,
+    /// Probability (0 to 1) that a connection is dropped, without a close frame, right after a
+    /// message.
+    pub feed_drop_rate: f64,
 }
 
 impl Default for SimSettings {
@@ -89,6 +120,13 @@ impl Default for SimSettings {
             timeout_after_accept_delay: Duration::from_secs(30),
             drop_after_accept: false,
             drop_after_accept_rate: 0.0,
+            fill_interval: Duration::from_millis(250),
+            limit_fill_rate: 0.2,
+            market_fills_max: 3,
+            feed_capacity: 500_000,
+            feed_duplicate_rate: 0.0,
+            feed_redeliver_rate: 0.0,
+            feed_drop_rate: 0.0,
         }
     }
 }
@@ -112,6 +150,13 @@ impl fmt::Debug for SimSettings {
             )
             .field("drop_after_accept", &self.drop_after_accept)
             .field("drop_after_accept_rate", &self.drop_after_accept_rate)
+            .field("fill_interval", &self.fill_interval)
+            .field("limit_fill_rate", &self.limit_fill_rate)
+            .field("market_fills_max", &self.market_fills_max)
+            .field("feed_capacity", &self.feed_capacity)
+            .field("feed_duplicate_rate", &self.feed_duplicate_rate)
+            .field("feed_redeliver_rate", &self.feed_redeliver_rate)
+            .field("feed_drop_rate", &self.feed_drop_rate)
             .finish()
     }
 }
@@ -186,6 +231,38 @@ impl SimSettings {
         if let Some(value) = get("EXCHANGE_SIM_DROP_AFTER_ACCEPT_RATE")? {
             settings.drop_after_accept_rate = rate("EXCHANGE_SIM_DROP_AFTER_ACCEPT_RATE", &value)?;
         }
+        if let Some(value) = get("EXCHANGE_SIM_FILL_INTERVAL_MS")? {
+            settings.fill_interval =
+                millis("EXCHANGE_SIM_FILL_INTERVAL_MS", &value)?.max(Duration::from_millis(1));
+        }
+        if let Some(value) = get("EXCHANGE_SIM_LIMIT_FILL_RATE")? {
+            settings.limit_fill_rate = rate("EXCHANGE_SIM_LIMIT_FILL_RATE", &value)?;
+        }
+        if let Some(value) = get("EXCHANGE_SIM_MARKET_FILLS_MAX")? {
+            settings.market_fills_max = positive("EXCHANGE_SIM_MARKET_FILLS_MAX", &value)?
+                .try_into()
+                .map_err(|_| SettingsError {
+                    var: "EXCHANGE_SIM_MARKET_FILLS_MAX",
+                    problem: format!("is too large: `{value}`"),
+                })?;
+        }
+        if let Some(value) = get("EXCHANGE_SIM_FEED_CAPACITY")? {
+            settings.feed_capacity = positive("EXCHANGE_SIM_FEED_CAPACITY", &value)?
+                .try_into()
+                .map_err(|_| SettingsError {
+                    var: "EXCHANGE_SIM_FEED_CAPACITY",
+                    problem: format!("is too large: `{value}`"),
+                })?;
+        }
+        if let Some(value) = get("EXCHANGE_SIM_FEED_DUPLICATE_RATE")? {
+            settings.feed_duplicate_rate = rate("EXCHANGE_SIM_FEED_DUPLICATE_RATE", &value)?;
+        }
+        if let Some(value) = get("EXCHANGE_SIM_FEED_REDELIVER_RATE")? {
+            settings.feed_redeliver_rate = rate("EXCHANGE_SIM_FEED_REDELIVER_RATE", &value)?;
+        }
+        if let Some(value) = get("EXCHANGE_SIM_FEED_DROP_RATE")? {
+            settings.feed_drop_rate = rate("EXCHANGE_SIM_FEED_DROP_RATE", &value)?;
+        }
         Ok(settings)
     }
 
@@ -195,10 +272,20 @@ impl SimSettings {
             ("failure_rate", patch.failure_rate),
             ("timeout_after_accept_rate", patch.timeout_after_accept_rate),
             ("drop_after_accept_rate", patch.drop_after_accept_rate),
+            ("limit_fill_rate", patch.limit_fill_rate),
+            ("feed_duplicate_rate", patch.feed_duplicate_rate),
+            ("feed_redeliver_rate", patch.feed_redeliver_rate),
+            ("feed_drop_rate", patch.feed_drop_rate),
         ] {
             if let Some(rate) = value.filter(|rate| !valid_rate(*rate)) {
                 return Err(format!("{field} must be from 0 to 1, got {rate}"));
             }
+        }
+        if patch.fill_interval_ms == Some(0) {
+            return Err("fill_interval_ms must be at least 1".into());
+        }
+        if patch.market_fills_max == Some(0) {
+            return Err("market_fills_max must be at least 1".into());
         }
         if let Some(ms) = patch.latency_ms {
             self.latency = Duration::from_millis(ms);
@@ -230,6 +317,24 @@ impl SimSettings {
         if let Some(rate) = patch.drop_after_accept_rate {
             self.drop_after_accept_rate = rate;
         }
+        if let Some(ms) = patch.fill_interval_ms {
+            self.fill_interval = Duration::from_millis(ms);
+        }
+        if let Some(rate) = patch.limit_fill_rate {
+            self.limit_fill_rate = rate;
+        }
+        if let Some(max) = patch.market_fills_max {
+            self.market_fills_max = max;
+        }
+        if let Some(rate) = patch.feed_duplicate_rate {
+            self.feed_duplicate_rate = rate;
+        }
+        if let Some(rate) = patch.feed_redeliver_rate {
+            self.feed_redeliver_rate = rate;
+        }
+        if let Some(rate) = patch.feed_drop_rate {
+            self.feed_drop_rate = rate;
+        }
         Ok(())
     }
 
@@ -246,6 +351,13 @@ impl SimSettings {
             timeout_after_accept_delay_ms: millis_of(self.timeout_after_accept_delay),
             drop_after_accept: self.drop_after_accept,
             drop_after_accept_rate: self.drop_after_accept_rate,
+            fill_interval_ms: millis_of(self.fill_interval),
+            limit_fill_rate: self.limit_fill_rate,
+            market_fills_max: self.market_fills_max,
+            feed_capacity: self.feed_capacity,
+            feed_duplicate_rate: self.feed_duplicate_rate,
+            feed_redeliver_rate: self.feed_redeliver_rate,
+            feed_drop_rate: self.feed_drop_rate,
             api_key_required: self.api_key.is_some(),
         }
     }
@@ -282,6 +394,18 @@ pub struct ControlPatch {
     pub drop_after_accept: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drop_after_accept_rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fill_interval_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_fill_rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub market_fills_max: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feed_duplicate_rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feed_redeliver_rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feed_drop_rate: Option<f64>,
 }
 
 /// The current settings as `GET /control` (and `POST /control`) show them. The API key itself
@@ -298,6 +422,14 @@ pub struct ControlView {
     pub timeout_after_accept_delay_ms: u64,
     pub drop_after_accept: bool,
     pub drop_after_accept_rate: f64,
+    pub fill_interval_ms: u64,
+    pub limit_fill_rate: f64,
+    pub market_fills_max: u32,
+    /// Read from `EXCHANGE_SIM_FEED_CAPACITY` at start; not changeable at run time.
+    pub feed_capacity: usize,
+    pub feed_duplicate_rate: f64,
+    pub feed_redeliver_rate: f64,
+    pub feed_drop_rate: f64,
     pub api_key_required: bool,
 }
 
@@ -334,6 +466,17 @@ fn millis(var: &'static str, value: &str) -> Result<Duration, SettingsError> {
         .map_err(|_| SettingsError {
             var,
             problem: format!("must be a whole number of milliseconds, got `{value}`"),
+        })
+}
+
+fn positive(var: &'static str, value: &str) -> Result<u64, SettingsError> {
+    value
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n >= 1)
+        .ok_or_else(|| SettingsError {
+            var,
+            problem: format!("must be a whole number of at least 1, got `{value}`"),
         })
 }
 
@@ -386,8 +529,22 @@ mod tests {
             ("EXCHANGE_SIM_TIMEOUT_AFTER_ACCEPT_DELAY_MS", "1500"),
             ("EXCHANGE_SIM_DROP_AFTER_ACCEPT", "1"),
             ("EXCHANGE_SIM_DROP_AFTER_ACCEPT_RATE", "0.5"),
+            ("EXCHANGE_SIM_FILL_INTERVAL_MS", "40"),
+            ("EXCHANGE_SIM_LIMIT_FILL_RATE", "0.75"),
+            ("EXCHANGE_SIM_MARKET_FILLS_MAX", "5"),
+            ("EXCHANGE_SIM_FEED_CAPACITY", "1000"),
+            ("EXCHANGE_SIM_FEED_DUPLICATE_RATE", "0.01"),
+            ("EXCHANGE_SIM_FEED_REDELIVER_RATE", "0.02"),
+            ("EXCHANGE_SIM_FEED_DROP_RATE", "0.03"),
         ])
         .unwrap();
+        assert_eq!(settings.fill_interval, Duration::from_millis(40));
+        assert_eq!(settings.limit_fill_rate, 0.75);
+        assert_eq!(settings.market_fills_max, 5);
+        assert_eq!(settings.feed_capacity, 1000);
+        assert_eq!(settings.feed_duplicate_rate, 0.01);
+        assert_eq!(settings.feed_redeliver_rate, 0.02);
+        assert_eq!(settings.feed_drop_rate, 0.03);
         assert!(settings.timeout_after_accept);
         assert_eq!(settings.timeout_after_accept_rate, 0.25);
         assert_eq!(
@@ -420,6 +577,13 @@ mod tests {
             ("EXCHANGE_SIM_TIMEOUT_AFTER_ACCEPT_DELAY_MS", "soon"),
             ("EXCHANGE_SIM_DROP_AFTER_ACCEPT", "on"),
             ("EXCHANGE_SIM_DROP_AFTER_ACCEPT_RATE", "-0.1"),
+            ("EXCHANGE_SIM_FILL_INTERVAL_MS", "fast"),
+            ("EXCHANGE_SIM_LIMIT_FILL_RATE", "3"),
+            ("EXCHANGE_SIM_MARKET_FILLS_MAX", "0"),
+            ("EXCHANGE_SIM_FEED_CAPACITY", "0"),
+            ("EXCHANGE_SIM_FEED_DUPLICATE_RATE", "x"),
+            ("EXCHANGE_SIM_FEED_REDELIVER_RATE", "-1"),
+            ("EXCHANGE_SIM_FEED_DROP_RATE", "1.01"),
         ] {
             let error = parse(&[(var, value)]).unwrap_err();
             assert_eq!(error.var, var);
@@ -451,6 +615,34 @@ mod tests {
             let error = settings.apply(&bad).unwrap_err();
             assert!(error.contains("_after_accept_rate"), "{error}");
         }
+        for (bad, field) in [
+            (
+                ControlPatch {
+                    feed_drop_rate: Some(2.0),
+                    ..ControlPatch::default()
+                },
+                "feed_drop_rate",
+            ),
+            (
+                ControlPatch {
+                    fill_interval_ms: Some(0),
+                    ..ControlPatch::default()
+                },
+                "fill_interval_ms",
+            ),
+            (
+                ControlPatch {
+                    market_fills_max: Some(0),
+                    limit_fill_rate: Some(0.5),
+                    ..ControlPatch::default()
+                },
+                "market_fills_max",
+            ),
+        ] {
+            let error = settings.apply(&bad).unwrap_err();
+            assert!(error.contains(field), "{error}");
+        }
+        assert_eq!(settings.limit_fill_rate, 0.2);
         assert!(!settings.drop_after_accept);
 
         let good = ControlPatch {

@@ -16,7 +16,9 @@ use order_shared::adapters::http_exchange::HttpExchange;
 use order_shared::domain::{
     ClientId, Isin, NewOrder, Order, OrderId, OrderStatus, OrderType, Price, Quantity, Side,
 };
-use order_shared::ports::{Exchange, LookupOutcome, PlacementOutcome};
+use order_shared::ports::{
+    CancelRefusal, Exchange, ExchangeCancelOutcome, LookupOutcome, PlacementOutcome,
+};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::macros::datetime;
@@ -124,6 +126,8 @@ fn rejected(outcome: PlacementOutcome) -> String {
 async fn places_once_and_finds_the_order_again() {
     let sim = start(SimSettings {
         api_key: Some(KEY.into()),
+        // The order stays as it was placed: no fills while the test looks at it.
+        limit_fill_rate: 0.0,
         ..quiet()
     })
     .await;
@@ -165,6 +169,8 @@ async fn places_once_and_finds_the_order_again() {
             "exchange_order_id": first, "client_order_id": order.id.to_string(),
             "instrument": APPLE, "side": "buy", "type": "limit", "limit_price": "187.25",
             "quantity": 10, "expires_at": "2099-01-02T02:04:05.25Z",
+            // And how far the exchange has worked it.
+            "state": "working", "filled_quantity": 0,
         })
     );
 }
@@ -422,6 +428,131 @@ async fn an_unreachable_exchange_is_transient() {
     assert!(error.0.contains("could not connect"), "{error}");
 }
 
+// --- cancels --------------------------------------------------------------------------------
+
+fn refused(outcome: ExchangeCancelOutcome) -> (CancelRefusal, String) {
+    match outcome {
+        ExchangeCancelOutcome::Refused { refusal, reason } => {
+            assert!(!reason.contains(KEY), "the key leaked: {reason}");
+            (refusal, reason)
+        }
+        other => panic!("expected a refused cancel, got {other:?}"),
+    }
+}
+
+fn cancel_transient(outcome: ExchangeCancelOutcome) -> String {
+    match outcome {
+        ExchangeCancelOutcome::Transient { error } => {
+            assert!(!error.contains(KEY), "the key leaked: {error}");
+            error
+        }
+        other => panic!("expected a transient cancel, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_working_order_is_canceled_and_canceled_again_with_the_same_answer() {
+    let sim = start(SimSettings {
+        api_key: Some(KEY.into()),
+        limit_fill_rate: 0.0,
+        ..quiet()
+    })
+    .await;
+    let exchange = client(&sim.base_url, Some(KEY));
+    let order = limit_order(APPLE);
+    let exchange_order_id = acknowledged(exchange.place(&order).await);
+
+    let accepted = ExchangeCancelOutcome::Accepted { exchange_order_id };
+    assert_eq!(exchange.cancel(order.id).await, accepted);
+    assert_eq!(exchange.cancel(order.id).await, accepted);
+
+    let stats = sim.feed_stats();
+    assert_eq!(stats.cancels_accepted, 2);
+    // One `canceled` report for the whole rest, none for the repeat.
+    assert_eq!(stats.reports_by_kind.canceled, 1);
+    let executions = &stats.orders[&order.id.to_string()];
+    assert_eq!(executions.state, exchange_sim::WorkState::Canceled);
+    assert_eq!(executions.filled_quantity, 0);
+}
+
+#[tokio::test]
+async fn a_cancel_after_the_fill_or_the_expiry_or_of_an_unknown_order_is_refused_for_good() {
+    let sim = start(SimSettings {
+        fill_interval: Duration::from_millis(10),
+        limit_fill_rate: 0.0,
+        ..quiet()
+    })
+    .await;
+    let exchange = client(&sim.base_url, None);
+
+    // A market order fills at once.
+    let filled = market_order();
+    acknowledged(exchange.place(&filled).await);
+    let (refusal, reason) = refused(exchange.cancel(filled.id).await);
+    assert_eq!(refusal, CancelRefusal::AlreadyFilled);
+    assert!(reason.contains("filled"), "{reason}");
+
+    let mut expiring = limit_order(APPLE);
+    expiring.expires_at = Some(OffsetDateTime::now_utc() + Duration::from_millis(300));
+    acknowledged(exchange.place(&expiring).await);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        refused(exchange.cancel(expiring.id).await).0,
+        CancelRefusal::AlreadyExpired
+    );
+
+    assert_eq!(
+        refused(exchange.cancel(OrderId::generate()).await).0,
+        CancelRefusal::UnknownOrder
+    );
+
+    let stats = sim.feed_stats();
+    assert_eq!(stats.cancels_refused, 2);
+    assert_eq!(stats.reports_by_kind.cancel_refused, 2);
+    assert_eq!(stats.reports_by_kind.expired, 1);
+}
+
+#[tokio::test]
+async fn a_cancel_is_transient_while_the_exchange_fails_or_refuses_the_key() {
+    let sim = start(SimSettings {
+        api_key: Some(KEY.into()),
+        limit_fill_rate: 0.0,
+        ..quiet()
+    })
+    .await;
+    let exchange = client(&sim.base_url, Some(KEY));
+    let order = limit_order(APPLE);
+    acknowledged(exchange.place(&order).await);
+
+    sim.control(&ControlPatch {
+        down: Some(true),
+        ..ControlPatch::default()
+    })
+    .unwrap();
+    assert!(cancel_transient(exchange.cancel(order.id).await).contains("503"));
+    sim.control(&ControlPatch {
+        down: Some(false),
+        failure_rate: Some(1.0),
+        ..ControlPatch::default()
+    })
+    .unwrap();
+    assert!(cancel_transient(exchange.cancel(order.id).await).contains("503"));
+    sim.control(&ControlPatch {
+        failure_rate: Some(0.0),
+        ..ControlPatch::default()
+    })
+    .unwrap();
+    let wrong_key = client(&sim.base_url, Some("not-the-key"));
+    assert!(cancel_transient(wrong_key.cancel(order.id).await).contains("API key"));
+    assert_eq!(sim.feed_stats().cancels_accepted, 0);
+
+    // Once it answers again, the cancel goes through.
+    assert!(matches!(
+        exchange.cancel(order.id).await,
+        ExchangeCancelOutcome::Accepted { .. }
+    ));
+}
+
 // --- against a server with odd answers --------------------------------------------------------
 
 /// Answers `/{status}/{body}/orders` and `/{status}/{body}/orders/{id}` with that status and a
@@ -449,6 +580,11 @@ async fn odd_server() -> (String, tokio::task::JoinHandle<()>) {
                     .unwrap_or("");
                 json_body(json!({"error": format!("key {key} is not valid"), "reason": key}))
             }
+            "filled" => {
+                json_body(json!({"reason": "order is already filled", "refusal": "filled"}))
+            }
+            "expired" => json_body(json!({"reason": "order has expired", "refusal": "expired"})),
+            "unknown" => json_body(json!({"error": "unknown order", "refusal": "unknown_order"})),
             "redirect" => (
                 status,
                 [(header::LOCATION, "/201/ack/orders")],
@@ -465,6 +601,15 @@ async fn odd_server() -> (String, tokio::task::JoinHandle<()>) {
             "/{status}/{kind}/orders",
             post(
                 |Path((status, kind)): Path<(u16, String)>, headers: HeaderMap| async move {
+                    answer(status, &kind, &headers).await
+                },
+            ),
+        )
+        .route(
+            "/{status}/{kind}/orders/{id}/cancel",
+            post(
+                |Path((status, kind, _id)): Path<(u16, String, String)>,
+                 headers: HeaderMap| async move {
                     answer(status, &kind, &headers).await
                 },
             ),
@@ -558,6 +703,52 @@ async fn lookups_only_trust_200_and_404() {
     ] {
         let error = lookup(status, kind).await.unwrap_err();
         assert!(!error.0.contains(KEY), "the key leaked: {error}");
+    }
+    server.abort();
+}
+
+#[tokio::test]
+async fn cancel_answers_land_in_the_right_bucket() {
+    let (base, server) = odd_server().await;
+    let cancel = |status: u16, kind: &'static str| {
+        let exchange = client(&format!("{base}/{status}/{kind}"), Some(KEY));
+        async move { exchange.cancel(OrderId::generate()).await }
+    };
+    assert_eq!(
+        cancel(200, "ack").await,
+        ExchangeCancelOutcome::Accepted {
+            exchange_order_id: "EX-odd".into()
+        }
+    );
+    for (status, kind, refusal) in [
+        (422, "filled", CancelRefusal::AlreadyFilled),
+        (422, "expired", CancelRefusal::AlreadyExpired),
+        (404, "unknown", CancelRefusal::UnknownOrder),
+        (400, "reason", CancelRefusal::Invalid),
+        (422, "text", CancelRefusal::Invalid),
+    ] {
+        assert_eq!(
+            refused(cancel(status, kind).await).0,
+            refusal,
+            "{status} {kind}"
+        );
+    }
+    assert!(!refused(cancel(422, "echo").await).1.contains(KEY));
+    // A 404 without the exchange's word that the order is unknown may be a wrong URL; a success
+    // without an id is sent again (a cancel is idempotent); the rest as for placements.
+    for (status, kind) in [
+        (404, "error"),
+        (404, "empty"),
+        (200, "noid"),
+        (200, "garbage"),
+        (401, "echo"),
+        (409, "error"),
+        (429, "error"),
+        (500, "echo"),
+        (503, "empty"),
+        (302, "redirect"),
+    ] {
+        cancel_transient(cancel(status, kind).await);
     }
     server.abort();
 }

@@ -224,6 +224,9 @@ async fn control_shows_and_validates_settings() {
             "reject_instruments": [], "timeout_after_accept": false,
             "timeout_after_accept_rate": 0.0, "timeout_after_accept_delay_ms": 30000,
             "drop_after_accept": false, "drop_after_accept_rate": 0.0,
+            "fill_interval_ms": 250, "limit_fill_rate": 0.2, "market_fills_max": 3,
+            "feed_capacity": 500000, "feed_duplicate_rate": 0.0, "feed_redeliver_rate": 0.0,
+            "feed_drop_rate": 0.0,
             "api_key_required": false,
         })
     );
