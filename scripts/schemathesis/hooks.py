@@ -60,24 +60,27 @@ def valid_isin(value: str) -> str:
 def valid_price(value):
     """Rule 2 (a price's value): a JSON number with `multipleOf: 0.01` is a float to the
     generator (0.1 + 0.2 = 0.30000000000000004 passes a float tolerance); a decimal string's
-    pattern cannot bound its value. Both become the nearest accepted price at or below."""
-    if isinstance(value, bool):
+    pattern cannot bound its value. A price the server would refuse becomes the nearest accepted
+    one at or below it (at least 0.01); an accepted one is sent as generated (`"007"` too)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         return value
+    if isinstance(value, str) and not DECIMAL_STRING.match(value):
+        return value  # not a decimal string: not generated as valid
+    try:
+        price = Decimal(repr(value) if isinstance(value, float) else str(value))
+    except InvalidOperation:
+        return value
+    if Decimal(0) < price <= MAX_PRICE and price == price.quantize(Decimal("0.01")):
+        return value
+    if price.is_finite() and price > MAX_PRICE or not price.is_finite():
+        accepted = MAX_PRICE
+    else:
+        accepted = max(price.quantize(Decimal("0.01"), rounding=ROUND_DOWN), Decimal("0.01"))
     if isinstance(value, int):
-        return min(max(value, 1), int(MAX_PRICE))
+        return max(int(accepted), 1)
     if isinstance(value, float):
-        price = Decimal(repr(value)).quantize(Decimal("0.01"), rounding=ROUND_DOWN)
-        return float(min(max(price, Decimal("0.01")), MAX_PRICE))
-    if isinstance(value, str) and DECIMAL_STRING.match(value):
-        try:
-            price = Decimal(value).quantize(Decimal("0.01"), rounding=ROUND_DOWN)
-        except InvalidOperation:  # more digits than Decimal's context holds: too large
-            price = MAX_PRICE
-        price = min(max(price, Decimal("0.01")), MAX_PRICE)
-        if "." not in value:
-            return str(price.to_integral_value(rounding=ROUND_DOWN) or 1)
-        return str(price)
-    return value
+        return float(accepted)
+    return str(accepted)
 
 
 def valid_quantity(value: float) -> int:
@@ -89,19 +92,19 @@ def valid_quantity(value: float) -> int:
 def valid_expiry(value: str) -> str:
     """Rule 3 (`expires_at` in the future, at most 30 days ahead): a time inside the window,
     written with the generated time's own offset."""
-    try:
-        generated = datetime.datetime.fromisoformat(value.replace("z", "Z").replace("t", "T"))
-    except ValueError:
-        return value  # Not a time Python reads: sent as generated.
-    if generated.tzinfo is None:
-        return value
     now = datetime.datetime.now(datetime.timezone.utc)
-    if now + EARLIEST <= generated <= now + LATEST:
-        return value
     # Deterministic per generated value, so that a shrunk or replayed case keeps its time.
     seed = int.from_bytes(hashlib.sha256(value.encode()).digest()[:8], "big")
     span = (LATEST - EARLIEST).total_seconds()
     moved = now + EARLIEST + datetime.timedelta(seconds=seed % int(span))
+    try:
+        generated = datetime.datetime.fromisoformat(value.replace("z", "Z").replace("t", "T"))
+    except ValueError:  # e.g. a leap second (`23:59:60`), valid RFC 3339 that Python can't read
+        return moved.isoformat().replace("+00:00", "Z")
+    if generated.tzinfo is None:
+        return moved.isoformat().replace("+00:00", "Z")
+    if now + EARLIEST <= generated <= now + LATEST:
+        return value
     return moved.astimezone(generated.tzinfo).isoformat()
 
 
@@ -110,14 +113,9 @@ def is_create_order(context) -> bool:
     return operation is not None and operation.method.upper() == "POST" and operation.path == "/orders"
 
 
-@schemathesis.hook
-def map_case(context, case):
-    if not is_create_order(context) or not isinstance(case.body, dict):
-        return case
-    meta = case.meta
-    if meta is not None and meta.is_negative_at(ParameterLocation.BODY):
-        return case
-    body = dict(case.body)
+def complete_order(body: dict) -> dict:
+    """A body generated as a valid order, completed to keep rules 1 to 4 as well."""
+    body = dict(body)
     instrument = body.get("instrument")
     if isinstance(instrument, str) and ISIN_SHAPE.match(instrument):
         body["instrument"] = valid_isin(instrument)
@@ -129,8 +127,30 @@ def map_case(context, case):
     expires_at = body.get("expires_at")
     if isinstance(expires_at, str):
         body["expires_at"] = valid_expiry(expires_at)
-    case.body = body  # Always: `{"quantity": 2.0} == {"quantity": 2}` in Python.
+    return body
+
+
+@schemathesis.hook
+def map_case(context, case):
+    """Every generated case (coverage, fuzzing, stateful phases) whose body is positive."""
+    if not is_create_order(context) or not isinstance(case.body, dict):
+        return case
+    meta = case.meta
+    if meta is not None and meta.is_negative_at(ParameterLocation.BODY):
+        return case
+    case.body = complete_order(case.body)  # Always: `{"quantity": 2.0} == {"quantity": 2}`.
     return case
+
+
+@schemathesis.hook
+def before_add_examples(context, examples):
+    """The examples phase's cases (the document's example, its missing optional attributes
+    filled in, e.g. `expires_at` as 2000-01-01T00:00:00Z), which map_case does not see."""
+    if not is_create_order(context):
+        return
+    for case in examples:
+        if isinstance(case.body, dict):
+            case.body = complete_order(case.body)
 
 
 # Rule 5: the only 422 on a valid body that the document cannot rule out in advance.
