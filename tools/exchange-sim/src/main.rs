@@ -1,6 +1,7 @@
 //! `exchange-sim`: runs the simulated exchange as a process, configured by `EXCHANGE_SIM_*`
 //! variables (see [`exchange_sim::SimSettings::from_env`]), for the local runner and manual tests.
-//! Prints its base URL on stdout once it listens, logs JSON, and stops on Ctrl-C or SIGTERM.
+//! Prints its base URL and its execution feed's on stdout once it listens, logs JSON, and stops
+//! on Ctrl-C or SIGTERM.
 
 use anyhow::Context;
 use exchange_sim::SimSettings;
@@ -15,6 +16,11 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {listen} (EXCHANGE_SIM_LISTEN)"))?;
     println!("exchange-sim listening on {}", handle.base_url);
+    println!(
+        "execution feed on {}?after=0 (stats: {}/feed/stats)",
+        handle.feed_url(),
+        handle.base_url
+    );
     tracing::info!(base_url = %handle.base_url, settings = ?settings, "exchange simulator started");
 
     shutdown_signal().await;

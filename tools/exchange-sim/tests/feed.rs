@@ -665,8 +665,9 @@ async fn the_load_endpoints_start_show_refuse_and_stop_a_run() {
     let shown: Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
     assert_eq!(shown["running"], false);
     let published = shown["published"].as_u64().unwrap();
-    // Paced: about 2000/s, so nowhere near the unthrottled thousands per chunk.
-    assert!(published < 2000, "{shown}");
+    // Paced: never ahead of 2000 per second of its run (elapsed_ms is rounded down).
+    let elapsed_ms = shown["elapsed_ms"].as_u64().unwrap();
+    assert!(published <= 2 * (elapsed_ms + 1), "{shown}");
 
     let stats: FeedStats = reqwest::get(format!("{}/feed/stats", sim.base_url))
         .await
@@ -716,4 +717,76 @@ async fn per_order_reports_stay_in_order_while_load_orders_interleave() {
     }
     assert!(switches > 600, "the orders' reports do not interleave");
     assert_eq!(cumulative.len(), 70);
+}
+
+#[tokio::test]
+async fn a_cancel_racing_fills_ends_each_order_one_way_only() {
+    let sim = start(SimSettings {
+        fill_interval: Duration::from_millis(1),
+        limit_fill_rate: 1.0,
+        ..quiet()
+    })
+    .await;
+    let mut socket = connect(&sim, Some(0)).await;
+    let ids: Vec<Uuid> = (0..40).map(|_| Uuid::now_v7()).collect();
+    for id in &ids {
+        place(&sim, &order(*id, "limit", 20)).await;
+    }
+    let answers: HashMap<Uuid, StatusCode> = futures::future::join_all(ids.iter().map(|id| {
+        let sim = &sim;
+        async move { (*id, cancel(sim, *id).await.0) }
+    }))
+    .await
+    .into_iter()
+    .collect();
+
+    // Every order ends once; a refused cancel is reported after the fill that won.
+    let mut per_order: HashMap<Uuid, Vec<ExecutionReport>> = HashMap::new();
+    let complete = |per_order: &HashMap<Uuid, Vec<ExecutionReport>>| {
+        ids.iter().all(|id| {
+            per_order.get(id).is_some_and(|mine| {
+                let ended = mine.iter().any(|r| r.kind().is_final());
+                let refused = mine
+                    .iter()
+                    .any(|r| r.kind() == ExecutionKind::CancelRefused);
+                ended && (answers[id] != StatusCode::UNPROCESSABLE_ENTITY || refused)
+            })
+        })
+    };
+    while !complete(&per_order) {
+        let report = report(&mut socket).await;
+        per_order
+            .entry(report.client_order_id().as_uuid())
+            .or_default()
+            .push(report);
+    }
+    for id in &ids {
+        let mine = &per_order[id];
+        let kinds: Vec<ExecutionKind> = mine.iter().map(ExecutionReport::kind).collect();
+        let finals = kinds.iter().filter(|kind| kind.is_final()).count();
+        assert_eq!(finals, 1, "{kinds:?}");
+        let end = kinds.iter().position(|kind| kind.is_final()).unwrap();
+        assert!(
+            kinds[end + 1..]
+                .iter()
+                .all(|kind| *kind == ExecutionKind::CancelRefused),
+            "{kinds:?}"
+        );
+        match answers[id] {
+            StatusCode::OK => {
+                assert_eq!(kinds[end], ExecutionKind::Canceled, "{kinds:?}");
+                let canceled = mine[end].event().quantity().unwrap().get();
+                assert_eq!(traded(mine) + canceled, 20);
+            }
+            StatusCode::UNPROCESSABLE_ENTITY => {
+                assert_eq!(kinds[end], ExecutionKind::Fill, "{kinds:?}");
+                assert_eq!(traded(mine), 20);
+            }
+            other => panic!("unexpected cancel answer {other}"),
+        }
+        assert_eq!(
+            sim.feed_stats().orders[&id.to_string()].filled_quantity,
+            traded(mine)
+        );
+    }
 }
