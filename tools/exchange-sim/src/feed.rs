@@ -17,7 +17,7 @@
 //!   connections abruptly (no close frame), as a network failure would.
 //! - Idle connections get a WebSocket ping every 10 s, so a dead peer is noticed.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -30,11 +30,9 @@ use order_shared::adapters::execution_feed::{
 use order_shared::domain::{
     ExecutionEvent, ExecutionId, ExecutionKind, ExecutionReport, OrderId, Shares,
 };
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
-use crate::market::{MarketCounts, OrderExecutions, WorkState};
 use crate::rng::XorShift;
 
 /// Reports a connection takes from the buffer at a time (one flush each).
@@ -55,7 +53,7 @@ pub(crate) struct Draft {
     pub(crate) time: OffsetDateTime,
 }
 
-/// What the feed has published and sent, for `GET /feed/stats` (with the market's counts).
+/// What the feed has published and sent, for `GET /feed/stats` (`crate::counts`).
 #[derive(Debug, Default)]
 pub(crate) struct FeedCounts {
     pub(crate) last_sequence: u64,
@@ -361,83 +359,6 @@ pub(crate) fn kind_index(kind: ExecutionKind) -> usize {
     }
 }
 
-/// The `GET /feed/stats` document: what the feed published and sent, and what the market filled
-/// per order — the exchange's side of "every order's filled quantity equals the exchange's
-/// count". Counters only grow (except `kept`, and `orders_by_state` as orders move on).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct FeedStats {
-    /// The last sequence number published; equals the reports published, duplicates included.
-    pub last_sequence: u64,
-    /// The oldest report still kept for resuming clients (`last_sequence + 1` when none is).
-    pub oldest_kept_sequence: u64,
-    pub kept: u64,
-    pub capacity: u64,
-    /// Reports per kind, injected duplicates not included.
-    pub reports_by_kind: ReportsByKind,
-    /// Reports published a second time (same execution id, their own sequence number).
-    pub duplicates_published: u64,
-    pub connections_opened: u64,
-    /// Connections dropped by a fault (`feed_drop_rate`, `POST /feed/drop`).
-    pub connections_dropped: u64,
-    /// Feed messages written to connections, redeliveries included.
-    pub messages_sent: u64,
-    /// Messages a connection sent twice in a row (`feed_redeliver_rate`).
-    pub messages_redelivered: u64,
-    pub cancels_accepted: u64,
-    pub cancels_refused: u64,
-    /// Shares filled over all orders (the sum of `orders[*].filled_quantity`).
-    pub total_filled_quantity: i64,
-    pub orders_by_state: BTreeMap<WorkState, u64>,
-    /// Per client order id (left out with `?orders=false`).
-    pub orders: BTreeMap<String, OrderExecutions>,
-}
-
-impl FeedStats {
-    pub(crate) fn new(feed: FeedCounts, market: MarketCounts) -> Self {
-        Self {
-            last_sequence: feed.last_sequence,
-            oldest_kept_sequence: feed.oldest_kept_sequence,
-            kept: feed.kept,
-            capacity: feed.capacity,
-            reports_by_kind: ReportsByKind::from(feed.by_kind),
-            duplicates_published: feed.duplicates_published,
-            connections_opened: feed.connections_opened,
-            connections_dropped: feed.connections_dropped,
-            messages_sent: feed.messages_sent,
-            messages_redelivered: feed.messages_redelivered,
-            cancels_accepted: market.cancels_accepted,
-            cancels_refused: market.cancels_refused,
-            total_filled_quantity: market.total_filled_quantity,
-            orders_by_state: market.orders_by_state,
-            orders: market.orders,
-        }
-    }
-}
-
-/// Reports per kind, as `GET /feed/stats` shows them (duplicates not included).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct ReportsByKind {
-    pub partial_fill: u64,
-    pub fill: u64,
-    pub canceled: u64,
-    pub expired: u64,
-    pub cancel_refused: u64,
-}
-
-impl From<[u64; 5]> for ReportsByKind {
-    fn from(counts: [u64; 5]) -> Self {
-        Self {
-            partial_fill: counts[0],
-            fill: counts[1],
-            canceled: counts[2],
-            expired: counts[3],
-            cancel_refused: counts[4],
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use order_shared::adapters::execution_feed::parse_report;
@@ -496,7 +417,7 @@ mod tests {
             ),
             (5, 3, 3)
         );
-        assert_eq!(ReportsByKind::from(counts.by_kind).fill, 5);
+        assert_eq!(counts.by_kind[kind_index(ExecutionKind::Fill)], 5);
     }
 
     #[test]
@@ -513,6 +434,6 @@ mod tests {
         assert_eq!(reports[0].event(), reports[1].event());
         let counts = feed.counts();
         assert_eq!(counts.duplicates_published, 1);
-        assert_eq!(ReportsByKind::from(counts.by_kind).fill, 1);
+        assert_eq!(counts.by_kind[kind_index(ExecutionKind::Fill)], 1);
     }
 }

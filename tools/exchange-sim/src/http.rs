@@ -45,7 +45,8 @@ use order_shared::domain::{Price, Quantity};
 
 use crate::book::{Accepted, Book, PlacedOrder, Refusal, Stats, Withheld};
 use crate::conn::Connection;
-use crate::feed::{ConnectionFaults, Feed, FeedStats};
+use crate::counts::FeedStats;
+use crate::feed::{ConnectionFaults, Feed};
 use crate::load::{LoadRequest, LoadRun, LoadView};
 use crate::market::{CancelAnswer, LoadPlan, Market, WorkState};
 use crate::rng::XorShift;

@@ -9,6 +9,7 @@
 //! - [`market`]: placed orders worked into fills, cancels and expiries.
 //! - [`feed`]: the execution feed (WebSocket `GET /feed?after=N`), its bounded memory, its faults
 //!   and the counts behind `/feed/stats`.
+//! - [`counts`]: the `/feed/stats` document.
 //! - [`load`]: the load mode (`/load`), synthetic fills at a given rate.
 //! - `conn`: connections a handler can cut, for "connection lost after sending".
 //!
@@ -21,6 +22,7 @@
 
 pub mod book;
 mod conn;
+pub mod counts;
 pub mod feed;
 mod http;
 pub mod load;
@@ -35,7 +37,7 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 
 pub use book::{PlacedOrder, Refusal, Stats};
-pub use feed::{FeedStats, ReportsByKind};
+pub use counts::{FeedStats, ReportsByKind};
 pub use http::API_KEY_HEADER;
 pub use load::{LoadRequest, LoadView};
 pub use market::{OrderExecutions, WorkState};
