@@ -14,15 +14,18 @@ use std::time::Duration;
 use futures::FutureExt;
 
 use order_shared::adapters::postgres::{
-    DatabaseConfig, DatabaseCredentials, PostgresOrderStore, TlsMode, build_pool, run_migrations,
+    DatabaseConfig, DatabaseCredentials, PostgresExecutionStore, PostgresOrderStore, TlsMode,
+    build_pool, run_migrations,
 };
 use order_shared::domain::{
-    ClientId, ExpiryRule, Isin, NewOrder, Order, OrderId, OrderStatus, OrderType, Quantity, Side,
-    Transition,
+    ClientId, ExecutionEvent, ExecutionId, ExecutionReport, ExpiryRule, Isin, NewOrder, Order,
+    OrderId, OrderStatus, OrderType, Price, Quantity, Shares, Side, Transition,
 };
 use order_shared::ports::{
-    CancelOutcome, ClaimOutcome, CreateOutcome, OrderLifecycle, OrderStore, RetryPlan,
+    CancelOutcome, ClaimOutcome, CreateOutcome, ExecutionStore, IngesterLease, OrderLifecycle,
+    OrderStore, RetryPlan,
 };
+use order_shared::usecases::ingest::ingest_batch;
 use tokio_postgres::NoTls;
 
 fn admin_url() -> String {
@@ -123,8 +126,81 @@ async fn apply(store: &PostgresOrderStore, transition: Transition, id: OrderId) 
         }
         Transition::Expire => store.expire(id).await,
         Transition::ExpireAfterLookup => store.expire_after_lookup(id).await,
+        Transition::RequestCancel => store.request_cancel(id).await,
+        Transition::PartiallyFill
+        | Transition::Fill
+        | Transition::CancelAtExchange
+        | Transition::ExpireAtExchange => return apply_report(store, transition, id).await,
     };
     result.unwrap_or_else(|e| panic!("{transition:?}: {e}"))
+}
+
+/// Makes an execution report's move the ingester's way: one report of the move's kind for the
+/// order (quantity 10, nothing filled before) in a batch of its own. The order after it if its
+/// status changed, `None` if the report did not apply or changed no status (it is then kept,
+/// waiting).
+async fn apply_report(
+    store: &PostgresOrderStore,
+    transition: Transition,
+    id: OrderId,
+) -> Option<Order> {
+    let executions = PostgresExecutionStore::new(store.pool().clone());
+    let lease = IngesterLease {
+        holder: "lifecycle-test".into(),
+        duration: Duration::from_secs(60),
+    };
+    assert!(executions.acquire_lease(&lease).await.unwrap());
+    let price = Price::parse("12.34").unwrap();
+    let (event, cumulative, remaining) = match transition {
+        Transition::PartiallyFill => (
+            ExecutionEvent::PartialFill {
+                quantity: Quantity::new(3).unwrap(),
+                price,
+            },
+            3,
+            7,
+        ),
+        Transition::Fill => (
+            ExecutionEvent::Fill {
+                quantity: Quantity::new(10).unwrap(),
+                price,
+            },
+            10,
+            0,
+        ),
+        Transition::CancelAtExchange => (
+            ExecutionEvent::Canceled {
+                quantity: Quantity::new(10).unwrap(),
+            },
+            0,
+            0,
+        ),
+        _ => (
+            ExecutionEvent::Expired {
+                quantity: Quantity::new(10).unwrap(),
+            },
+            0,
+            0,
+        ),
+    };
+    let sequence = executions.last_sequence().await.unwrap() + 1;
+    let report = ExecutionReport::new(
+        sequence,
+        ExecutionId::parse(&format!("EXE-{}", uuid::Uuid::new_v4())).unwrap(),
+        id,
+        "X-1".into(),
+        event,
+        Shares::new(cumulative).unwrap(),
+        Shares::new(remaining).unwrap(),
+        time::OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+    let before = store.find_order(id).await.unwrap().unwrap();
+    ingest_batch(&executions, &lease, &[report], sequence, 0)
+        .await
+        .unwrap_or_else(|e| panic!("{transition:?}: {e}"));
+    let after = store.find_order(id).await.unwrap().unwrap();
+    (after.status != before.status).then_some(after)
 }
 
 async fn new_order(store: &PostgresOrderStore) -> Order {

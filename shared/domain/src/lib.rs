@@ -5,6 +5,7 @@
 mod client;
 mod execution;
 mod field_error;
+mod fills;
 mod idempotency;
 mod isin;
 mod new_order;
@@ -17,6 +18,7 @@ mod time_in_force;
 pub use client::ClientId;
 pub use execution::{ExecutionEvent, ExecutionId, ExecutionKind, ExecutionReport, Shares};
 pub use field_error::{FieldError, OrderRejection};
+pub use fills::{AVERAGE_PRICE_PLACES, Applied, FillState, Settlement, Waiting, apply_in_sequence};
 pub use idempotency::IdempotencyKey;
 pub use isin::Isin;
 pub use new_order::{NewOrder, OrderType, Side, repeated_attribute_error, repeated_attributes};

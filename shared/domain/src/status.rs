@@ -11,13 +11,14 @@ use serde::{Deserialize, Serialize};
 /// with conditional updates so that late or duplicate messages cannot move an order backwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
     /// Committed; its placement is guaranteed from here on.
     Pending,
     /// Claimed by a placer under a lease.
     Placing,
-    /// Acknowledged by the exchange (final).
+    /// Acknowledged by the exchange: working there, nothing filled yet. Final for the placement
+    /// pipeline; from here the exchange's execution reports move it on.
     Placed,
     /// Refused by the exchange for good (final).
     Rejected,
@@ -26,12 +27,20 @@ pub enum OrderStatus {
     Failed,
     /// Its time in force ran out before it could be placed (final): never sent afterwards.
     Expired,
-    /// Canceled by the client before placement (final).
+    /// Canceled (final): by the client before placement, or at the exchange — the unfilled rest
+    /// of a working order (`filled_quantity` says what traded before).
     Canceled,
+    /// Working at the exchange with part of its quantity filled.
+    PartiallyFilled,
+    /// Filled completely at the exchange (final).
+    Filled,
+    /// Working at the exchange with a cancel sent and not yet answered: it ends `canceled` (the
+    /// unfilled rest) or `filled` (the fill won the race).
+    PendingCancel,
 }
 
 impl OrderStatus {
-    pub const ALL: [OrderStatus; 7] = [
+    pub const ALL: [OrderStatus; 10] = [
         Self::Pending,
         Self::Placing,
         Self::Placed,
@@ -39,6 +48,9 @@ impl OrderStatus {
         Self::Failed,
         Self::Expired,
         Self::Canceled,
+        Self::PartiallyFilled,
+        Self::Filled,
+        Self::PendingCancel,
     ];
 
     /// The status of a newly committed order (the design's "(new) → pending").
@@ -53,6 +65,9 @@ impl OrderStatus {
             Self::Failed => "failed",
             Self::Expired => "expired",
             Self::Canceled => "canceled",
+            Self::PartiallyFilled => "partially_filled",
+            Self::Filled => "filled",
+            Self::PendingCancel => "pending_cancel",
         }
     }
 
@@ -66,11 +81,20 @@ impl OrderStatus {
                 .any(|t| t.to() == next && t.from().contains(&self))
     }
 
-    /// Final for the placement pipeline: no message may change it (an admin retry may).
+    /// Final for the placement pipeline: no placement message may change it (an admin retry
+    /// may). Every status from `placed` on is: after placement only the exchange's execution
+    /// reports move an order ([`OrderStatus::is_working`]). The client's open-order limit counts
+    /// the statuses that are not final — the orders still waiting for placement.
     pub fn is_final(self) -> bool {
+        !matches!(self, Self::Pending | Self::Placing)
+    }
+
+    /// Working at the exchange: placed and not yet filled, canceled or expired there. The
+    /// exchange's execution reports apply to an order in these statuses only.
+    pub fn is_working(self) -> bool {
         matches!(
             self,
-            Self::Placed | Self::Rejected | Self::Failed | Self::Expired | Self::Canceled
+            Self::Placed | Self::PartiallyFilled | Self::PendingCancel
         )
     }
 
@@ -115,6 +139,19 @@ pub enum Transition {
     /// Its time ran out and a lookup just confirmed that the exchange does not have it (the last
     /// attempt's outcome was unknown, or it reached the alerter): `pending`/`placing` → `expired`.
     ExpireAfterLookup,
+    /// The client asks to cancel an order working at the exchange; the cancel goes to the
+    /// exchange, whose report ends it: `placed`/`partially_filled` → `pending_cancel`.
+    RequestCancel,
+    /// The exchange's first partial fill: `placed` → `partially_filled`. (Later partial fills
+    /// change the fill state, not the status.)
+    PartiallyFill,
+    /// The exchange filled the order's last open shares: a working order → `filled`.
+    Fill,
+    /// The exchange canceled the unfilled rest: a working order → `canceled`.
+    CancelAtExchange,
+    /// The order's time in force ran out at the exchange: a working order → `expired`. Not an
+    /// incident: nothing went wrong on our side.
+    ExpireAtExchange,
 }
 
 /// What a move requires of the order's time in force (`expires_at`), besides its status. An
@@ -135,7 +172,7 @@ pub enum ExpiryRule {
 }
 
 impl Transition {
-    pub const ALL: [Transition; 10] = [
+    pub const ALL: [Transition; 15] = [
         Self::Claim,
         Self::Place,
         Self::Reject,
@@ -146,6 +183,19 @@ impl Transition {
         Self::Cancel,
         Self::Expire,
         Self::ExpireAfterLookup,
+        Self::RequestCancel,
+        Self::PartiallyFill,
+        Self::Fill,
+        Self::CancelAtExchange,
+        Self::ExpireAtExchange,
+    ];
+
+    /// The moves an execution report makes (the ingester's), in [`Transition::ALL`]'s order.
+    pub const BY_EXECUTION: [Transition; 4] = [
+        Self::PartiallyFill,
+        Self::Fill,
+        Self::CancelAtExchange,
+        Self::ExpireAtExchange,
     ];
 
     /// The statuses this move starts from.
@@ -158,6 +208,11 @@ impl Transition {
             Self::Requeue => &[Failed],
             Self::Cancel | Self::Expire => &[Pending],
             Self::ExpireAfterLookup => &[Pending, Placing],
+            Self::RequestCancel => &[Placed, PartiallyFilled],
+            Self::PartiallyFill => &[Placed],
+            Self::Fill | Self::CancelAtExchange | Self::ExpireAtExchange => {
+                &[Placed, PartiallyFilled, PendingCancel]
+            }
         }
     }
 
@@ -170,8 +225,24 @@ impl Transition {
             Self::Release | Self::Requeue => OrderStatus::Pending,
             Self::Fail => OrderStatus::Failed,
             Self::Cancel => OrderStatus::Canceled,
-            Self::Expire | Self::ExpireAfterLookup => OrderStatus::Expired,
+            Self::Expire | Self::ExpireAfterLookup | Self::ExpireAtExchange => OrderStatus::Expired,
+            Self::RequestCancel => OrderStatus::PendingCancel,
+            Self::PartiallyFill => OrderStatus::PartiallyFilled,
+            Self::Fill => OrderStatus::Filled,
+            Self::CancelAtExchange => OrderStatus::Canceled,
         }
+    }
+
+    /// Whether an order making this move joins an incident that admins hear about: the ends of
+    /// the placement pipeline that went wrong (`failed`, or `expired` before it could be placed),
+    /// not an expiry at the exchange, which is the market's business.
+    pub fn alerts_admins(self) -> bool {
+        self.to().alerts_admins() && !matches!(self, Self::ExpireAtExchange)
+    }
+
+    /// Whether an execution report makes this move (see [`Transition::BY_EXECUTION`]).
+    pub fn is_by_execution(self) -> bool {
+        Self::BY_EXECUTION.contains(&self)
     }
 
     /// Whether this move leaves a leased status only once the lease has expired. The lease
@@ -243,6 +314,19 @@ mod tests {
             // Time in force ran out: waiting, or confirmed absent at the exchange by a lookup.
             (Pending, Expired),
             (Placing, Expired),
+            // After placement: the client's cancel of a working order, and the exchange's reports.
+            (Placed, PendingCancel),
+            (PartiallyFilled, PendingCancel),
+            (Placed, PartiallyFilled),
+            (Placed, Filled),
+            (PartiallyFilled, Filled),
+            (PendingCancel, Filled),
+            (Placed, Canceled),
+            (PartiallyFilled, Canceled),
+            (PendingCancel, Canceled),
+            (Placed, Expired),
+            (PartiallyFilled, Expired),
+            (PendingCancel, Expired),
         ];
         for from in OrderStatus::ALL {
             for to in OrderStatus::ALL {
@@ -259,7 +343,7 @@ mod tests {
     fn every_move_of_the_design_has_its_actor() {
         use Transition::*;
         // (move, from, to, waits for an expired lease): the design's table, row by row.
-        let design: [(Transition, &[OrderStatus], OrderStatus, bool); 10] = [
+        let design: [(Transition, &[OrderStatus], OrderStatus, bool); 15] = [
             (Claim, &[Pending, Placing], Placing, true),
             (Place, &[Placing], Placed, false),
             (Reject, &[Placing], Rejected, false),
@@ -270,6 +354,31 @@ mod tests {
             (Cancel, &[Pending], Canceled, false),
             (Expire, &[Pending], Expired, false),
             (ExpireAfterLookup, &[Pending, Placing], Expired, true),
+            (
+                RequestCancel,
+                &[Placed, PartiallyFilled],
+                PendingCancel,
+                false,
+            ),
+            (PartiallyFill, &[Placed], PartiallyFilled, false),
+            (
+                Fill,
+                &[Placed, PartiallyFilled, PendingCancel],
+                Filled,
+                false,
+            ),
+            (
+                CancelAtExchange,
+                &[Placed, PartiallyFilled, PendingCancel],
+                Canceled,
+                false,
+            ),
+            (
+                ExpireAtExchange,
+                &[Placed, PartiallyFilled, PendingCancel],
+                Expired,
+                false,
+            ),
         ];
         for (transition, from, to, waits) in design {
             assert_eq!(transition.from(), from, "{transition:?}");
@@ -288,10 +397,20 @@ mod tests {
         // A new variant fails to compile in these matches: add it to the list beside them, and
         // to `ALL`.
         for status in [
-            Pending, Placing, Placed, Rejected, Failed, Expired, Canceled,
+            Pending,
+            Placing,
+            Placed,
+            Rejected,
+            Failed,
+            Expired,
+            Canceled,
+            PartiallyFilled,
+            Filled,
+            PendingCancel,
         ] {
             match status {
-                Pending | Placing | Placed | Rejected | Failed | Expired | Canceled => {
+                Pending | Placing | Placed | Rejected | Failed | Expired | Canceled
+                | PartiallyFilled | Filled | PendingCancel => {
                     assert!(OrderStatus::ALL.contains(&status), "{status}")
                 }
             }
@@ -308,10 +427,16 @@ mod tests {
             Cancel,
             Expire,
             ExpireAfterLookup,
+            RequestCancel,
+            PartiallyFill,
+            Fill,
+            CancelAtExchange,
+            ExpireAtExchange,
         ] {
             match transition {
                 Claim | Place | Reject | Release | PlaceByLookup | Fail | Requeue | Cancel
-                | Expire | ExpireAfterLookup => {
+                | Expire | ExpireAfterLookup | RequestCancel | PartiallyFill | Fill
+                | CancelAtExchange | ExpireAtExchange => {
                     assert!(Transition::ALL.contains(&transition), "{transition:?}")
                 }
             }
@@ -334,11 +459,38 @@ mod tests {
     }
 
     #[test]
-    fn placed_and_rejected_never_change() {
+    fn finished_orders_never_change_and_placed_ones_only_by_the_exchange_or_a_cancel() {
         for to in OrderStatus::ALL {
-            assert!(!Placed.can_become(to));
-            assert!(!Rejected.can_become(to));
+            for done in [Rejected, Filled, Canceled, Expired] {
+                assert!(!done.can_become(to), "{done} -> {to}");
+            }
+            let moves: Vec<Transition> = Transition::ALL
+                .into_iter()
+                .filter(|t| t.to() == to && t.from().contains(&Placed))
+                .collect();
+            for transition in moves {
+                assert!(
+                    transition.is_by_execution() || transition == Transition::RequestCancel,
+                    "{transition:?} moves a placed order"
+                );
+            }
         }
+        // Working orders are final for the placement pipeline (no placement message moves them)
+        // and the only ones execution reports apply to.
+        for status in OrderStatus::ALL {
+            assert_eq!(
+                status.is_working(),
+                [Placed, PartiallyFilled, PendingCancel].contains(&status),
+                "{status}"
+            );
+            assert_eq!(status.is_final(), ![Pending, Placing].contains(&status));
+        }
+        for transition in Transition::BY_EXECUTION {
+            assert!(transition.from().iter().all(|s| s.is_working()));
+            assert!(!transition.alerts_admins() || transition.to() == Failed);
+        }
+        assert!(Transition::Expire.alerts_admins());
+        assert!(!Transition::ExpireAtExchange.alerts_admins());
     }
 
     #[test]
@@ -354,7 +506,8 @@ mod tests {
         }
         assert_eq!(
             "PLACED".parse::<OrderStatus>().unwrap_err(),
-            "must be one of pending, placing, placed, rejected, failed, expired, canceled; got `PLACED`"
+            "must be one of pending, placing, placed, rejected, failed, expired, canceled, \
+             partially_filled, filled, pending_cancel; got `PLACED`"
         );
     }
 }

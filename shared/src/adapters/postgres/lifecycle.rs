@@ -53,6 +53,18 @@ impl PostgresOrderStore {
         rows.iter().map(order_from_row).collect()
     }
 
+    /// `placed`/`partially_filled` → `pending_cancel`: the client asked to cancel an order working
+    /// at the exchange (the ownership check is the caller's; the cancel itself goes to the
+    /// exchange through the queue, and the exchange's report ends the order).
+    pub async fn request_cancel(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
+        self.transition(
+            Transition::RequestCancel,
+            "request cancel",
+            &[&id.as_uuid(), &"cancel requested by the client"],
+        )
+        .await
+    }
+
     /// `pending` → `canceled` (the ownership check is the caller's).
     pub(super) async fn cancel(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
         self.transition(

@@ -3,11 +3,14 @@
 //! modules: `orders` (the `OrderStore` port) and `lifecycle` (the `OrderLifecycle` port, whose
 //! statements `transitions` renders from the domain's state machine); the same type also keeps
 //! the exchange breaker (`breaker`) and the incidents admins are told about (`incidents`).
+//! `executions` keeps the exchange's execution reports and the orders' fill state for the
+//! ingester (`PostgresExecutionStore`).
 
 mod access_control;
 mod breaker;
 mod client_orders;
 mod connect;
+mod executions;
 mod incidents;
 mod lifecycle;
 mod migrate;
@@ -19,5 +22,6 @@ mod transitions;
 
 pub use access_control::{OPEN_ORDERS_RETRY_AFTER, PostgresAccessControl, RATE_RETRY_AFTER};
 pub use connect::{DatabaseConfig, DatabaseCredentials, PoolError, TlsMode, build_pool};
+pub use executions::{FEED_LEASE, PostgresExecutionStore};
 pub use migrate::{MigrationError, ensure_application_role, run_migrations, run_migrations_up_to};
 pub use orders::PostgresOrderStore;

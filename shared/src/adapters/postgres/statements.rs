@@ -37,6 +37,13 @@ pg_typed!(
     Decimal => NUMERIC,
     Vec<u8> => BYTEA,
     Vec<Uuid> => UUID_ARRAY,
+    Vec<String> => TEXT_ARRAY,
+    Vec<Option<String>> => TEXT_ARRAY,
+    Vec<i64> => INT8_ARRAY,
+    Vec<bool> => BOOL_ARRAY,
+    Vec<Decimal> => NUMERIC_ARRAY,
+    Vec<Option<Decimal>> => NUMERIC_ARRAY,
+    Vec<OffsetDateTime> => TIMESTAMPTZ_ARRAY,
 );
 
 impl PgTyped for &str {

@@ -35,7 +35,7 @@ fn move_sql(transition: Transition, select: &str, lock: &str) -> String {
     };
     let to = sql_literal(transition.to());
     let extra_set = records(transition);
-    let incident = if transition.to().alerts_admins() {
+    let incident = if transition.alerts_admins() {
         incident_sql(transition.to())
     } else {
         String::new()
@@ -125,7 +125,126 @@ fn records(transition: Transition) -> &'static str {
             ", enqueued_at = NULL, alerted_at = NULL, sweep_claimed_until = NULL, \
                lease_expires_at = NULL"
         }
+        Transition::RequestCancel => "",
+        // The ingester makes these moves in batches, with the fill state, through
+        // `apply_executions_sql`; one at a time they record nothing else.
+        Transition::PartiallyFill
+        | Transition::Fill
+        | Transition::CancelAtExchange
+        | Transition::ExpireAtExchange => "",
     }
+}
+
+/// The status changes execution reports make, as `(from, to)` rows of an SQL `VALUES` list,
+/// rendered from the domain's table ([`Transition::BY_EXECUTION`]); plus "no change" for each
+/// working status (a later partial fill, a refused cancel).
+fn execution_moves() -> Vec<(OrderStatus, OrderStatus)> {
+    let mut moves = Vec::new();
+    for transition in Transition::BY_EXECUTION {
+        for from in transition.from() {
+            moves.push((*from, transition.to()));
+        }
+    }
+    for status in OrderStatus::ALL.into_iter().filter(|s| s.is_working()) {
+        moves.push((status, status));
+    }
+    moves
+}
+
+/// The ingester's batch in one statement, atomic: renew the lease (`$1` name, `$2` holder, `$3`
+/// seconds) — and write nothing at all if it is no longer held —, move each order to its new fill
+/// state if it is still in the status and fill state the plan started from (and the domain allows
+/// the move), append the audit events of the orders that moved, store the new reports (applied
+/// with their order's update, or waiting), mark kept reports applied, refresh the reasons of
+/// those still waiting, and advance the feed cursor to `$4`.
+///
+/// Parameters from `$5` are arrays, one element per row:
+/// - orders: `$5` id, `$6` expected status, `$7` expected filled, `$8` new status, `$9` new
+///   filled, `$10` new notional, `$11` new average price;
+/// - events: `$12` order id, `$13` from, `$14` to, `$15` reason;
+/// - new reports: `$16` execution id, `$17` order id, `$18` sequence, `$19` kind, `$20` exchange
+///   order id, `$21` quantity, `$22` price, `$23` cumulative, `$24` remaining, `$25` time, `$26`
+///   applies (with its order's update), `$27` waiting reason;
+/// - kept reports now applied: `$28` execution id, `$29` order id;
+/// - kept reports still waiting: `$30` execution id, `$31` reason.
+///
+/// A report planned as applied whose order did not move (it changed in between) is stored (or
+/// left) waiting and tried again later. The row says what happened.
+pub(super) fn apply_executions_sql() -> String {
+    let moves = execution_moves()
+        .into_iter()
+        .map(|(from, to)| format!("({}, {})", sql_literal(from), sql_literal(to)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "WITH lease AS ( \
+           UPDATE ingester_leases SET expires_at = now() + make_interval(secs => $3), \
+                  updated_at = now() \
+           WHERE name = $1 AND holder = $2 AND expires_at > now() RETURNING 1 \
+         ), fills AS ( \
+           SELECT * FROM unnest($5::uuid[], $6::text[], $7::int8[], $8::text[], $9::int8[], \
+                                $10::numeric[], $11::numeric[]) \
+             AS f(id, expected_status, expected_filled, new_status, new_filled, new_notional, \
+                  new_average) \
+         ), prev AS ( \
+           SELECT o.id, o.status AS from_status FROM orders o JOIN fills f ON f.id = o.id \
+           WHERE EXISTS (SELECT 1 FROM lease) \
+             AND o.status = f.expected_status AND o.filled_quantity = f.expected_filled \
+             AND (f.expected_status, f.new_status) IN (VALUES {moves}) \
+           FOR UPDATE OF o \
+         ), upd AS ( \
+           UPDATE orders o SET status = f.new_status, filled_quantity = f.new_filled, \
+                  filled_notional = f.new_notional, average_fill_price = f.new_average, \
+                  updated_at = now() \
+           FROM prev JOIN fills f ON f.id = prev.id WHERE o.id = prev.id \
+           RETURNING o.id, o.attempts \
+         ), event AS ( \
+           INSERT INTO order_events (order_id, from_status, to_status, reason, attempt) \
+           SELECT e.order_id, e.from_status, e.to_status, e.reason, upd.attempts \
+           FROM unnest($12::uuid[], $13::text[], $14::text[], $15::text[]) WITH ORDINALITY \
+                  AS e(order_id, from_status, to_status, reason, n) \
+           JOIN upd ON upd.id = e.order_id ORDER BY e.n \
+         ), ins AS ( \
+           INSERT INTO executions (execution_id, order_id, sequence, kind, exchange_order_id, \
+                  quantity, price, cumulative_quantity, remaining_quantity, executed_at, \
+                  applied_at, waiting_reason) \
+           SELECT x.execution_id, x.order_id, x.sequence, x.kind, x.exchange_order_id, \
+                  x.quantity, x.price, x.cumulative, x.remaining, x.executed_at, \
+                  CASE WHEN x.applies AND x.order_id IN (SELECT id FROM upd) THEN now() END, \
+                  CASE WHEN x.applies AND x.order_id IN (SELECT id FROM upd) THEN NULL \
+                       ELSE COALESCE(x.reason, 'the order changed while its batch was written') \
+                  END \
+           FROM unnest($16::text[], $17::uuid[], $18::int8[], $19::text[], $20::text[], \
+                       $21::int8[], $22::numeric[], $23::int8[], $24::int8[], \
+                       $25::timestamptz[], $26::bool[], $27::text[]) \
+             AS x(execution_id, order_id, sequence, kind, exchange_order_id, quantity, price, \
+                  cumulative, remaining, executed_at, applies, reason) \
+           WHERE EXISTS (SELECT 1 FROM lease) \
+           ON CONFLICT (execution_id) DO NOTHING \
+           RETURNING applied_at IS NOT NULL AS applied \
+         ), kept AS ( \
+           UPDATE executions x SET applied_at = now(), waiting_reason = NULL, updated_at = now() \
+           FROM unnest($28::text[], $29::uuid[]) AS k(execution_id, order_id) \
+           WHERE x.execution_id = k.execution_id AND x.applied_at IS NULL \
+             AND k.order_id IN (SELECT id FROM upd) \
+           RETURNING 1 \
+         ), still AS ( \
+           UPDATE executions x SET waiting_reason = w.reason, updated_at = now() \
+           FROM unnest($30::text[], $31::text[]) AS w(execution_id, reason) \
+           WHERE x.execution_id = w.execution_id AND x.applied_at IS NULL \
+             AND x.waiting_reason IS DISTINCT FROM w.reason AND EXISTS (SELECT 1 FROM lease) \
+         ), cursor AS ( \
+           UPDATE execution_feed_cursor SET last_sequence = greatest(last_sequence, $4), \
+                  updated_at = now() \
+           WHERE id = 1 AND EXISTS (SELECT 1 FROM lease) RETURNING last_sequence \
+         ) \
+         SELECT (SELECT count(*) FROM lease) AS leased, \
+                (SELECT count(*) FROM upd) AS orders_moved, \
+                (SELECT count(*) FROM ins) AS stored, \
+                (SELECT count(*) FROM ins WHERE applied) AS applied_new, \
+                (SELECT count(*) FROM kept) AS applied_kept, \
+                (SELECT last_sequence FROM cursor) AS last_sequence"
+    )
 }
 
 /// The statuses a move starts from as a condition: `status = 'a'` or `status IN ('a', 'b')`, and
@@ -150,8 +269,8 @@ fn guard(transition: Transition) -> String {
     conditions.join(" OR ")
 }
 
-/// A status as an SQL string literal; status names are lower-case words (a test checks), so
-/// quoting needs no escaping.
+/// A status as an SQL string literal; status names are lower-case words joined by `_` (a test
+/// checks), so quoting needs no escaping.
 fn sql_literal(status: OrderStatus) -> String {
     format!("'{}'", status.as_str())
 }
@@ -317,10 +436,51 @@ mod tests {
     }
 
     #[test]
+    fn the_ingesters_batch_allows_exactly_the_moves_of_execution_reports() {
+        let moves: BTreeSet<(&str, &str)> = execution_moves()
+            .into_iter()
+            .map(|(from, to)| (from.as_str(), to.as_str()))
+            .collect();
+        for from in OrderStatus::ALL {
+            for to in OrderStatus::ALL {
+                let by_report = Transition::BY_EXECUTION
+                    .iter()
+                    .any(|t| t.to() == to && t.from().contains(&from));
+                let expected = by_report || (from == to && from.is_working());
+                assert_eq!(
+                    moves.contains(&(from.as_str(), to.as_str())),
+                    expected,
+                    "{from} -> {to}"
+                );
+            }
+        }
+        let sql = apply_executions_sql();
+        assert_eq!(sql.matches("SET status").count(), 1, "{sql}");
+        for (from, to) in &moves {
+            assert!(
+                sql.contains(&format!("('{from}', '{to}')")),
+                "{from} -> {to}"
+            );
+        }
+        // Nothing is written without the lease.
+        for table in ["orders o", "executions", "execution_feed_cursor"] {
+            assert!(sql.contains(table), "{table}");
+        }
+        assert_eq!(
+            sql.matches("EXISTS (SELECT 1 FROM lease)").count(),
+            4,
+            "prev, ins, still and cursor wait for the lease: {sql}"
+        );
+    }
+
+    #[test]
     fn status_names_need_no_sql_escaping() {
         for status in OrderStatus::ALL {
             assert!(
-                status.as_str().chars().all(|c| c.is_ascii_lowercase()),
+                status
+                    .as_str()
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '_'),
                 "{status}"
             );
         }
