@@ -7,7 +7,7 @@ use super::*;
 
 /// The template with some parameters set to other values than their defaults (the stack a
 /// `sam deploy --parameter-overrides ...` creates).
-fn with_parameters(t: &Template, overrides: &[(&str, &str)]) -> Template {
+pub(super) fn with_parameters(t: &Template, overrides: &[(&str, &str)]) -> Template {
     let mut defaults = t.defaults.clone();
     for (name, value) in overrides {
         ensure_parameter(t, name);
@@ -27,7 +27,7 @@ fn ensure_parameter(t: &Template, name: &str) {
 }
 
 /// Does the resource exist for these parameters (its `Condition`, if any, holds)?
-fn exists(t: &Template, resource: &Value) -> bool {
+pub(super) fn exists(t: &Template, resource: &Value) -> bool {
     resource["Condition"]
         .as_str()
         .is_none_or(|condition| t.condition(condition))
@@ -41,7 +41,7 @@ fn referenced(value: &Value) -> Option<&str> {
 
 /// The security groups that admit TCP `port` into `group` (its inline ingress rules and the
 /// `AWS::EC2::SecurityGroupIngress` resources that exist for these parameters).
-fn sources(t: &Template, group: &str, port: f64) -> BTreeSet<String> {
+pub(super) fn sources(t: &Template, group: &str, port: f64) -> BTreeSet<String> {
     let admits_443 = |rule: &Value| {
         let from = t.number(&rule["FromPort"]);
         let to = t.number(&rule["ToPort"]);
@@ -94,7 +94,8 @@ pub(super) fn check_secrets_endpoint_admits_everyone_who_reads_a_secret(
         let group = referenced(group).ok_or("endpoint security group is a !Ref")?;
         admitted.extend(sources(t, group, 443.0));
     }
-    // Who reads a secret from inside the VPC: the functions, and RDS Proxy (its credentials).
+    // Who reads a secret from inside the VPC: the functions, RDS Proxy (its credentials), the
+    // rotation functions and the ECS tasks (the ingester; whether or not its service exists yet).
     let mut readers: Vec<(String, String)> = Vec::new();
     for group in t.root["Globals"]["Function"]["VpcConfig"]["SecurityGroupIds"]
         .as_array()
@@ -118,6 +119,18 @@ pub(super) fn check_secrets_endpoint_admits_everyone_who_reads_a_secret(
     }
     for (rotation, group) in rotation_groups(t)? {
         readers.push((rotation, group));
+    }
+    for (service, resource) in t.of_type("AWS::ECS::Service") {
+        for group in
+            resource["Properties"]["NetworkConfiguration"]["AwsvpcConfiguration"]["SecurityGroups"]
+                .as_array()
+                .ok_or("the ECS service's security groups")?
+        {
+            readers.push((
+                service.clone(),
+                referenced(group).ok_or("a !Ref")?.to_owned(),
+            ));
+        }
     }
     ensure!(readers.len() >= 2, "found the functions and the proxy");
     for (who, group) in readers {

@@ -10,7 +10,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::LazyLock;
 
-use order_shared::config::{AlerterConfig, ApiConfig, Env, PlacerConfig, SweeperConfig};
+use order_shared::config::{
+    AlerterConfig, ApiConfig, Env, IngesterConfig, PlacerConfig, SweeperConfig,
+};
 use serde_json::{Map, Value, json};
 
 const TEMPLATE_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/template.yaml");
@@ -526,7 +528,14 @@ fn every_alarm_notifies_the_alert_topic_and_treats_missing_data_as_not_breaching
             .as_array()
             .unwrap_or_else(|| panic!("{name} has no AlarmActions"));
         assert!(actions.contains(&topic), "{name} does not notify {topic}");
-        assert_eq!(properties["TreatMissingData"], "notBreaching", "{name}");
+        // Except where no data is the failure: ECS publishes a service's metrics only while a
+        // task runs (ingester::check_ingester_alarms).
+        let expected = if properties["Namespace"] == "AWS/ECS" {
+            "breaching"
+        } else {
+            "notBreaching"
+        };
+        assert_eq!(properties["TreatMissingData"], expected, "{name}");
     }
 
     // The alarms the design asks for (reading the metric directly or in metric math).
@@ -864,9 +873,12 @@ fn no_iam_statement_grants_a_wildcard_action() {
         if statement["Resource"] == "*" {
             let sid = statement["Sid"].as_str().unwrap_or_default();
             assert!(
-                ["LambdaVpcEnis", "XRay"].contains(&sid),
+                ["LambdaVpcEnis", "XRay", "EcrAuthorizationToken"].contains(&sid),
                 "{owner}: statement {statement} is not scoped to the stack's resources"
             );
+            if sid == "EcrAuthorizationToken" {
+                assert_eq!(statement["Action"], "ecr:GetAuthorizationToken", "{owner}");
+            }
         }
     }
 }
@@ -1128,7 +1140,7 @@ macro_rules! ensure {
 }
 
 /// Variables a function reads that the template leaves to the code on purpose, and why.
-const LEFT_UNSET: [(&str, &str); 4] = [
+const LEFT_UNSET: [(&str, &str); 5] = [
     (
         "DATABASE_URL",
         "local runs only; in AWS the credentials come from DATABASE_SECRET_ARN",
@@ -1143,7 +1155,11 @@ const LEFT_UNSET: [(&str, &str); 4] = [
     ),
     (
         "EXCHANGE_API_KEY",
-        "local runs only; in AWS the placer and alerter read EXCHANGE_API_KEY_SECRET_ARN",
+        "local runs only; in AWS the placer, alerter and ingester read EXCHANGE_API_KEY_SECRET_ARN",
+    ),
+    (
+        "INGESTER_ID",
+        "each ingester process names itself in the lease (pid and a random id), unique per task",
     ),
 ];
 
@@ -1196,6 +1212,8 @@ fn start_up<F: Fn(&str) -> Option<String>>(binary: &str, env: &Env<F>) -> Result
             .map(|c| format!("{c:?} {:?}", env.application_role_secret())),
         // functions/docs/src/main.rs reads no configuration (only RUST_LOG, for its logs).
         "docs" => Ok(String::new()),
+        // services/ingester, the ECS task.
+        "ingester" => IngesterConfig::from_env(env).map(|c| format!("{c:?}")),
         other => panic!("unknown function binary {other}"),
     };
     debug.map_err(|e| format!("{binary}: {e}"))
@@ -1248,9 +1266,19 @@ fn variables_in_config_source() -> BTreeSet<String> {
 fn check_every_variable_read_is_set(t: &Template) -> CheckResult {
     let left_unset: BTreeMap<_, _> = LEFT_UNSET.into_iter().collect();
     let mut read_by_some_function = BTreeSet::new();
+    // The functions, and the ingester's task as the deploy that creates it sets it up.
+    let mut processes = Vec::new();
     for binary in FUNCTION_BINARIES {
         let function = t.function_for(binary);
-        let env = t.environment(&function);
+        processes.push((binary, function.clone(), t.environment(&function)));
+    }
+    let ingester = ingester::with_ingester(t);
+    processes.push((
+        "ingester",
+        "the ingester's task".to_owned(),
+        ingester::ingester_environment(&ingester)?,
+    ));
+    for (binary, function, env) in processes {
         let (read, outcome) = variables_read(binary, env.clone());
         outcome?;
         for name in &read {
@@ -2213,6 +2241,9 @@ fn every_lint_waiver_is_justified() {
 
 // The database connection budget, its waits and alarms, and the deploy guide's table.
 mod connections;
+
+// The ingester's ECS service (issue #15): one private Fargate task, its roles, logs and alarms.
+mod ingester;
 
 // The defects of the deployer's review (issue #13): secrets endpoint, pepper, logs, https, major
 // upgrades, NAT per zone, the encrypted alert topic and the capacity arithmetic.
