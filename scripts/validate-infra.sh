@@ -192,15 +192,15 @@ if [[ "$ARCH" == "x86_64" ]]; then
 fi
 
 # sam build runs one `cargo lambda build --release [--arm64] --bin <name>` per function, one after
-# the other. Building the five binaries in one cargo invocation first compiles the shared code
+# the other. Building the six binaries in one cargo invocation first compiles the shared code
 # once and links the binaries in parallel; sam build's own invocations then find them up to
 # date (same flags, same features) and only copy them. Set INFRA_PREBUILD=0 to skip.
 if [[ "${INFRA_PREBUILD:-1}" == "1" ]]; then
-  step_start "cargo lambda build --release ($ARCH) of the five functions"
+  step_start "cargo lambda build --release ($ARCH) of the six functions"
   CARGO_LAMBDA_ARCH=()
   [[ "$ARCH" == "arm64" ]] && CARGO_LAMBDA_ARCH=(--arm64)
   cargo lambda build --release "${CARGO_LAMBDA_ARCH[@]}" \
-    --bin api --bin placer --bin alerter --bin sweeper --bin migrator
+    --bin api --bin placer --bin alerter --bin sweeper --bin migrator --bin docs
   step_done
 fi
 
