@@ -1,0 +1,21 @@
+# The ingester's container image (linux/arm64, for the stack's Fargate task; infra/template.yaml,
+# IngesterTaskDefinition). Built by scripts/build-ingester-image.sh, which cross-compiles the
+# binary from this workspace first (cargo lambda build --release --arm64 --bin ingester: zig as
+# the linker, the same toolchain as the functions) and passes it in a build context of its own
+# (the binary and this file, not the 2-4 GB target directory).
+#
+# The runtime is distroless "cc": glibc, libgcc and the CA certificates (for the exchange's wss://
+# feed and Secrets Manager; RDS's CA bundle is inside the binary), no shell, no package manager.
+# The tag :nonroot runs as uid/gid 65532. Pin it by digest for reproducible images
+# (docker buildx imagetools inspect gcr.io/distroless/cc-debian12:nonroot).
+FROM --platform=linux/arm64 gcr.io/distroless/cc-debian12:nonroot
+
+COPY --chmod=0555 ingester /usr/local/bin/ingester
+
+# Non-root, and the task definition says so too (User 65532:65532, read-only root filesystem:
+# the ingester writes nothing but its logs to stdout).
+USER 65532:65532
+
+# ECS stops the task with SIGTERM: the ingester finishes its batch and gives its lease up
+# (services/ingester/src/main.rs). Exec form, so the binary is PID 1 and receives the signal.
+ENTRYPOINT ["/usr/local/bin/ingester"]
