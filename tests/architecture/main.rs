@@ -1,6 +1,6 @@
-//! The tree's rules as tests (docs/ARCHITECTURE.md): `functions/` holds exactly the Lambdas, the
-//! library's layers depend inward only, no handler imports another, and no crate's modules import
-//! each other in a circle. Read from the sources, so a new arrow that breaks a rule fails here.
+//! The tree's rules as tests (docs/ARCHITECTURE.md): `functions/` holds exactly the Lambdas and
+//! `services/` the long-running processes, the library's layers depend inward only, no handler
+//! imports another, and no crate's modules import each other in a circle. Read from the sources, so a new arrow that breaks a rule fails here.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -258,6 +258,31 @@ fn functions_holds_exactly_the_six_lambdas() {
     }
 }
 
+/// `services/` holds the long-running processes that AWS runs as containers (a socket client
+/// is no Lambda): like a function, each `main` only wires, and none links a local tool.
+#[test]
+fn services_holds_the_long_running_processes() {
+    let mut names: Vec<String> = std::fs::read_dir(repo_root().join("services"))
+        .expect("services/")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["ingester"],
+        "services/ is for long-running processes deployed to AWS; local tools go in tools/"
+    );
+    for name in &names {
+        let manifest =
+            std::fs::read_to_string(repo_root().join("services").join(name).join("Cargo.toml"))
+                .expect("manifest");
+        assert!(
+            !manifest.contains("tools/") && !manifest.contains("../tools"),
+            "the {name} service links a local tool"
+        );
+    }
+}
+
 #[test]
 fn the_domain_crate_has_no_aws_http_or_sql_dependencies() {
     let manifest = std::fs::read_to_string(repo_root().join("shared/domain/Cargo.toml"))
@@ -364,8 +389,9 @@ fn no_handler_imports_another() {
 
 #[test]
 fn no_crate_has_an_import_circle() {
-    let crates: [(&str, &[&str]); 6] = [
+    let crates: [(&str, &[&str]); 7] = [
         ("shared/src", &["domain"]),
+        ("services/ingester/src", &[]),
         ("shared/domain/src", &[]),
         ("tools/sqs-local/src", &[]),
         ("tools/exchange-sim/src", &[]),
@@ -412,8 +438,10 @@ fn the_functions_keep_no_session_state_on_the_database() {
     let root = repo_root();
     let mut files = Vec::new();
     rust_files(&root.join("shared/src"), &mut files);
-    for function in std::fs::read_dir(root.join("functions")).expect("functions/") {
-        rust_files(&function.expect("entry").path().join("src"), &mut files);
+    for dir in ["functions", "services"] {
+        for function in std::fs::read_dir(root.join(dir)).expect("functions/ and services/") {
+            rust_files(&function.expect("entry").path().join("src"), &mut files);
+        }
     }
     let exempt = ["statements.rs", "migrate.rs"];
     let forbidden = [

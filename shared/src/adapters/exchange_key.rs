@@ -26,6 +26,20 @@ pub async fn connect_exchange(
     )?)
 }
 
+/// The exchange's API key for a client other than the HTTP one (the ingester's feed): the
+/// secret's when an ARN is given, else the plain key, else none.
+pub async fn resolve_api_key(
+    api_key: Option<&str>,
+    api_key_secret_arn: Option<&str>,
+    sdk: &aws_config::SdkConfig,
+) -> Result<Option<String>, BoxError> {
+    Ok(match (api_key, api_key_secret_arn) {
+        (_, Some(arn)) => Some(read_api_key(sdk, arn).await?),
+        (Some(key), None) => Some(key.to_owned()),
+        (None, None) => None,
+    })
+}
+
 /// The secret is either the bare key or JSON with an `api_key` field.
 async fn read_api_key(sdk: &aws_config::SdkConfig, arn: &str) -> Result<String, BoxError> {
     let output = Client::new(sdk)

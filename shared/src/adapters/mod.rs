@@ -1,8 +1,10 @@
 //! One adapter per port, each wrapping a real client: Postgres, SQS, Secrets Manager, the HTTP
-//! exchange; and the exchange's execution feed format (`execution_feed`), shared with the simulator.
+//! exchange; and the exchange's execution feed format (`execution_feed`), shared with the simulator,
+//! with its WebSocket client (`feed_socket`).
 
 pub mod exchange_key;
 pub mod execution_feed;
+pub mod feed_socket;
 pub mod http_exchange;
 pub mod postgres;
 pub mod secrets;

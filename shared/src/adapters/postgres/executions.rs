@@ -54,6 +54,8 @@ fn working_statuses() -> Vec<String> {
         .collect()
 }
 
+/// An order's fill state from a row with `id`, `status`, `order_quantity` (aliased: a row that
+/// also holds an execution has that one's `quantity`), `filled_quantity` and `filled_notional`.
 fn fill_state_from_row(row: &Row) -> Result<(OrderId, FillState), StoreError> {
     let id: Uuid = row.get("id");
     let corrupt = |problem: String| StoreError::Corrupt {
@@ -61,7 +63,7 @@ fn fill_state_from_row(row: &Row) -> Result<(OrderId, FillState), StoreError> {
         problem,
     };
     let status: OrderStatus = row.get::<_, &str>("status").parse().map_err(corrupt)?;
-    let quantity = Quantity::new(row.get("quantity")).map_err(corrupt)?;
+    let quantity = Quantity::new(row.get("order_quantity")).map_err(corrupt)?;
     let filled = Shares::new(row.get("filled_quantity")).map_err(corrupt)?;
     Ok((
         OrderId::from(id),
@@ -186,7 +188,8 @@ impl ExecutionStore for PostgresExecutionStore {
         let order_ids: Vec<Uuid> = orders.iter().map(|id| id.as_uuid()).collect();
         let execution_ids: Vec<String> =
             executions.iter().map(|id| id.as_str().to_owned()).collect();
-        let states_sql = "SELECT id, status, quantity, filled_quantity, filled_notional \
+        let states_sql = "SELECT id, status, quantity AS order_quantity, filled_quantity, \
+                                 filled_notional \
                           FROM orders WHERE id = ANY($1)";
         let stored_sql = "SELECT execution_id FROM executions WHERE execution_id = ANY($1)";
         let waiting_sql = format!(
@@ -196,8 +199,8 @@ impl ExecutionStore for PostgresExecutionStore {
         // Waiting reports of orders that work at the exchange now (placed since, or moved
         // while their batch was written), oldest first, with their orders' state.
         let stranded_sql = format!(
-            "SELECT {EXECUTION_COLUMNS}, o.id, o.status, o.quantity, o.filled_quantity, \
-                    o.filled_notional \
+            "SELECT {EXECUTION_COLUMNS}, o.id, o.status, o.quantity AS order_quantity, \
+                    o.filled_quantity, o.filled_notional \
              FROM executions x JOIN orders o ON o.id = x.order_id \
              WHERE x.applied_at IS NULL AND o.status = ANY($1) \
              ORDER BY x.sequence LIMIT $2"
