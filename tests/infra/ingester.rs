@@ -239,8 +239,18 @@ pub(super) fn check_ingester_environment(t: &Template) -> CheckResult {
         "ingester: DATABASE_TLS verify-full"
     );
     ensure!(
-        env.get("DATABASE_URL").is_none(),
+        !env.contains_key("DATABASE_URL"),
         "ingester: DATABASE_URL is for local runs"
+    );
+    // The exchange's key from its secret, read by the ingester itself (as the placer does).
+    let (read, _) = variables_read("ingester", env.clone());
+    ensure!(
+        read.contains("EXCHANGE_API_KEY_SECRET_ARN")
+            && env.get("EXCHANGE_API_KEY_SECRET_ARN").map(String::as_str)
+                == Some(r#"<deploy-time {"Ref":"ExchangeApiKeySecret"}>"#),
+        "ingester: EXCHANGE_API_KEY_SECRET_ARN must be the exchange key's secret, and read at start \
+         (set: {:?})",
+        env.get("EXCHANGE_API_KEY_SECRET_ARN")
     );
     ensure!(
         config.feed.url.starts_with("wss://"),
@@ -578,6 +588,12 @@ fn ingester_checks_catch_broken_templates() {
             "the ingester connects as the master user",
             "            - { Name: DATABASE_SECRET_ARN, Value: !If [CreateDatabase, !Ref AppDatabaseSecret, !Ref ExistingDatabaseSecretArn] }",
             "            - { Name: DATABASE_SECRET_ARN, Value: !If [CreateDatabase, !Ref DatabaseSecret, !Ref ExistingDatabaseSecretArn] }",
+            check_ingester_environment,
+        ),
+        (
+            "the ingester without its exchange key",
+            "            - { Name: EXCHANGE_API_KEY_SECRET_ARN, Value: !If [CreateExchangeSecret, !Ref ExchangeApiKeySecret, !Ref ExchangeApiKeySecretArn] }\n",
+            "",
             check_ingester_environment,
         ),
         (
