@@ -257,6 +257,7 @@ impl Pipeline {
                 poll_wait: Duration::ZERO,
                 sweep_every: Duration::from_secs(3600),
                 print_alerts: false,
+                ingester: None,
             },
             listen: "127.0.0.1:0".parse().expect("address"),
         };

@@ -13,9 +13,10 @@ use order_shared::adapters::secrets::PepperSource;
 use order_shared::adapters::sqs::QueueTopology;
 use order_shared::auth::ApiKey;
 use order_shared::config::{
-    Env, expiry_policy, idempotency_retention, placer_settings, sweep_settings,
+    Env, expiry_policy, idempotency_retention, ingester_settings, placer_settings, sweep_settings,
 };
 use order_shared::domain::{ClientId, ExpiryPolicy};
+use order_shared::handlers::ingester::IngesterSettings;
 use order_shared::handlers::placer::PlacerSettings;
 use order_shared::handlers::sweeper::SweepSettings;
 use order_shared::ports::ClientLimits;
@@ -93,6 +94,19 @@ pub struct Background {
     /// Print every admin alert (what an admin would receive by e-mail) as `ADMIN ALERT …`;
     /// `false` leaves them in the inbox for another tool to read.
     pub print_alerts: bool,
+    /// The ingester on the exchange's execution feed (`LOCAL_INGESTER`, default on); `None`:
+    /// placed orders stay `placed`.
+    pub ingester: Option<LocalIngester>,
+}
+
+/// The ingester the runner starts: the service's settings (`INGESTER_*`), and the feed.
+#[derive(Debug, Clone)]
+pub struct LocalIngester {
+    pub settings: IngesterSettings,
+    /// `EXECUTION_FEED_URL`; without it, the in-process simulator's feed (whose cursor starts
+    /// over with each run, as the simulator does). With an external exchange and no URL the
+    /// runner starts no ingester.
+    pub feed_url: Option<String>,
 }
 
 impl LocalConfig {
@@ -176,6 +190,20 @@ impl LocalConfig {
                 poll_wait: env.seconds("POLL_WAIT_SECONDS", 2)?,
                 sweep_every: env.seconds("SWEEP_INTERVAL_SECONDS", 5)?,
                 print_alerts: env.parsed("PRINT_ALERTS", true)?,
+                ingester: if env.parsed("LOCAL_INGESTER", true)? {
+                    let mut settings = ingester_settings(env)?;
+                    // One name across restarts: a restarted runner takes its own lease over at
+                    // once instead of waiting for the killed one's to expire.
+                    if env.optional("INGESTER_ID").is_none() {
+                        settings.holder = "local-runner".into();
+                    }
+                    Some(LocalIngester {
+                        settings,
+                        feed_url: env.optional("EXECUTION_FEED_URL"),
+                    })
+                } else {
+                    None
+                },
             },
             listen: env.parsed("LISTEN_ADDR", SocketAddr::from(([127, 0, 0, 1], 3000)))?,
         })

@@ -9,5 +9,5 @@ pub mod config;
 pub mod event_source;
 pub mod system;
 
-pub use config::{Background, ExchangeChoice, LocalConfig, LocalKey};
+pub use config::{Background, ExchangeChoice, LocalConfig, LocalIngester, LocalKey};
 pub use system::LocalSystem;

@@ -12,9 +12,10 @@ use anyhow::Context;
 use aws_config::SdkConfig;
 use aws_lambda_events::sqs::SqsBatchResponse;
 use exchange_sim::SimHandle;
+use order_shared::adapters::feed_socket::{FeedSocket, FeedSocketConfig};
 use order_shared::adapters::http_exchange::HttpExchange;
 use order_shared::adapters::postgres::{
-    PostgresAccessControl, PostgresOrderStore, build_pool, run_migrations,
+    PostgresAccessControl, PostgresExecutionStore, PostgresOrderStore, build_pool, run_migrations,
 };
 use order_shared::adapters::secrets::key_hasher;
 use order_shared::adapters::sns::{SnsAlertPublisher, SnsClient, ensure_topic, subscribe_queue};
@@ -26,6 +27,7 @@ use order_shared::domain::ExpiryPolicy;
 use order_shared::handlers::alerter::{AlerterPorts, AlerterSettings, handle_dead_letters};
 use order_shared::handlers::api::{ApiContext, ApiDoc, router};
 use order_shared::handlers::docs;
+use order_shared::handlers::ingester::run_ingester;
 use order_shared::handlers::placer::{PlacerPorts, PlacerSettings, handle_placement_batch};
 use order_shared::handlers::sweeper::{SweepSettings, SweeperPorts, run_scheduled};
 use order_shared::ports::{AlertPublisher, ClientRegistry};
@@ -262,9 +264,46 @@ impl LocalSystem {
         SqsOrderQueue::new(&self.sqs_sdk, self.queues.orders.clone())
     }
 
+    /// The execution feed the ingester reads: the configured one, or the in-process
+    /// simulator's. `None`: no ingester (an external exchange without `EXECUTION_FEED_URL`).
+    fn feed_url(&self, background: &Background) -> Option<String> {
+        let ingester = background.ingester.as_ref()?;
+        ingester
+            .feed_url
+            .clone()
+            .or_else(|| self.simulator.as_ref().map(|sim| sim.feed_url()))
+    }
+
     /// Plays Lambda's triggers: placer pollers on the orders queue, the alerter on the DLQ, the
-    /// sweeper on its schedule, and (if asked) prints every admin alert.
+    /// sweeper on its schedule, the ingester on the execution feed (a service in AWS), and (if
+    /// asked) prints every admin alert.
     pub fn start_background(&mut self, background: &Background) {
+        if let (Some(ingester), Some(url)) = (&background.ingester, self.feed_url(background)) {
+            let feed = FeedSocket::new(FeedSocketConfig {
+                url,
+                api_key: self
+                    .simulator
+                    .as_ref()
+                    .and_then(|sim| sim.settings().api_key),
+                connect_timeout: std::time::Duration::from_secs(2),
+                silence_timeout: std::time::Duration::from_secs(30),
+            });
+            let store = PostgresExecutionStore::new(self.store.pool().clone());
+            let settings = ingester.settings.clone();
+            // The in-process simulator's feed starts over with each run (sequence 1 again); the
+            // cursor of the last run would be ahead of it.
+            let new_feed = ingester.feed_url.is_none();
+            self.background.push(tokio::spawn(async move {
+                if new_feed {
+                    if let Err(error) = store.restart_feed().await {
+                        tracing::error!(error = %error_chain(&error), "cannot reset the feed cursor");
+                        return;
+                    }
+                }
+                run_ingester(&feed, &store, &settings, std::future::pending::<()>()).await;
+            }));
+        }
+
         for _ in 0..background.placer_pollers {
             let (store, exchange, retries, placer) = (
                 self.store.clone(),
@@ -381,6 +420,15 @@ impl LocalSystem {
                 "sweeper          every {}s",
                 background.sweep_every.as_secs()
             ),
+            match self.feed_url(background) {
+                Some(url) => format!(
+                    "ingester         {url}  (fills: order status partially_filled/filled; \
+                     rows in `executions`)"
+                ),
+                None => "ingester         off (LOCAL_INGESTER=false, or an external exchange \
+                         without EXECUTION_FEED_URL)"
+                    .into(),
+            },
         ];
         lines.push(match &self.local_client {
             Some(client) => format!("API key          LOCAL_API_KEY, client `{client}`"),

@@ -39,6 +39,22 @@ impl PostgresExecutionStore {
     pub fn pool(&self) -> &Pool {
         &self.pool
     }
+
+    /// The feed started over (the local runner's fresh in-process simulator numbers from 1
+    /// again): the cursor goes back to 0. Execution ids stay unique across the restart, so a
+    /// report stored before is still never applied twice. Never for a real exchange, whose
+    /// feed does not start over (close 4409 says so, and an operator decides).
+    pub async fn restart_feed(&self) -> Result<(), StoreError> {
+        let client = checkout(&self.pool).await?;
+        statements::execute(
+            &client,
+            "UPDATE execution_feed_cursor SET last_sequence = 0, updated_at = now() WHERE id = 1",
+            &[],
+        )
+        .await
+        .map_err(query_error("restart feed cursor"))?;
+        Ok(())
+    }
 }
 
 const EXECUTION_COLUMNS: &str = "x.execution_id, x.order_id, x.sequence, x.kind, \
