@@ -10,7 +10,9 @@
 # (docker buildx imagetools inspect gcr.io/distroless/cc-debian12:nonroot).
 FROM --platform=linux/arm64 gcr.io/distroless/cc-debian12:nonroot
 
-COPY --chmod=0555 ingester /usr/local/bin/ingester
+# Owned by root, mode 0755 as cargo wrote it: the non-root user runs it and cannot change it.
+# (No COPY --chmod: the legacy builder, without BuildKit, refuses it.)
+COPY ingester /usr/local/bin/ingester
 
 # Non-root, and the task definition says so too (User 65532:65532, read-only root filesystem:
 # the ingester writes nothing but its logs to stdout).

@@ -77,9 +77,14 @@ bytes=$(stat -c %s "$BINARY")
 printf '    %s: %d bytes (%.1f MiB), ELF aarch64\n' "$BINARY" "$bytes" "$(awk "BEGIN { print $bytes / 1048576 }")"
 
 # --- 3. the image --------------------------------------------------------------------------------
-if ! command -v "$DOCKER" >/dev/null 2>&1; then
+if ! command -v "$DOCKER" >/dev/null 2>&1 || ! "$DOCKER" info >/dev/null 2>&1; then
   echo
-  echo "'$DOCKER' is not installed here: stopping after the binary ($BINARY)."
+  if command -v "$DOCKER" >/dev/null 2>&1; then
+    echo "'$DOCKER' is installed but its daemon does not answer ('$DOCKER info' fails): stopping"
+    echo "after the binary ($BINARY)."
+  else
+    echo "'$DOCKER' is not installed here: stopping after the binary ($BINARY)."
+  fi
   echo "On a machine with docker (and buildx for arm64 on x86), from the repository root:"
   echo "  scripts/build-ingester-image.sh   # with INGESTER_REPOSITORY_URI=<the stack's output> to push"
   exit 0
