@@ -84,6 +84,9 @@ impl LocalRunner {
                 "RUST_LOG",
                 "debug,hyper=info,hyper_util=info,h2=info,rustls=info,aws_smithy_runtime=info",
             )
+            // Any free port for the simulated exchange (its default, 4010, is one per machine:
+            // two runners of tests running side by side would race for it).
+            .env("EXCHANGE_SIM_LISTEN", "127.0.0.1:0")
             .env("ORDERS_QUEUE_NAME", format!("orders-{suffix}"))
             .env("ORDERS_DLQ_NAME", format!("orders-dlq-{suffix}"))
             .stdin(Stdio::null())
@@ -94,7 +97,7 @@ impl LocalRunner {
             command.env(name, value);
         }
         let child = command.spawn().expect("make run starts");
-        let runner = Self {
+        let mut runner = Self {
             child,
             base_url: format!("http://127.0.0.1:{port}"),
             database_url,
@@ -105,10 +108,18 @@ impl LocalRunner {
         runner
     }
 
-    async fn wait_healthy(&self, within: Duration) {
+    async fn wait_healthy(&mut self, within: Duration) {
         let client = reqwest::Client::new();
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
+            // A runner that failed to start (a port taken, a bad setting) fails the test now,
+            // not after the whole wait.
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "the local runner exited ({status}) before it became healthy; its log:\n{}",
+                    self.log()
+                );
+            }
             if let Ok(response) = client.get(format!("{}/health", self.base_url)).send().await {
                 if response.status().is_success() {
                     return;
