@@ -99,18 +99,10 @@ impl IngesterConfig {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
     use std::time::Duration;
 
     use super::*;
-
-    fn env(pairs: &[(&str, &str)]) -> Env<impl Fn(&str) -> Option<String>> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Env(move |name: &str| map.get(name).cloned())
-    }
+    use crate::config::tests::env;
 
     #[test]
     fn the_ingester_needs_a_websocket_feed_url_and_keeps_its_key_out_of_debug() {
