@@ -22,8 +22,8 @@ use order_shared::domain::{
     OrderId, OrderStatus, OrderType, Price, Quantity, Shares, Side, Transition,
 };
 use order_shared::ports::{
-    CancelOutcome, ClaimOutcome, CreateOutcome, ExecutionStore, IngesterLease, OrderLifecycle,
-    OrderStore, RetryPlan,
+    ClaimOutcome, CreateOutcome, ExecutionStore, IngesterLease, OrderLifecycle, OrderStore,
+    RetryPlan,
 };
 use order_shared::usecases::ingest::ingest_batch;
 use tokio_postgres::NoTls;
@@ -116,14 +116,7 @@ async fn apply(store: &PostgresOrderStore, transition: Transition, id: OrderId) 
         Transition::PlaceByLookup => store.record_placed_by_lookup(id, "X-1").await,
         Transition::Fail => store.mark_failed(id, "retries exhausted").await,
         Transition::Requeue => store.requeue_failed(id).await,
-        Transition::Cancel => {
-            let owner = ClientId::parse("default").unwrap();
-            match store.cancel_order(&owner, id).await {
-                Ok(CancelOutcome::Canceled(order)) => Ok(Some(order)),
-                Ok(_) => Ok(None),
-                Err(e) => Err(e),
-            }
-        }
+        Transition::Cancel => store.cancel_pending(id).await,
         Transition::Expire => store.expire(id).await,
         Transition::ExpireAfterLookup => store.expire_after_lookup(id).await,
         Transition::RequestCancel => store.request_cancel(id).await,

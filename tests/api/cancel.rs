@@ -151,7 +151,7 @@ async fn an_order_being_placed_is_409_with_retry_after_one_second() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_final_order_is_409_naming_its_status() {
     let h = Harness::start().await;
-    for status in ["placed", "rejected", "failed", "expired"] {
+    for status in ["filled", "rejected", "failed", "expired"] {
         let id = h.create(LIMIT_ORDER).await;
         set_status(&h, id, status).await;
 

@@ -9,6 +9,7 @@ mod helpers;
 mod bad_input;
 mod cancel;
 mod create_order;
+mod fills;
 mod health_and_routing;
 mod history;
 mod idempotency;

@@ -756,6 +756,7 @@ async fn poison_messages_reach_the_dlq_and_are_reported_without_hurting_their_ba
         instrument: "US0378331005".into(),
         limit_price: None,
         quantity: 1,
+        action: Default::default(),
     }
     .to_json();
     p.send_raw(&p.queues.orders, garbage).await;

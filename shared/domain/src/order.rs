@@ -6,7 +6,9 @@ use std::str::FromStr;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{ClientId, NewOrder, OrderStatus};
+use rust_decimal::Decimal;
+
+use super::{ClientId, NewOrder, OrderStatus, Shares};
 
 /// An order's identity: a UUIDv7, so ids sort by creation time (the list's keyset) and the id
 /// doubles as the client order id the exchange de-duplicates on.
@@ -69,9 +71,29 @@ pub struct Order {
     /// The last attempt may have reached the exchange (a timeout or a connection lost after
     /// sending): it is retried under the same id or looked up, never given up as `failed`.
     pub outcome_unknown: bool,
+    /// Shares the exchange has filled so far (by the execution reports applied): 0 until the
+    /// first fill, the order's quantity once `filled`; a `canceled` or `expired` order keeps
+    /// what traded before.
+    pub filled_quantity: Shares,
+    /// The average price of the filled shares (six places); `None` before the first fill.
+    pub average_fill_price: Option<Decimal>,
 }
 
 impl Order {
+    /// Shares still open: not yet filled, canceled or expired. 0 once the order is done at the
+    /// exchange (`filled`, or `canceled`/`expired` there) or never reached it.
+    pub fn remaining_quantity(&self) -> i64 {
+        let open = self.details.quantity().get() - self.filled_quantity.get();
+        match self.status {
+            OrderStatus::Filled
+            | OrderStatus::Canceled
+            | OrderStatus::Expired
+            | OrderStatus::Rejected
+            | OrderStatus::Failed => 0,
+            _ => open.max(0),
+        }
+    }
+
     /// Whether its time in force has run out at `now`.
     pub fn is_expired_at(&self, now: OffsetDateTime) -> bool {
         self.expires_at.is_some_and(|expiry| expiry <= now)

@@ -48,10 +48,20 @@ impl SqsOrderQueue {
 #[async_trait]
 impl OrderQueue for SqsOrderQueue {
     async fn enqueue(&self, order: &Order) -> Result<(), QueueError> {
+        self.send(order, PlacementMessage::for_order(order)).await
+    }
+
+    async fn enqueue_cancel(&self, order: &Order) -> Result<(), QueueError> {
+        self.send(order, PlacementMessage::cancel_for(order)).await
+    }
+}
+
+impl SqsOrderQueue {
+    async fn send(&self, order: &Order, message: PlacementMessage) -> Result<(), QueueError> {
         self.client
             .send_message()
             .queue_url(&self.queue_url)
-            .message_body(PlacementMessage::for_order(order).to_json())
+            .message_body(message.to_json())
             .send()
             .await
             .map(|_| ())

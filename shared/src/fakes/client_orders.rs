@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 
 use super::{FakeAccess, FakeOrderStore};
 use crate::auth::ApiKey;
-use crate::domain::{IdempotencyKey, NewOrder, Order, OrderId};
+use crate::domain::{ExecutionReport, IdempotencyKey, NewOrder, Order, OrderId};
 use crate::ports::{
     AccessControl, Admission, ClientOrders, CreateOutcome, Gated, ListFilter, ListQuery,
     OrderEvent, OrderPage, OrderStore, RequestKind, StoreError,
@@ -78,6 +78,24 @@ impl ClientOrders for FakeClientOrders {
                         .collect()
                 });
                 Ok(Gated::Admitted(client, events))
+            }
+            refused => Ok(Gated::Refused(refused)),
+        }
+    }
+
+    async fn order_executions(
+        &self,
+        key: &ApiKey,
+        id: OrderId,
+    ) -> Result<Gated<Option<Vec<ExecutionReport>>>, StoreError> {
+        match self.access.admit(key, RequestKind::Read).await? {
+            Admission::Admitted(client) => {
+                let executions = self
+                    .store
+                    .find_client_order(&client, id)
+                    .await?
+                    .map(|_| self.store.executions_of(id));
+                Ok(Gated::Admitted(client, executions))
             }
             refused => Ok(Gated::Refused(refused)),
         }

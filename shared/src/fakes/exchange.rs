@@ -226,6 +226,8 @@ mod tests {
             expires_at: None,
             next_attempt_at: None,
             outcome_unknown: false,
+            filled_quantity: crate::domain::Shares::ZERO,
+            average_fill_price: None,
         }
     }
 

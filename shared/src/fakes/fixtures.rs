@@ -3,7 +3,10 @@
 
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 
-use crate::domain::{ClientId, Isin, NewOrder, Order, OrderType, Price, Quantity, Side};
+use crate::domain::{
+    ClientId, ExecutionEvent, ExecutionId, ExecutionReport, Isin, NewOrder, Order, OrderType,
+    Price, Quantity, Shares, Side,
+};
 use crate::ports::PlacementMessage;
 
 /// The instrument of the fixtures' orders (Apple's ISIN).
@@ -46,6 +49,69 @@ pub fn placement_record(message_id: &str, order: &Order, receive_count: u32) -> 
         Some(&PlacementMessage::for_order(order).to_json()),
         receive_count,
     )
+}
+
+/// The SQS record that asks the placer to cancel `order` at the exchange.
+pub fn cancel_record(message_id: &str, order: &Order, receive_count: u32) -> SqsMessage {
+    raw_record(
+        message_id,
+        Some(&PlacementMessage::cancel_for(order).to_json()),
+        receive_count,
+    )
+}
+
+/// The exchange's report number `sequence` on `order`: `traded` more shares at `price` (a fill
+/// when none stay open) after `before` filled, as the feed sends it. Panics on numbers that do
+/// not add up (a test's own mistake).
+pub fn fill_report(
+    order: &Order,
+    sequence: u64,
+    before: i64,
+    traded: i64,
+    price: &str,
+) -> ExecutionReport {
+    let quantity = Quantity::new(traded).expect("a valid fill in a test");
+    let price = Price::parse(price).expect("a valid price in a test");
+    let cumulative = before + traded;
+    let remaining = order.details.quantity().get() - cumulative;
+    let event = if remaining == 0 {
+        ExecutionEvent::Fill { quantity, price }
+    } else {
+        ExecutionEvent::PartialFill { quantity, price }
+    };
+    report(order, sequence, event, cumulative, remaining)
+}
+
+/// The exchange's report that it canceled what was open of `order` after `filled` shares.
+pub fn canceled_report(order: &Order, sequence: u64, filled: i64) -> ExecutionReport {
+    let rest = order.details.quantity().get() - filled;
+    let event = ExecutionEvent::Canceled {
+        quantity: Quantity::new(rest).expect("shares left to cancel in a test"),
+    };
+    report(order, sequence, event, filled, 0)
+}
+
+fn report(
+    order: &Order,
+    sequence: u64,
+    event: ExecutionEvent,
+    cumulative: i64,
+    remaining: i64,
+) -> ExecutionReport {
+    ExecutionReport::new(
+        sequence,
+        ExecutionId::parse(&format!("E-{sequence}")).expect("a valid execution id"),
+        order.id,
+        order
+            .exchange_order_id
+            .clone()
+            .unwrap_or_else(|| "EX-1".into()),
+        event,
+        Shares::new(cumulative).expect("a valid cumulative quantity"),
+        Shares::new(remaining).expect("a valid remaining quantity"),
+        time::OffsetDateTime::now_utc(),
+    )
+    .expect("a report whose numbers add up in a test")
 }
 
 /// An SQS record with any body (or none), for poison messages.

@@ -21,7 +21,10 @@ pub use alerts::FakeAlerts;
 pub use breaker::FakeBreaker;
 pub use client_orders::FakeClientOrders;
 pub use exchange::FakeExchange;
-pub use fixtures::{client, limit_order, market_order, placement_record, raw_record, sqs_event};
+pub use fixtures::{
+    cancel_record, canceled_report, client, fill_report, limit_order, market_order,
+    placement_record, raw_record, sqs_event,
+};
 pub use order_queue::{FakeQueue, FakeRetries, QueueBehaviour};
 pub use order_store::{AuditEvent, FakeOrderStore, StoreOp};
 

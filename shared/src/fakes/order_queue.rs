@@ -77,11 +77,21 @@ impl FakeQueue {
 #[async_trait]
 impl OrderQueue for FakeQueue {
     async fn enqueue(&self, order: &Order) -> Result<(), QueueError> {
+        self.send(order, PlacementMessage::for_order(order)).await
+    }
+
+    async fn enqueue_cancel(&self, order: &Order) -> Result<(), QueueError> {
+        self.send(order, PlacementMessage::cancel_for(order)).await
+    }
+}
+
+impl FakeQueue {
+    async fn send(&self, order: &Order, message: PlacementMessage) -> Result<(), QueueError> {
         let behaviour = {
             let mut state = self.lock();
             state.attempts += 1;
             if state.behaviour == QueueBehaviour::Accept {
-                state.sent.push(PlacementMessage::for_order(order));
+                state.sent.push(message);
             }
             state.behaviour
         };

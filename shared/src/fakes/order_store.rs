@@ -10,7 +10,10 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use super::outage;
-use crate::domain::{ClientId, IdempotencyKey, NewOrder, Order, OrderId, OrderStatus};
+use crate::domain::{
+    ClientId, ExecutionReport, FillState, IdempotencyKey, NewOrder, Order, OrderId, OrderStatus,
+    Transition,
+};
 use crate::ports::{
     CancelOutcome, ClaimOutcome, CreateOutcome, FailedOrder, Incident, IncidentLog, ListFilter,
     OrderLifecycle, OrderPage, OrderStore, RetryPlan, StoreError,
@@ -47,6 +50,7 @@ pub enum StoreOp {
     /// Marking an incident's alert published: `mark_announced` and `mark_closed_announced`.
     MarkIncident,
     ReleaseIdempotencyKeys,
+    ClaimUnansweredCancels,
 }
 
 /// One row of the audit trail (`order_events`): every status change, with the attempt count
@@ -97,6 +101,8 @@ struct State {
     keys: HashMap<(String, String), TakenKey>,
     /// `None`: `IdempotencyKey::DEFAULT_RETENTION`.
     idempotency_retention: Option<Duration>,
+    /// Execution reports applied to orders (`executions` with `applied_at`), in feed order.
+    executions: Vec<ExecutionReport>,
 }
 
 /// An idempotency key in use.
@@ -150,6 +156,8 @@ impl State {
             expires_at,
             next_attempt_at: None,
             outcome_unknown: false,
+            filled_quantity: crate::domain::Shares::ZERO,
+            average_fill_price: None,
         };
         self.rows.insert(
             order.id,
@@ -256,6 +264,16 @@ impl State {
     }
 }
 
+/// The notional an order's average fill price stands for (the fake keeps no separate column):
+/// exact for the fakes' tests, which fill at one price or check only the quantities.
+fn fake_notional(order: &Order) -> crate::domain::Decimal {
+    order
+        .average_fill_price
+        .map(|average| average * crate::domain::Decimal::from(order.filled_quantity.get()))
+        .unwrap_or_default()
+        .round_dp(2)
+}
+
 /// The order store in memory.
 ///
 /// - Transitions are conditional exactly as documented on [`OrderLifecycle`], and also refused
@@ -278,6 +296,56 @@ impl FakeOrderStore {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Applies an exchange's execution report to its order as the ingester would (the domain's
+    /// `FillState::apply`: fill state, status move and its audit event), and keeps it for the
+    /// order's list of executions. A test's stand-in for the ingester; panics on a report that
+    /// would not apply, since a test that sends one has a bug.
+    pub fn apply_execution(&self, report: &ExecutionReport) -> Order {
+        let mut state = self.lock();
+        let now = state.now();
+        let id = report.client_order_id();
+        let row = state
+            .rows
+            .get_mut(&id)
+            .expect("an execution for a stored order");
+        let before = FillState {
+            status: row.order.status,
+            quantity: row.order.details.quantity(),
+            filled: row.order.filled_quantity,
+            notional: fake_notional(&row.order),
+        };
+        let applied = before
+            .apply(report)
+            .unwrap_or_else(|waiting| panic!("report does not apply: {waiting:?}"));
+        row.order.filled_quantity = applied.state.filled;
+        row.order.average_fill_price = applied.state.average_price();
+        row.order.status = applied.state.status;
+        row.updated_at = now;
+        let order = row.order.clone();
+        if let Some(transition) = applied.transition {
+            state.events.push(AuditEvent {
+                order_id: id,
+                from: Some(before.status),
+                to: transition.to(),
+                reason: format!("execution report {}", report.execution_id()),
+                attempt: order.attempts,
+                at: now,
+            });
+        }
+        state.executions.push(report.clone());
+        order
+    }
+
+    /// The reports applied to an order, in feed order.
+    pub fn executions_of(&self, id: OrderId) -> Vec<ExecutionReport> {
+        self.lock()
+            .executions
+            .iter()
+            .filter(|report| report.client_order_id() == id)
+            .cloned()
+            .collect()
     }
 
     /// The state for one call of `op`, or the outage it was told to have.
@@ -490,12 +558,49 @@ impl OrderStore for FakeOrderStore {
         ) {
             return Ok(CancelOutcome::Canceled(order));
         }
+        if let Some(order) = state.transition(
+            id,
+            OrderStatus::PendingCancel,
+            "cancel requested by the client",
+            |row, _| Transition::RequestCancel.from().contains(&row.order.status),
+            |_, _| {},
+        ) {
+            return Ok(CancelOutcome::CancelRequested(order));
+        }
         let order = state.rows[&id].order.clone();
         Ok(match order.status {
             OrderStatus::Canceled => CancelOutcome::AlreadyCanceled(order),
-            status if status.is_final() => CancelOutcome::Final(order),
-            _ => CancelOutcome::BeingPlaced(order),
+            OrderStatus::PendingCancel => CancelOutcome::CancelPending(order),
+            OrderStatus::Pending | OrderStatus::Placing => CancelOutcome::BeingPlaced(order),
+            _ => CancelOutcome::Final(order),
         })
+    }
+
+    async fn claim_unanswered_cancels(
+        &self,
+        older_than: Duration,
+        limit: u32,
+    ) -> Result<Vec<Order>, StoreError> {
+        let mut state = self.call(StoreOp::ClaimUnansweredCancels)?;
+        let now = state.now();
+        let mut due: Vec<(OffsetDateTime, OrderId)> = state
+            .rows
+            .values()
+            .filter(|row| {
+                row.order.status == OrderStatus::PendingCancel && row.updated_at <= now - older_than
+            })
+            .map(|row| (row.updated_at, row.order.id))
+            .collect();
+        due.sort();
+        Ok(due
+            .into_iter()
+            .take(limit as usize)
+            .map(|(_, id)| {
+                let row = state.rows.get_mut(&id).expect("listed above");
+                row.updated_at = now;
+                row.order.clone()
+            })
+            .collect())
     }
 
     async fn expire_due(&self, limit: u32) -> Result<Vec<Order>, StoreError> {
@@ -1343,9 +1448,14 @@ mod tests {
             CancelOutcome::BeingPlaced(_)
         ));
         store.record_placed(claimed.id, "X-1").await.unwrap();
+        // Working at the exchange: the cancel becomes a request the exchange answers.
         assert!(matches!(
             store.cancel_order(&acme, claimed.id).await.unwrap(),
-            CancelOutcome::Final(order) if order.status == OrderStatus::Placed
+            CancelOutcome::CancelRequested(order) if order.status == OrderStatus::PendingCancel
+        ));
+        assert!(matches!(
+            store.cancel_order(&acme, claimed.id).await.unwrap(),
+            CancelOutcome::CancelPending(_)
         ));
         assert!(matches!(
             store

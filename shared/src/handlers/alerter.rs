@@ -16,8 +16,8 @@ use time::OffsetDateTime;
 use super::sqs_batch::{RecordOutcome, batch_response, receive_count};
 use crate::domain::{OrderId, OrderStatus};
 use crate::ports::{
-    Alert, AlertPublisher, Exchange, IncidentLog, LookupOutcome, OrderLifecycle, PlacementMessage,
-    StoreError,
+    Alert, AlertPublisher, Exchange, IncidentLog, LookupOutcome, MessageAction, OrderLifecycle,
+    PlacementMessage, StoreError,
 };
 use crate::telemetry::error_chain;
 use crate::usecases::incidents::announce_incidents;
@@ -101,6 +101,9 @@ async fn handle_record(record: &SqsMessage, ports: AlerterPorts<'_>) -> RecordOu
     };
     let order_id = OrderId::from(message.order_id);
     tracing::Span::current().record("order_id", tracing::field::display(order_id));
+    if message.action == MessageAction::Cancel {
+        return report_undelivered_cancel(record, order_id, ports).await;
+    }
     match resolve(order_id, ports).await {
         Ok(Resolution::Done) => RecordOutcome::Done,
         Ok(Resolution::UnknownOrder) => {
@@ -181,6 +184,53 @@ async fn resolve(order_id: OrderId, ports: AlerterPorts<'_>) -> Result<Resolutio
         Some(_) => Resolution::Done,
         None => Resolution::UnknownOrder,
     })
+}
+
+/// A client's cancel of a working order that the placer could not deliver (the exchange refused
+/// the request itself, or does not know the order): the order is still working at the exchange,
+/// `pending_cancel`, and only an admin can sort it out. Nothing to report if the exchange has
+/// answered meanwhile (the order moved on).
+async fn report_undelivered_cancel(
+    record: &SqsMessage,
+    order_id: OrderId,
+    ports: AlerterPorts<'_>,
+) -> RecordOutcome {
+    let order = match ports.store.find_order(order_id).await {
+        Ok(Some(order)) => order,
+        Ok(None) => return publish_raw(record, "the cancel names no known order", ports).await,
+        Err(error) => {
+            tracing::error!(error = %error_chain(&error), "could not read the order of the dead cancel");
+            return RecordOutcome::Retry("store unavailable".into());
+        }
+    };
+    if order.status != OrderStatus::PendingCancel {
+        tracing::info!(status = %order.status, "the exchange answered the cancel meanwhile");
+        return RecordOutcome::Done;
+    }
+    let alert = Alert {
+        subject: "A client's cancel could not be delivered to the exchange".into(),
+        body: json!({
+            "kind": "cancel_undelivered",
+            "problem": "the exchange refused the cancel request or does not know the order; \
+                        the order is still pending_cancel and may still be working there",
+            "order_id": order_id.to_string(),
+            "client_id": order.client_id.as_str(),
+            "exchange_order_id": order.exchange_order_id,
+            "message_id": record.message_id,
+            "receive_count": receive_count(record),
+        })
+        .to_string(),
+    };
+    match ports.alerts.publish(&alert).await {
+        Ok(()) => {
+            tracing::error!("undelivered cancel reported to the admins");
+            RecordOutcome::Done
+        }
+        Err(error) => {
+            tracing::error!(error = %error_chain(&error), "undelivered cancel not published; will retry");
+            RecordOutcome::Retry("alert not published".into())
+        }
+    }
 }
 
 async fn publish_raw(record: &SqsMessage, problem: &str, ports: AlerterPorts<'_>) -> RecordOutcome {
@@ -1022,5 +1072,47 @@ mod tests {
                 .contains(&ghost.id.to_string())
         );
         assert_eq!(alerter.exchange.total_lookups(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_dead_lettered_cancel_of_a_working_order_tells_an_admin_and_changes_nothing() {
+        let alerter = Alerter::new();
+        let order = alerter.new_order();
+        alerter
+            .store
+            .claim_for_placement(order.id, LEASE)
+            .await
+            .unwrap();
+        alerter.store.record_placed(order.id, "EX-7").await.unwrap();
+        alerter
+            .store
+            .cancel_order(&client("acme"), order.id)
+            .await
+            .unwrap();
+        let answered = alerter.new_order();
+
+        let retried = alerter
+            .deliver(vec![crate::fakes::cancel_record("d1", &order, 5)])
+            .await;
+
+        assert!(retried.is_empty());
+        let alerts = alerter.alerts.published();
+        assert_eq!(alerts.len(), 1);
+        let body: Value = serde_json::from_str(&alerts[0].body).unwrap();
+        assert_eq!(body["kind"], "cancel_undelivered");
+        assert_eq!(body["order_id"], order.id.to_string());
+        assert_eq!(body["exchange_order_id"], "EX-7");
+        assert_eq!(
+            alerter.current(&order).status,
+            OrderStatus::PendingCancel,
+            "never failed or expired: it may still be working at the exchange"
+        );
+        assert_eq!(alerter.exchange.lookups(order.id), 0);
+        // A cancel whose order moved on meanwhile is not reported.
+        let retried = alerter
+            .deliver(vec![crate::fakes::cancel_record("d2", &answered, 5)])
+            .await;
+        assert!(retried.is_empty());
+        assert_eq!(alerter.alerts.published().len(), 1);
     }
 }

@@ -17,11 +17,11 @@ use time::OffsetDateTime;
 use tracing::Instrument;
 
 use super::sqs_batch::{RecordOutcome, batch_response, receive_count};
-use crate::domain::{Order, OrderId};
+use crate::domain::{Order, OrderId, OrderStatus};
 use crate::ports::{
-    BreakerSettings, ClaimOutcome, Exchange, ExchangeBreaker, LookupOutcome, OrderLifecycle,
-    PLACEMENT_MESSAGE_VERSION, Permit, PlacementMessage, PlacementOutcome, RetryPlan,
-    RetryScheduler,
+    BreakerSettings, CancelRefusal, ClaimOutcome, Exchange, ExchangeBreaker, ExchangeCancelOutcome,
+    LookupOutcome, MessageAction, OrderLifecycle, PLACEMENT_MESSAGE_VERSION, Permit,
+    PlacementMessage, PlacementOutcome, RetryPlan, RetryScheduler,
 };
 use crate::telemetry::error_chain;
 use crate::usecases::backoff::Backoff;
@@ -91,9 +91,18 @@ async fn handle_record(
                 receives,
                 attempt = tracing::field::Empty,
             );
-            let next = place(order_id, receives, ports, settings)
-                .instrument(span.clone())
-                .await;
+            let next = match message.action {
+                MessageAction::Place => {
+                    place(order_id, receives, ports, settings)
+                        .instrument(span.clone())
+                        .await
+                }
+                MessageAction::Cancel => {
+                    cancel(order_id, receives, ports, settings)
+                        .instrument(span.clone())
+                        .await
+                }
+            };
             (span, next)
         }
         Err(problem) => {
@@ -302,6 +311,71 @@ async fn place(
     }
 }
 
+/// Delivers a client's cancel of a working order to the exchange. Only the request is handled
+/// here: the exchange's execution report (`canceled`, or the fill that won) ends the order,
+/// through the ingester. The exchange's cancel is idempotent, so a cancel whose answer was lost
+/// is simply sent again. While the exchange cannot take it the message comes back with the
+/// receive count's back-off; from `park_from_receive` on it is dropped instead (a long outage
+/// must not push it into the DLQ), and the sweeper sends the cancel again while the order stays
+/// `pending_cancel`.
+async fn cancel(
+    order_id: OrderId,
+    receives: u32,
+    ports: PlacerPorts<'_>,
+    settings: &PlacerSettings,
+) -> Next {
+    let order = match ports.store.find_order(order_id).await {
+        Ok(Some(order)) => order,
+        Ok(None) => {
+            tracing::error!("cancel names no known order; it will reach the DLQ");
+            return Next::retry("unknown order");
+        }
+        Err(error) => {
+            tracing::error!(error = %error_chain(&error), "could not read the order to cancel");
+            return Next::retry("store unavailable");
+        }
+    };
+    if order.status != OrderStatus::PendingCancel {
+        // Answered already (canceled, filled or expired at the exchange): nothing to send.
+        tracing::info!(status = %order.status, "cancel no longer needed");
+        return Next::Done;
+    }
+    let outcome = ports.exchange.cancel(order_id).await;
+    record_breaker(
+        !matches!(outcome, ExchangeCancelOutcome::Transient { .. }),
+        ports,
+        settings,
+    )
+    .await;
+    match outcome {
+        ExchangeCancelOutcome::Accepted { exchange_order_id } => {
+            tracing::info!(%exchange_order_id, "cancel accepted by the exchange; its report ends the order");
+            Next::Done
+        }
+        ExchangeCancelOutcome::Refused {
+            refusal: CancelRefusal::AlreadyFilled | CancelRefusal::AlreadyExpired,
+            reason,
+        } => {
+            tracing::info!(%reason, "cancel too late; the exchange's fill or expiry ends the order");
+            Next::Done
+        }
+        ExchangeCancelOutcome::Refused { refusal, reason } => {
+            // The exchange does not know a placed order, or refuses the request itself: no
+            // retry can help. Towards the DLQ, where the alerter tells an admin.
+            tracing::error!(?refusal, %reason, "cancel refused by the exchange; it will reach the DLQ");
+            Next::retry(format!("cancel refused: {reason}"))
+        }
+        ExchangeCancelOutcome::Transient { error } if receives >= settings.park_from_receive => {
+            tracing::warn!(%error, "cancel not delivered; dropped for the sweeper to send again");
+            Next::Done
+        }
+        ExchangeCancelOutcome::Transient { error } => {
+            tracing::warn!(%error, "cancel not delivered; will retry");
+            Next::retry(error)
+        }
+    }
+}
+
 async fn record_placed(
     order_id: OrderId,
     exchange_order_id: &str,
@@ -439,8 +513,8 @@ mod tests {
     use super::*;
     use crate::domain::{Order, OrderStatus};
     use crate::fakes::{
-        FakeBreaker, FakeExchange, FakeOrderStore, FakeQueue, FakeRetries, StoreOp, client,
-        market_order, placement_record, raw_record, sqs_event,
+        FakeBreaker, FakeExchange, FakeOrderStore, FakeQueue, FakeRetries, StoreOp, cancel_record,
+        client, market_order, placement_record, raw_record, sqs_event,
     };
     use crate::handlers::sweeper::{SweepSettings, sweep_once};
     use crate::ports::{LookupError, OrderStore};
@@ -1947,5 +2021,134 @@ mod tests {
         sweep_once(&placer.store, &queue, &SWEEP).await.unwrap();
 
         assert_eq!(queue.sent_ids(), [order.id]);
+    }
+
+    // --- cancels of working orders ----------------------------------------------------------
+
+    impl Placer {
+        /// An order placed through the placer and then asked to be canceled by its client.
+        async fn pending_cancel_order(&self) -> Order {
+            let order = self.pending_order();
+            self.deliver(vec![placement_record("p", &order, 1)]).await;
+            let outcome = self
+                .store
+                .cancel_order(&client("acme"), order.id)
+                .await
+                .unwrap();
+            assert!(matches!(
+                outcome,
+                crate::ports::CancelOutcome::CancelRequested(_)
+            ));
+            self.current(&order)
+        }
+    }
+
+    fn cancel_transient(error: &str) -> ExchangeCancelOutcome {
+        ExchangeCancelOutcome::Transient {
+            error: error.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cancel_message_sends_the_cancel_once_and_leaves_the_order_to_the_exchanges_report() {
+        let placer = Placer::new();
+        let order = placer.pending_cancel_order().await;
+
+        let retried = placer.deliver(vec![cancel_record("c1", &order, 1)]).await;
+
+        assert!(retried.is_empty());
+        assert_eq!(placer.exchange.cancels(order.id), 1);
+        assert!(placer.exchange.is_canceled(order.id));
+        assert_eq!(
+            placer.exchange.placements(order.id),
+            1,
+            "never placed again"
+        );
+        // The `canceled` report, through the ingester, ends it; the placer only delivers.
+        assert_eq!(placer.status(&order), OrderStatus::PendingCancel);
+    }
+
+    #[tokio::test]
+    async fn a_duplicate_cancel_after_the_exchange_answered_is_dropped_without_a_call() {
+        let placer = Placer::new();
+        let order = placer.pending_cancel_order().await;
+        placer
+            .store
+            .apply_execution(&crate::fakes::canceled_report(&order, 1, 0));
+
+        let retried = placer.deliver(vec![cancel_record("c1", &order, 2)]).await;
+
+        assert!(retried.is_empty());
+        assert_eq!(placer.exchange.cancels(order.id), 0);
+        assert_eq!(placer.status(&order), OrderStatus::Canceled);
+    }
+
+    #[tokio::test]
+    async fn a_cancel_that_loses_to_the_fill_is_done_and_the_fill_ends_the_order() {
+        let placer = Placer::new();
+        let order = placer.pending_cancel_order().await;
+        placer.exchange.fill(order.id);
+
+        let retried = placer.deliver(vec![cancel_record("c1", &order, 1)]).await;
+
+        assert!(retried.is_empty());
+        assert_eq!(placer.exchange.cancels(order.id), 1);
+        assert!(!placer.exchange.is_canceled(order.id));
+    }
+
+    #[tokio::test]
+    async fn a_cancel_the_exchange_cannot_take_now_is_retried_then_left_to_the_sweeper() {
+        let placer = Placer::new();
+        let order = placer.pending_cancel_order().await;
+        placer
+            .exchange
+            .script_cancel(order.id, [cancel_transient("503"), cancel_transient("503")]);
+
+        let early = placer.deliver(vec![cancel_record("c1", &order, 1)]).await;
+        let late = placer
+            .deliver(vec![cancel_record("c1", &order, PARK_FROM_RECEIVE)])
+            .await;
+
+        assert_eq!(early, ["c1"], "retried with the queue's back-off");
+        assert!(
+            late.is_empty(),
+            "dropped: a long outage must not dead-letter it"
+        );
+        assert_eq!(placer.exchange.cancels(order.id), 2);
+        assert_eq!(placer.status(&order), OrderStatus::PendingCancel);
+        // Unanswered for a while: the sweeper sends it again, and then it goes through.
+        let queue = FakeQueue::new();
+        placer
+            .store
+            .advance_clock(crate::handlers::sweeper::UNANSWERED_CANCEL_AGE);
+        let sent = crate::handlers::sweeper::resend_unanswered_cancels(&placer.store, &queue, 10)
+            .await
+            .unwrap();
+        assert_eq!(sent, 1);
+        let resent = queue.sent().pop().unwrap();
+        assert_eq!(resent.action, MessageAction::Cancel);
+        let retried = placer
+            .deliver(vec![raw_record("c2", Some(&resent.to_json()), 1)])
+            .await;
+        assert!(retried.is_empty());
+        assert!(placer.exchange.is_canceled(order.id));
+    }
+
+    #[tokio::test]
+    async fn a_cancel_the_exchange_refuses_for_an_unknown_order_goes_towards_the_dlq() {
+        let placer = Placer::new();
+        let order = placer.pending_cancel_order().await;
+        placer.exchange.script_cancel(
+            order.id,
+            [ExchangeCancelOutcome::Refused {
+                refusal: CancelRefusal::UnknownOrder,
+                reason: "unknown order".into(),
+            }],
+        );
+
+        let retried = placer.deliver(vec![cancel_record("c1", &order, 1)]).await;
+
+        assert_eq!(retried, ["c1"]);
+        assert_eq!(placer.status(&order), OrderStatus::PendingCancel);
     }
 }

@@ -11,7 +11,7 @@ use tracing::Instrument;
 use crate::domain::Order;
 use crate::ports::{AlertPublisher, IncidentLog, OrderQueue, OrderStore, StoreError};
 use crate::telemetry::error_chain;
-use crate::usecases::enqueue::{BACKGROUND_SEND_TIMEOUT, send_for_placement};
+use crate::usecases::enqueue::{BACKGROUND_SEND_TIMEOUT, send_cancel_within, send_for_placement};
 use crate::usecases::incidents::{Announced, announce_incidents};
 
 /// Orders one sweep sends at the same time.
@@ -33,6 +33,45 @@ pub struct SweepSettings {
 /// How old a `POST`'s admission must be to count as abandoned: its insert follows at once, on the
 /// same connection, so a minute is far past any live request.
 pub const ABANDONED_ADMISSION_AGE: Duration = Duration::from_secs(60);
+
+/// How long a client's cancel of a working order may stay unanswered before its cancel is sent
+/// again. The exchange answers a delivered cancel within seconds (its report reaches the order
+/// through the ingester); a minute means the message was lost, dropped by the placer during a
+/// long exchange outage, or never sent. Sending it again is harmless: the exchange's cancel is
+/// idempotent.
+pub const UNANSWERED_CANCEL_AGE: Duration = Duration::from_secs(60);
+
+/// Sends the cancel again for every order whose cancel has been unanswered for
+/// [`UNANSWERED_CANCEL_AGE`] (up to `limit`); returns how many were sent.
+pub async fn resend_unanswered_cancels(
+    store: &dyn OrderStore,
+    queue: &dyn OrderQueue,
+    limit: u32,
+) -> Result<usize, StoreError> {
+    let orders = store
+        .claim_unanswered_cancels(UNANSWERED_CANCEL_AGE, limit)
+        .await?;
+    let mut sent = 0;
+    for order in &orders {
+        match send_cancel_within(queue, order, BACKGROUND_SEND_TIMEOUT).await {
+            Ok(()) => sent += 1,
+            // Claimed again after another `UNANSWERED_CANCEL_AGE`.
+            Err(error) => tracing::warn!(
+                order_id = %order.id,
+                error = %error_chain(&error),
+                "could not send the cancel again; the next sweep will"
+            ),
+        }
+    }
+    if !orders.is_empty() {
+        tracing::info!(
+            claimed = orders.len(),
+            sent,
+            "unanswered cancels sent again"
+        );
+    }
+    Ok(sent)
+}
 
 /// What one sweep did, logged and returned to tests.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
@@ -146,6 +185,14 @@ pub async fn sweep_once(
         .await;
     report.enqueued = outcomes.iter().filter(|sent| **sent).count();
     report.failed = outcomes.len() - report.enqueued;
+    // A cancel the exchange has not answered is sent again; a failure here must not stop the
+    // sweep's other work, so it is only logged (the next run tries again).
+    if let Err(error) = resend_unanswered_cancels(store, queue, settings.batch_size).await {
+        tracing::warn!(
+            error = %crate::telemetry::error_chain(&error),
+            "could not look for unanswered cancels"
+        );
+    }
     // Housekeeping: nothing depends on it, so a failure is only logged.
     match store
         .forget_abandoned_admissions(ABANDONED_ADMISSION_AGE)

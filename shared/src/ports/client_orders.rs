@@ -1,13 +1,15 @@
 //! A client's own orders behind its admission, for the api's busiest routes: the key check, the
 //! per-client limits and the order operation together, so that an adapter can answer all three
-//! in one database round trip (`POST /orders`, `GET /orders`, `GET /orders/{id}`).
+//! in one database round trip (`POST /orders` and the GETs of `/orders`).
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use super::{Admission, CreateOutcome, OrderPage, StoreError};
 use crate::auth::ApiKey;
-use crate::domain::{ClientId, IdempotencyKey, NewOrder, Order, OrderId, OrderStatus};
+use crate::domain::{
+    ClientId, ExecutionReport, IdempotencyKey, NewOrder, Order, OrderId, OrderStatus,
+};
 
 /// What a request got that asked for something together with its admission.
 #[derive(Debug)]
@@ -62,6 +64,15 @@ pub trait ClientOrders: Send + Sync {
         key: &ApiKey,
         id: OrderId,
     ) -> Result<Gated<Option<Vec<OrderEvent>>>, StoreError>;
+
+    /// Admits a read and returns the execution reports applied to the order, in feed order, if
+    /// the order is the key's client's (`None` otherwise). Reports still waiting to be applied
+    /// are left out, so the fills add up to the order's `filled_quantity`.
+    async fn order_executions(
+        &self,
+        key: &ApiKey,
+        id: OrderId,
+    ) -> Result<Gated<Option<Vec<ExecutionReport>>>, StoreError>;
 
     /// Admits a read and returns a page of the key's client's orders.
     async fn orders(&self, key: &ApiKey, query: &ListQuery)

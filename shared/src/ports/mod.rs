@@ -27,4 +27,4 @@ pub use incidents::*;
 pub use order_lifecycle::*;
 pub use order_queue::*;
 pub use order_store::*;
-pub use placement_message::{PLACEMENT_MESSAGE_VERSION, PlacementMessage};
+pub use placement_message::{MessageAction, PLACEMENT_MESSAGE_VERSION, PlacementMessage};

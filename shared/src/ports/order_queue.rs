@@ -21,6 +21,9 @@ pub struct QueueError {
 pub trait OrderQueue: Send + Sync {
     /// Sends one placement message for the order.
     async fn enqueue(&self, order: &Order) -> Result<(), QueueError>;
+    /// Sends one cancel message for a working order (`pending_cancel`): the placer asks the
+    /// exchange to cancel its unfilled rest.
+    async fn enqueue_cancel(&self, order: &Order) -> Result<(), QueueError>;
 }
 
 /// Delays the next delivery of a queue message (SQS ChangeMessageVisibility), for back-off.

@@ -48,7 +48,14 @@ pub enum CancelOutcome {
     /// A placer holds it (`placing`), or its last attempt may have reached the exchange and is
     /// being confirmed: ask again in a moment.
     BeingPlaced(Order),
-    /// Another final status (placed, rejected, failed, expired): too late to cancel.
+    /// It was working at the exchange (`placed`, `partially_filled`): now `pending_cancel`; the
+    /// cancel goes to the exchange through the queue, and the exchange's report ends the order
+    /// (`canceled` for the unfilled rest, or `filled` if the fill won).
+    CancelRequested(Order),
+    /// A cancel was requested before and is not answered yet (`pending_cancel`): the same
+    /// answer again, and the cancel is sent again (the exchange's cancel is idempotent).
+    CancelPending(Order),
+    /// A final status (filled, rejected, failed, expired): too late to cancel.
     Final(Order),
     /// No such order, or another client's.
     NotFound,
@@ -116,6 +123,16 @@ pub trait OrderStore: Send + Sync {
     /// Records that the order's message reached the queue. Losing this mark is harmless (the
     /// sweeper sends one duplicate message), so nobody waits for it.
     async fn mark_enqueued(&self, id: OrderId) -> Result<(), StoreError>;
+
+    /// Cancels requested at least `older_than` ago and still unanswered (`pending_cancel`), up
+    /// to `limit`, oldest first; each is stamped so that it is returned again only after another
+    /// `older_than` (the sweeper sends their cancels again: the first message may have been
+    /// lost, dropped during a long exchange outage, or never sent).
+    async fn claim_unanswered_cancels(
+        &self,
+        older_than: Duration,
+        limit: u32,
+    ) -> Result<Vec<Order>, StoreError>;
 
     /// `mark_enqueued` for many orders: the api marks the orders it sent in batches, off the
     /// requests' latency path.

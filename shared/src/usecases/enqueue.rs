@@ -65,6 +65,23 @@ pub async fn send_within(
     }
 }
 
+/// Sends one cancel message for a working order within `timeout`. Nothing is marked: the order's
+/// `pending_cancel` is the record, and the sweeper sends the cancel again while it lasts.
+pub async fn send_cancel_within(
+    queue: &dyn OrderQueue,
+    order: &Order,
+    timeout: Duration,
+) -> Result<(), EnqueueError> {
+    match tokio::time::timeout(timeout, queue.enqueue_cancel(order)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(error.into()),
+        Err(_) => Err(EnqueueError::TimedOut {
+            order_id: order.id,
+            after: timeout,
+        }),
+    }
+}
+
 /// How many marks wait at most; past that a mark is dropped (a harmless duplicate message later).
 const MARKS_WAITING: usize = 10_000;
 /// Marks written by one statement at most.

@@ -83,6 +83,8 @@ fn order(details: NewOrder) -> Order {
         expires_at: None,
         next_attempt_at: None,
         outcome_unknown: false,
+        filled_quantity: order_shared::domain::Shares::ZERO,
+        average_fill_price: None,
     }
 }
 

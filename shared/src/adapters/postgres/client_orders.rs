@@ -17,11 +17,14 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::access_control::PostgresAccessControl;
+use super::executions::execution_from_row;
 use super::order_rows::order_from_row;
 use super::statements::{self, Param};
 use super::store_errors::query_error;
 use crate::auth::ApiKey;
-use crate::domain::{ClientId, IdempotencyKey, NewOrder, Order, OrderId, OrderStatus};
+use crate::domain::{
+    ClientId, ExecutionReport, IdempotencyKey, NewOrder, Order, OrderId, OrderStatus,
+};
 use crate::ports::{
     Admission, ClientOrders, CreateOutcome, Gated, ListQuery, OrderEvent, OrderPage, RequestKind,
     StoreError,
@@ -141,6 +144,13 @@ const ORDER_SQL: &str = "SELECT (r.verdict).*, (r.order_row).* FROM api_order($1
 /// `GET /orders/{id}/events`: one row per event, or one row of nulls past the admission.
 const ORDER_EVENTS_SQL: &str = "SELECT (r.verdict).*, r.order_id, r.from_status, r.to_status, \
      r.reason, r.attempt, r.event_at FROM api_order_events($1, $2, $3) r";
+
+/// `GET /orders/{id}/executions` (V9): one row per applied report, or one row of nulls past the
+/// admission.
+const ORDER_EXECUTIONS_SQL: &str = "SELECT (r.verdict).*, r.order_id, r.execution_id, \
+     r.sequence, r.kind, r.exchange_order_id, r.quantity, r.price, r.cumulative_quantity, \
+     r.remaining_quantity, r.executed_at, NULL::text AS waiting_reason \
+     FROM api_order_executions($1, $2, $3) r";
 
 /// `GET /orders`: `$3` rows at most, `$4` a status or null, `$5` an id to list before or null.
 const ORDERS_SQL: &str =
@@ -276,6 +286,38 @@ impl ClientOrders for PostgresAccessControl {
                 });
             }
             Ok(Some(events))
+        })
+    }
+
+    async fn order_executions(
+        &self,
+        key: &ApiKey,
+        id: OrderId,
+    ) -> Result<Gated<Option<Vec<ExecutionReport>>>, StoreError> {
+        let kind = RequestKind::Read;
+        let (key_id, hash) = self.credentials(key);
+        let client = self.client().await?;
+        // One row per applied report (by `executions_order_idx`), or one row of nulls past the
+        // admission when the order has none or is not the client's.
+        let rows = statements::rows(
+            &client,
+            ORDER_EXECUTIONS_SQL,
+            &[&key_id, &hash, &id.as_uuid()],
+        )
+        .await
+        .map_err(query_error("find client order executions"))?;
+        self.gate(key, kind, rows.first(), || {
+            if rows
+                .first()
+                .is_none_or(|row| row.get::<_, Option<Uuid>>("order_id").is_none())
+            {
+                return Ok(None);
+            }
+            rows.iter()
+                .filter(|row| row.get::<_, Option<&str>>("execution_id").is_some())
+                .map(execution_from_row)
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some)
         })
     }
 

@@ -93,6 +93,15 @@ fn fill_state_from_row(row: &Row) -> Result<(OrderId, FillState), StoreError> {
 }
 
 fn report_from_row(row: &Row) -> Result<WaitingReport, StoreError> {
+    Ok(WaitingReport {
+        report: execution_from_row(row)?,
+        reason: row.get("waiting_reason"),
+    })
+}
+
+/// Rebuilds a stored report (the columns of `executions`); a row the domain would refuse is
+/// reported as corrupt, not hidden. Shared with the api's list of an order's executions.
+pub(super) fn execution_from_row(row: &Row) -> Result<ExecutionReport, StoreError> {
     let execution_id: String = row.get("execution_id");
     let corrupt = |problem: String| StoreError::Corrupt {
         id: execution_id.clone(),
@@ -133,10 +142,7 @@ fn report_from_row(row: &Row) -> Result<WaitingReport, StoreError> {
         row.get::<_, OffsetDateTime>("executed_at"),
     )
     .map_err(corrupt)?;
-    Ok(WaitingReport {
-        report,
-        reason: row.get("waiting_reason"),
-    })
+    Ok(report)
 }
 
 fn sequence_param(sequence: u64) -> i64 {

@@ -66,7 +66,7 @@ impl PostgresOrderStore {
     }
 
     /// `pending` → `canceled` (the ownership check is the caller's).
-    pub(super) async fn cancel(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
+    pub async fn cancel_pending(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
         self.transition(
             Transition::Cancel,
             "cancel order",

@@ -5,13 +5,15 @@
 use deadpool_postgres::tokio_postgres::Row;
 use uuid::Uuid;
 
-use crate::domain::{ClientId, Isin, NewOrder, Order, OrderId, OrderType, Price, Quantity, Side};
+use crate::domain::{
+    ClientId, Isin, NewOrder, Order, OrderId, OrderType, Price, Quantity, Shares, Side,
+};
 use crate::ports::StoreError;
 
 /// The columns `order_from_row` reads, in the order every `SELECT`/`RETURNING` lists them.
 pub(super) const ORDER_COLUMNS: &str = "id, client_id, created_at, order_type, side, instrument, limit_price, quantity, \
      status, attempts, last_error, exchange_order_id, placed_at, alerted_at, expires_at, \
-     next_attempt_at, outcome_unknown";
+     next_attempt_at, outcome_unknown, filled_quantity, average_fill_price";
 
 /// Rebuilds the domain order from a row; a row the domain would refuse is reported, not hidden.
 pub(super) fn order_from_row(row: &Row) -> Result<Order, StoreError> {
@@ -46,5 +48,7 @@ pub(super) fn order_from_row(row: &Row) -> Result<Order, StoreError> {
         expires_at: row.get("expires_at"),
         next_attempt_at: row.get("next_attempt_at"),
         outcome_unknown: row.get("outcome_unknown"),
+        filled_quantity: Shares::new(row.get("filled_quantity")).map_err(corrupt)?,
+        average_fill_price: row.get("average_fill_price"),
     })
 }

@@ -214,17 +214,51 @@ impl OrderStore for PostgresOrderStore {
         if self.find_client_order(owner, id).await?.is_none() {
             return Ok(CancelOutcome::NotFound);
         }
-        if let Some(order) = self.cancel(id).await? {
+        if let Some(order) = self.cancel_pending(id).await? {
             return Ok(CancelOutcome::Canceled(order));
+        }
+        // Working at the exchange: the cancel becomes a request the exchange answers.
+        if let Some(order) = self.request_cancel(id).await? {
+            return Ok(CancelOutcome::CancelRequested(order));
         }
         Ok(match self.find_client_order(owner, id).await? {
             None => CancelOutcome::NotFound,
-            Some(order) if order.status == OrderStatus::Canceled => {
-                CancelOutcome::AlreadyCanceled(order)
-            }
-            Some(order) if order.status.is_final() => CancelOutcome::Final(order),
-            Some(order) => CancelOutcome::BeingPlaced(order),
+            Some(order) => match order.status {
+                OrderStatus::Canceled => CancelOutcome::AlreadyCanceled(order),
+                OrderStatus::PendingCancel => CancelOutcome::CancelPending(order),
+                // Moved on between the two updates (a placer placed it, or a fill arrived):
+                // the client asks again and meets the order where it is now.
+                OrderStatus::Pending
+                | OrderStatus::Placing
+                | OrderStatus::Placed
+                | OrderStatus::PartiallyFilled => CancelOutcome::BeingPlaced(order),
+                _ => CancelOutcome::Final(order),
+            },
         })
+    }
+
+    async fn claim_unanswered_cancels(
+        &self,
+        older_than: Duration,
+        limit: u32,
+    ) -> Result<Vec<Order>, StoreError> {
+        let client = self.client().await?;
+        // `updated_at` doubles as "cancel last sent": the request, a fill, or the last resend.
+        let rows = statements::rows(
+            &client,
+            &format!(
+                "UPDATE orders SET updated_at = now() WHERE id IN ( \
+                   SELECT id FROM orders \
+                   WHERE status = 'pending_cancel' \
+                     AND updated_at <= now() - make_interval(secs => $1) \
+                   ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
+                 RETURNING {ORDER_COLUMNS}"
+            ),
+            &[&older_than.as_secs_f64(), &i64::from(limit)],
+        )
+        .await
+        .map_err(query_error("claim unanswered cancels"))?;
+        rows.iter().map(order_from_row).collect()
     }
 
     async fn expire_due(&self, limit: u32) -> Result<Vec<Order>, StoreError> {

@@ -137,7 +137,7 @@ fn records(transition: Transition) -> &'static str {
 
 /// The status changes execution reports make, as `(from, to)` rows of an SQL `VALUES` list,
 /// rendered from the domain's table ([`Transition::BY_EXECUTION`]); plus "no change" for each
-/// working status (a later partial fill, a refused cancel).
+/// status from `placed` on (a later partial fill; a refused cancel, even of a finished order).
 fn execution_moves() -> Vec<(OrderStatus, OrderStatus)> {
     let mut moves = Vec::new();
     for transition in Transition::BY_EXECUTION {
@@ -145,7 +145,10 @@ fn execution_moves() -> Vec<(OrderStatus, OrderStatus)> {
             moves.push((*from, transition.to()));
         }
     }
-    for status in OrderStatus::ALL.into_iter().filter(|s| s.is_working()) {
+    // A fill state change without a status change (a later partial fill), and a refused
+    // cancel, which applies whatever the order's state once it has been placed: it arrives after
+    // the fill or the expiry that won the race, and must be applied, not kept waiting forever.
+    for status in OrderStatus::ALL.into_iter().filter(|s| s.is_final()) {
         moves.push((status, status));
     }
     moves

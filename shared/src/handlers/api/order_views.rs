@@ -4,7 +4,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::domain::{Order, OrderStatus, OrderType, Side};
+use crate::domain::{ExecutionEvent, ExecutionReport, Order, OrderStatus, OrderType, Side};
 use crate::ports::OrderEvent;
 
 /// An order as the API returns it.
@@ -43,6 +43,18 @@ pub struct OrderView {
     #[serde(with = "time::serde::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub placed_at: Option<OffsetDateTime>,
+    /// Shares the exchange has filled so far: 0 until the first fill, `quantity` once `filled`.
+    /// A `canceled` or `expired` order that was working at the exchange keeps what traded.
+    #[schema(minimum = 0)]
+    pub filled_quantity: i64,
+    /// Shares still open: `quantity − filled_quantity` while the order is open or working at the
+    /// exchange, 0 once it is final.
+    #[schema(minimum = 0)]
+    pub remaining_quantity: i64,
+    /// The average price of the filled shares, a decimal string with six places; `null` before
+    /// the first fill.
+    #[schema(value_type = Option<String>, example = "120.483333", pattern = "^[0-9]+\\.[0-9]{6}$")]
+    pub average_fill_price: Option<String>,
 }
 
 impl From<&Order> for OrderView {
@@ -62,6 +74,80 @@ impl From<&Order> for OrderView {
             outcome_unknown: order.outcome_unknown && !order.status.is_final(),
             exchange_order_id: order.exchange_order_id.clone(),
             placed_at: order.placed_at.map(|t| t.to_offset(time::UtcOffset::UTC)),
+            filled_quantity: order.filled_quantity.get(),
+            remaining_quantity: order.remaining_quantity(),
+            average_fill_price: order
+                .average_fill_price
+                .map(|p| format!("{:.6}", p.round_dp(6))),
+        }
+    }
+}
+
+/// An order's executions at the exchange, in the exchange's order.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ExecutionList {
+    pub order_id: Uuid,
+    pub executions: Vec<ExecutionView>,
+}
+
+/// What an execution report says happened.
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutionKindView {
+    /// Some shares traded; some are still open.
+    PartialFill,
+    /// The last open shares traded: the order is filled.
+    Fill,
+    /// The unfilled rest was canceled on the client's request.
+    Canceled,
+    /// The unfilled rest expired with the order's time in force.
+    Expired,
+    /// A cancel came too late (the order had filled or expired); nothing changed.
+    CancelRefused,
+}
+
+/// One execution report of an order.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ExecutionView {
+    /// The exchange's id of this execution (unique).
+    pub execution_id: String,
+    pub kind: ExecutionKindView,
+    /// Shares traded (fills), canceled or expired (the unfilled rest); 0 for a refused cancel.
+    #[schema(minimum = 0)]
+    pub quantity: i64,
+    /// The fill's price, a decimal string with two places; `null` unless a fill.
+    #[schema(value_type = Option<String>, example = "120.50", pattern = "^[0-9]+\\.[0-9]{2}$")]
+    pub price: Option<String>,
+    /// Shares filled up to and including this execution.
+    #[schema(minimum = 0)]
+    pub cumulative_quantity: i64,
+    /// Shares still open after it.
+    #[schema(minimum = 0)]
+    pub remaining_quantity: i64,
+    /// When it happened at the exchange, RFC 3339 UTC.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub executed_at: OffsetDateTime,
+}
+
+impl From<&ExecutionReport> for ExecutionView {
+    fn from(report: &ExecutionReport) -> Self {
+        let event = report.event();
+        let kind = match event {
+            ExecutionEvent::PartialFill { .. } => ExecutionKindView::PartialFill,
+            ExecutionEvent::Fill { .. } => ExecutionKindView::Fill,
+            ExecutionEvent::Canceled { .. } => ExecutionKindView::Canceled,
+            ExecutionEvent::Expired { .. } => ExecutionKindView::Expired,
+            ExecutionEvent::CancelRefused => ExecutionKindView::CancelRefused,
+        };
+        Self {
+            execution_id: report.execution_id().as_str().to_owned(),
+            kind,
+            quantity: event.quantity().map_or(0, |q| q.get()),
+            price: event.traded().map(|(_, price)| price.to_string()),
+            cumulative_quantity: report.cumulative_quantity().get(),
+            remaining_quantity: report.remaining_quantity().get(),
+            executed_at: report.time().to_offset(time::UtcOffset::UTC),
         }
     }
 }

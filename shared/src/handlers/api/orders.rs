@@ -1,5 +1,5 @@
 //! `/orders`: accept an order (store, then enqueue), read one, cancel one, list them, read one's
-//! history.
+//! history and its executions at the exchange.
 
 use std::collections::HashMap;
 
@@ -14,7 +14,9 @@ use serde_json::Value;
 use tracing::Instrument;
 
 use super::auth::{Credentials, admit, gate};
-use super::order_views::{OrderEventView, OrderHistory, OrderList, OrderView};
+use super::order_views::{
+    ExecutionList, ExecutionView, OrderEventView, OrderHistory, OrderList, OrderView,
+};
 use super::{ApiContext, ApiError, MAX_BODY_BYTES};
 use crate::domain::{
     FieldError, IdempotencyKey, NewOrder, OrderId, OrderRejection, OrderStatus,
@@ -22,7 +24,7 @@ use crate::domain::{
 };
 use crate::ports::{CancelOutcome, CreateOutcome, ListQuery, RequestKind};
 use crate::telemetry::error_chain;
-use crate::usecases::enqueue::send_within;
+use crate::usecases::enqueue::{send_cancel_within, send_within};
 
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// How long a client should wait before asking again to cancel an order a placer holds: an
@@ -36,6 +38,7 @@ pub(super) fn router() -> Router<ApiContext> {
         .route("/orders", get(list_orders).post(create_order))
         .route("/orders/{id}", get(get_order).delete(cancel_order))
         .route("/orders/{id}/events", get(order_events))
+        .route("/orders/{id}/executions", get(order_executions))
 }
 
 /// Accepts an order. `201` means it is committed and its placement guaranteed.
@@ -57,7 +60,9 @@ pub(super) fn router() -> Router<ApiContext> {
              ("GetOrderEvents" = (operation_id = "order_events", parameters(("id" = "$response.body#/id")),
                                   description = "The order's history")),
              ("CancelOrder" = (operation_id = "cancel_order", parameters(("id" = "$response.body#/id")),
-                               description = "Cancel the order while no placer has started on it")),
+                               description = "Cancel the order: before placement at once, at the exchange its unfilled rest")),
+             ("GetOrderExecutions" = (operation_id = "order_executions", parameters(("id" = "$response.body#/id")),
+                                      description = "The order's fills at the exchange")),
          )),
         (status = 400, description = "Body is not JSON or not an object", body = super::error::ErrorBody),
         (status = 413, description = "Body larger than 16 KiB", body = super::error::ErrorBody),
@@ -305,17 +310,61 @@ pub(super) async fn order_events(
     }))
 }
 
-/// Cancels an order that no placer has claimed yet. Idempotent: canceling a canceled order
-/// answers the same. An order at the exchange can't be canceled here.
+/// The execution reports the exchange sent for an order and that were applied to it, in the
+/// exchange's order: fills and partial fills (quantity and price), and how it ended there
+/// (`canceled`, `expired`, or a refused cancel). The fills add up to the order's
+/// `filled_quantity`.
+#[utoipa::path(
+    get,
+    tag = "orders",
+    path = "/orders/{id}/executions",
+    params(("id" = String, Path, format = Uuid, description = "Order id (UUID); anything else is a 404")),
+    responses(
+        (status = 200, description = "The order's executions, oldest first (empty before the first)", body = ExecutionList),
+        (status = 404, description = "No such order, or another client's", body = super::error::ErrorBody),
+        (status = 401, description = "Missing, malformed, unknown or revoked API key", body = super::error::ErrorBody,
+         headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 429, description = "Over the client's request rate", body = super::error::ErrorBody,
+         headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+        (status = 500, description = "Internal error", body = super::error::ErrorBody),
+    )
+)]
+pub(super) async fn order_executions(
+    State(context): State<ApiContext>,
+    Extension(Credentials(key)): Extension<Credentials>,
+    Path(id): Path<String>,
+) -> Result<Json<ExecutionList>, ApiError> {
+    const NOT_FOUND: ApiError = ApiError::NotFound("Order not found");
+    let Ok(id) = id.parse::<OrderId>() else {
+        admit(&context, &key, RequestKind::Read).await?;
+        return Err(NOT_FOUND);
+    };
+    let (_, executions) = gate(context.orders.order_executions(&key, id).await?, &key)?;
+    Ok(Json(ExecutionList {
+        order_id: id.as_uuid(),
+        executions: executions
+            .ok_or(NOT_FOUND)?
+            .iter()
+            .map(ExecutionView::from)
+            .collect(),
+    }))
+}
+
+/// Cancels an order. Before any placer has claimed it, at once: `canceled`, never sent. Once it
+/// is working at the exchange (`placed`, `partially_filled`), the cancel goes to the exchange:
+/// `202` with `pending_cancel`, and the exchange's report ends it `canceled` (its unfilled rest;
+/// `filled_quantity` keeps what traded) or `filled` (the fill won). Idempotent: asking again
+/// answers the same (and sends the cancel again while it is unanswered).
 #[utoipa::path(
     delete,
     tag = "orders",
     path = "/orders/{id}",
     params(("id" = String, Path, format = Uuid, description = "Order id (UUID); anything else is a 404")),
     responses(
-        (status = 200, description = "Canceled: it was `pending` (or already `canceled`) and will never be sent to the exchange", body = OrderView),
+        (status = 200, description = "Canceled: it was `pending` (or already `canceled`) and will never be sent to the exchange (or the exchange canceled it before)", body = OrderView),
+        (status = 202, description = "Cancel sent to the exchange: the order was working there (`placed`, `partially_filled`) and is `pending_cancel` until the exchange answers; it ends `canceled` or, if the fill won, `filled`", body = OrderView),
         (status = 404, description = "No such order, or another client's", body = super::error::ErrorBody),
-        (status = 409, description = "Too late: the order is being placed right now (`placing`; with `Retry-After`, ask again), or it is already final (`placed`, `rejected`, `failed`, `expired`; the message names the status)", body = super::error::ErrorBody,
+        (status = 409, description = "Too late, or not now: the order is being placed right now (`placing`; with `Retry-After`, ask again), or it is final (`filled`, `rejected`, `failed`, `expired`; the message names the status)", body = super::error::ErrorBody,
          headers(("Retry-After" = u32, description = "Only while the order is being placed: seconds to wait before asking again"))),
         (status = 401, description = "Missing, malformed, unknown or revoked API key", body = super::error::ErrorBody,
          headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
@@ -328,7 +377,7 @@ pub(super) async fn cancel_order(
     State(context): State<ApiContext>,
     Extension(Credentials(key)): Extension<Credentials>,
     Path(id): Path<String>,
-) -> Result<Json<OrderView>, ApiError> {
+) -> Result<(StatusCode, Json<OrderView>), ApiError> {
     const NOT_FOUND: ApiError = ApiError::NotFound("Order not found");
     // A cancel is several statements (see `OrderStore::cancel_order`): admitted first.
     let client = admit(&context, &key, RequestKind::Read).await?;
@@ -337,9 +386,25 @@ pub(super) async fn cancel_order(
         CancelOutcome::Canceled(order) => {
             crate::telemetry::metrics::order_canceled();
             tracing::info!(order_id = %id, "order canceled by the client");
-            Ok(Json(OrderView::from(&order)))
+            Ok((StatusCode::OK, Json(OrderView::from(&order))))
         }
-        CancelOutcome::AlreadyCanceled(order) => Ok(Json(OrderView::from(&order))),
+        CancelOutcome::AlreadyCanceled(order) => {
+            Ok((StatusCode::OK, Json(OrderView::from(&order))))
+        }
+        CancelOutcome::CancelRequested(order) | CancelOutcome::CancelPending(order) => {
+            // The request is committed (`pending_cancel`): a send that fails here is sent again
+            // by the sweeper, so the answer does not depend on it.
+            match send_cancel_within(context.queue.as_ref(), &order, context.enqueue_timeout).await
+            {
+                Ok(()) => tracing::info!(order_id = %id, "cancel sent to the exchange"),
+                Err(error) => tracing::warn!(
+                    order_id = %id,
+                    error = %error_chain(&error),
+                    "cancel requested but not sent; the sweeper sends it"
+                ),
+            }
+            Ok((StatusCode::ACCEPTED, Json(OrderView::from(&order))))
+        }
         CancelOutcome::BeingPlaced(order) => {
             tracing::info!(order_id = %id, status = %order.status, "cancel refused: the order is being placed");
             Err(ApiError::Conflict {

@@ -15,11 +15,12 @@ use super::{ApiContext, INTERNAL_ERROR_MESSAGE, router};
 use crate::auth::ApiKey;
 use crate::domain::{ExpiryPolicy, Order, OrderStatus};
 use crate::fakes::{
-    FakeAccess, FakeClientOrders, FakeOrderStore, FakeQueue, QueueBehaviour, client, market_order,
+    FakeAccess, FakeClientOrders, FakeOrderStore, FakeQueue, QueueBehaviour, canceled_report,
+    client, fill_report, market_order,
 };
 use crate::ports::{
-    Admission, ClaimOutcome, ClientOrders, CreateOutcome, Gated, ListQuery, OrderLifecycle,
-    OrderPage, RequestKind, StoreError,
+    Admission, ClaimOutcome, ClientOrders, CreateOutcome, Gated, ListQuery, MessageAction,
+    OrderLifecycle, OrderPage, RequestKind, StoreError,
 };
 use crate::usecases::enqueue::EnqueuedMarks;
 
@@ -149,6 +150,20 @@ impl Api {
     /// A stored order of `acme`'s.
     fn order(&self, quantity: i64) -> Order {
         self.store.seed(&client("acme"), &market_order(quantity))
+    }
+
+    /// A stored order of `acme`'s, placed at the exchange (working there).
+    async fn placed(&self, quantity: i64) -> Order {
+        let order = self.order(quantity);
+        self.store
+            .claim_for_placement(order.id, LEASE)
+            .await
+            .unwrap();
+        self.store
+            .record_placed(order.id, "EX-1")
+            .await
+            .unwrap()
+            .expect("placed")
     }
 
     fn header<'a>(answer: &'a Answer, name: &str) -> Option<&'a str> {
@@ -397,6 +412,14 @@ impl ClientOrders for PanickingOrders {
         _: crate::domain::OrderId,
     ) -> Result<Gated<Option<Vec<crate::ports::OrderEvent>>>, StoreError> {
         panic!("a bug while reading the history");
+    }
+
+    async fn order_executions(
+        &self,
+        _: &ApiKey,
+        _: crate::domain::OrderId,
+    ) -> Result<Gated<Option<Vec<crate::domain::ExecutionReport>>>, StoreError> {
+        panic!("a bug while reading the executions");
     }
 }
 
@@ -846,12 +869,9 @@ async fn an_order_that_may_have_reached_the_exchange_is_not_canceled_until_confi
 #[tokio::test]
 async fn a_final_order_is_409_naming_its_status() {
     let api = Api::new();
-    let placed = api.order(1);
+    let filled = api.placed(1).await;
     api.store
-        .claim_for_placement(placed.id, LEASE)
-        .await
-        .unwrap();
-    api.store.record_placed(placed.id, "EX-1").await.unwrap();
+        .apply_execution(&fill_report(&filled, 1, 0, 1, "10.00"));
     let rejected = api.order(2);
     api.store
         .claim_for_placement(rejected.id, LEASE)
@@ -875,7 +895,7 @@ async fn a_final_order_is_409_naming_its_status() {
         .expect("expired");
 
     for (order, status) in [
-        (&placed, OrderStatus::Placed),
+        (&filled, OrderStatus::Filled),
         (&rejected, OrderStatus::Rejected),
         (&failed, OrderStatus::Failed),
         (&expired, OrderStatus::Expired),
@@ -1452,9 +1472,14 @@ async fn the_openapi_document_states_the_rules_the_server_enforces() {
             &["200", "401", "404", "429", "500"][..],
         ),
         (
+            "/orders/{id}/executions",
+            "get",
+            &["200", "401", "404", "429", "500"][..],
+        ),
+        (
             "/orders/{id}",
             "delete",
-            &["200", "401", "404", "409", "429", "500"][..],
+            &["200", "202", "401", "404", "409", "429", "500"][..],
         ),
     ] {
         let responses = &doc["paths"][path][method]["responses"];
@@ -1576,4 +1601,183 @@ async fn unknown_routes_and_methods_are_json_errors() {
     assert_eq!(missing.json, json!({"message": "Not found"}));
     assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(wrong_method.json, json!({"message": "Method not allowed"}));
+}
+
+#[tokio::test]
+async fn canceling_a_working_order_is_202_pending_cancel_and_sends_the_cancel_through_the_queue() {
+    let api = Api::new();
+    let placed = api.placed(10).await;
+    let partly = api.placed(10).await;
+    api.store
+        .apply_execution(&fill_report(&partly, 1, 0, 4, "10.00"));
+
+    for (order, from, filled) in [
+        (&placed, OrderStatus::Placed, 0),
+        (&partly, OrderStatus::PartiallyFilled, 4),
+    ] {
+        let answer = api.cancel(order).await;
+
+        assert_eq!(
+            answer.status,
+            StatusCode::ACCEPTED,
+            "{from}: {}",
+            answer.text
+        );
+        assert_eq!(answer.json["status"], "pending_cancel");
+        assert_eq!(answer.json["filled_quantity"], filled);
+        assert_eq!(answer.json["remaining_quantity"], 10 - filled);
+        let last = api.store.events_of(order.id).pop().unwrap();
+        assert_eq!(
+            (last.from, last.to, last.reason.as_str()),
+            (
+                Some(from),
+                OrderStatus::PendingCancel,
+                "cancel requested by the client"
+            )
+        );
+    }
+    let sent = api.queue.sent();
+    let cancels: Vec<_> = sent
+        .iter()
+        .filter(|m| m.action == MessageAction::Cancel)
+        .map(|m| m.order_id)
+        .collect();
+    assert_eq!(cancels, [placed.id.as_uuid(), partly.id.as_uuid()]);
+}
+
+#[tokio::test]
+async fn asking_again_while_the_cancel_is_unanswered_is_202_and_sends_it_again() {
+    let api = Api::new();
+    let order = api.placed(10).await;
+
+    let first = api.cancel(&order).await;
+    let again = api.cancel(&order).await;
+
+    assert_eq!(first.status, StatusCode::ACCEPTED);
+    assert_eq!(again.status, StatusCode::ACCEPTED);
+    assert_eq!(again.json["status"], "pending_cancel");
+    let requests = api
+        .store
+        .events_of(order.id)
+        .iter()
+        .filter(|e| e.to == OrderStatus::PendingCancel)
+        .count();
+    assert_eq!(requests, 1, "audited once");
+    assert_eq!(api.queue.sent().len(), 2, "the cancel is sent each time");
+}
+
+#[tokio::test]
+async fn a_cancel_that_cannot_be_sent_is_still_accepted_and_left_for_the_sweeper() {
+    let api = Api::new();
+    let order = api.placed(10).await;
+    api.queue.set_behaviour(QueueBehaviour::Fail);
+
+    let answer = api.cancel(&order).await;
+
+    assert_eq!(answer.status, StatusCode::ACCEPTED);
+    assert_eq!(
+        api.store.order(order.id).unwrap().status,
+        OrderStatus::PendingCancel
+    );
+    // The sweeper sends it once it has been unanswered for a while.
+    api.queue.set_behaviour(QueueBehaviour::Accept);
+    api.store
+        .advance_clock(crate::handlers::sweeper::UNANSWERED_CANCEL_AGE);
+    let sent = crate::handlers::sweeper::resend_unanswered_cancels(
+        api.store.as_ref(),
+        api.queue.as_ref(),
+        100,
+    )
+    .await
+    .unwrap();
+    assert_eq!(sent, 1);
+    assert_eq!(api.queue.sent()[0].action, MessageAction::Cancel);
+}
+
+#[tokio::test]
+async fn the_exchanges_answer_ends_a_pending_cancel_and_a_later_delete_says_so() {
+    let api = Api::new();
+    let canceled = api.placed(10).await;
+    let filled = api.placed(10).await;
+    api.cancel(&canceled).await;
+    api.cancel(&filled).await;
+
+    api.store
+        .apply_execution(&fill_report(&canceled, 1, 0, 3, "10.00"));
+    api.store.apply_execution(&canceled_report(&canceled, 2, 3));
+    // The fill won the race with the cancel.
+    api.store
+        .apply_execution(&fill_report(&filled, 3, 0, 10, "10.00"));
+
+    let answer = api.cancel(&canceled).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    assert_eq!(answer.json["status"], "canceled");
+    assert_eq!(answer.json["filled_quantity"], 3);
+    assert_eq!(answer.json["remaining_quantity"], 0);
+    let answer = api.cancel(&filled).await;
+    assert_eq!(answer.status, StatusCode::CONFLICT);
+    assert_eq!(
+        answer.json,
+        json!({"message": "Order is already `filled` and can no longer be canceled"})
+    );
+}
+
+#[tokio::test]
+async fn an_order_shows_its_fills_and_lists_its_executions() {
+    let api = Api::new();
+    let order = api.placed(10).await;
+    let fresh = api.get(&format!("/orders/{}", order.id)).await;
+    assert_eq!(fresh.json["filled_quantity"], 0);
+    assert_eq!(fresh.json["remaining_quantity"], 10);
+    assert_eq!(fresh.json["average_fill_price"], Value::Null);
+    let none = api.get(&format!("/orders/{}/executions", order.id)).await;
+    assert_eq!(none.status, StatusCode::OK);
+    assert_eq!(
+        none.json,
+        json!({"order_id": order.id.to_string(), "executions": []})
+    );
+
+    api.store
+        .apply_execution(&fill_report(&order, 1, 0, 4, "10.00"));
+    api.store
+        .apply_execution(&fill_report(&order, 2, 4, 2, "10.50"));
+
+    let answer = api.get(&format!("/orders/{}", order.id)).await;
+    assert_eq!(answer.json["status"], "partially_filled");
+    assert_eq!(answer.json["filled_quantity"], 6);
+    assert_eq!(answer.json["remaining_quantity"], 4);
+    assert_eq!(answer.json["average_fill_price"], "10.166667");
+    let list = api.get(&format!("/orders/{}/executions", order.id)).await;
+    assert_eq!(list.status, StatusCode::OK);
+    let executions = list.json["executions"].as_array().unwrap();
+    assert_eq!(executions.len(), 2);
+    assert_eq!(executions[0]["execution_id"], "E-1");
+    assert_eq!(executions[0]["kind"], "partial_fill");
+    assert_eq!(executions[0]["quantity"], 4);
+    assert_eq!(executions[0]["price"], "10.00");
+    assert_eq!(executions[0]["cumulative_quantity"], 4);
+    assert_eq!(executions[0]["remaining_quantity"], 6);
+    assert_eq!(executions[1]["price"], "10.50");
+    assert_eq!(executions[1]["cumulative_quantity"], 6);
+    assert!(
+        executions[1]["executed_at"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
+}
+
+#[tokio::test]
+async fn another_clients_or_an_unknown_orders_executions_are_404() {
+    let api = Api::new();
+    let others = api.store.seed(&client("globex"), &market_order(1));
+    for uri in [
+        format!("/orders/{}/executions", others.id),
+        format!("/orders/{}/executions", crate::domain::OrderId::generate()),
+        "/orders/not-a-uuid/executions".to_owned(),
+    ] {
+        let answer = api.get(&uri).await;
+        assert_eq!(answer.status, StatusCode::NOT_FOUND, "{uri}");
+        assert_eq!(answer.json, json!({"message": "Order not found"}));
+    }
 }
