@@ -485,3 +485,157 @@ async fn keys_made_with_the_admin_tool_work_until_revoked_and_no_secret_is_logge
         assert!(!log.contains(secret), "a secret is in the runner's log");
     }
 }
+
+/// Polls until every order is final (anything but `pending`, `placing`, `placed`,
+/// `partially_filled`, `pending_cancel`); returns the last view of each.
+async fn wait_until_final(
+    client: &reqwest::Client,
+    runner: &LocalRunner,
+    ids: &[String],
+    within: Duration,
+) -> HashMap<String, Value> {
+    let deadline = Instant::now() + within;
+    let mut views: HashMap<String, Value> = HashMap::new();
+    loop {
+        let open: Vec<&String> = ids
+            .iter()
+            .filter(|id| {
+                views.get(*id).is_none_or(|v| {
+                    matches!(
+                        v["status"].as_str().unwrap_or_default(),
+                        "pending" | "placing" | "placed" | "partially_filled" | "pending_cancel"
+                    )
+                })
+            })
+            .collect();
+        if open.is_empty() {
+            return views;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} orders still open after {within:?}, e.g. {:?}; log:\n{}",
+            open.len(),
+            ids.len(),
+            views.get(open[0]),
+            runner.log()
+        );
+        for id in open {
+            let view: Value = client
+                .get(format!("{}/orders/{id}", runner.base_url))
+                .send()
+                .await
+                .expect("GET /orders/{id}")
+                .json()
+                .await
+                .expect("JSON");
+            views.insert(id.clone(), view);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// The whole cancel path over HTTP: the api's `202 pending_cancel`, the cancel message, the
+/// placer's call to the simulated exchange, its report on the feed and the runner's ingester —
+/// while the exchange keeps filling the same orders. Each order ends one way only: `canceled`
+/// with what traded before (its executions end with the `canceled` report of the rest), or
+/// `filled` (the fill won; never also canceled).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_of_a_working_order_races_its_fills_and_ends_one_way_only() {
+    let runner = LocalRunner::start(&[
+        // Limit orders fill in parts, often, so that many cancels meet a fill in flight.
+        ("EXCHANGE_SIM_LATENCY_MS", "5".into()),
+        ("EXCHANGE_SIM_FAILURE_RATE", "0".into()),
+        ("EXCHANGE_SIM_FILL_INTERVAL_MS", "40".into()),
+        ("EXCHANGE_SIM_LIMIT_FILL_RATE", "0.3".into()),
+        ("POLL_WAIT_SECONDS", "1".into()),
+    ])
+    .await;
+    let client = runner.client();
+    let ids = post_orders(&client, &runner, 40, LIMIT_ORDER).await;
+    wait_for_status(&client, &runner, &ids, "placed", Duration::from_secs(120)).await;
+
+    let mut answers: HashMap<u16, usize> = HashMap::new();
+    for id in &ids {
+        let response = client
+            .delete(format!("{}/orders/{id}", runner.base_url))
+            .send()
+            .await
+            .expect("DELETE /orders/{id}");
+        let status = response.status().as_u16();
+        let view: Value = response.json().await.expect("JSON");
+        match status {
+            202 => assert_eq!(view["status"], "pending_cancel", "{view}"),
+            // The fill won before the cancel was asked for.
+            409 => assert!(
+                view["message"].as_str().unwrap().contains("`filled`"),
+                "{view}"
+            ),
+            other => panic!("DELETE answered {other}: {view}"),
+        }
+        *answers.entry(status).or_default() += 1;
+    }
+    assert!(answers.get(&202).copied().unwrap_or(0) > 0, "{answers:?}");
+
+    let views = wait_until_final(&client, &runner, &ids, Duration::from_secs(120)).await;
+    let (mut canceled, mut filled) = (0, 0);
+    for id in &ids {
+        let view = &views[id];
+        let executions: Value = client
+            .get(format!("{}/orders/{id}/executions", runner.base_url))
+            .send()
+            .await
+            .expect("GET executions")
+            .json()
+            .await
+            .expect("JSON");
+        let executions = executions["executions"].as_array().expect("executions");
+        let traded: i64 = executions
+            .iter()
+            .filter(|e| matches!(e["kind"].as_str(), Some("partial_fill" | "fill")))
+            .map(|e| e["quantity"].as_i64().unwrap())
+            .sum();
+        let filled_quantity = view["filled_quantity"].as_i64().unwrap();
+        assert_eq!(traded, filled_quantity, "fills add up: {view}");
+        assert_eq!(view["remaining_quantity"], 0, "{view}");
+        let ends: Vec<&str> = executions
+            .iter()
+            .filter_map(|e| e["kind"].as_str())
+            .filter(|kind| matches!(*kind, "fill" | "canceled"))
+            .collect();
+        match view["status"].as_str().unwrap() {
+            "canceled" => {
+                canceled += 1;
+                assert!(filled_quantity < 10, "{view}");
+                assert_eq!(ends, ["canceled"], "never both: {view}");
+                let rest = executions.last().unwrap();
+                assert_eq!(rest["kind"], "canceled", "{view}");
+                assert_eq!(rest["quantity"].as_i64().unwrap(), 10 - filled_quantity);
+            }
+            "filled" => {
+                filled += 1;
+                assert_eq!(filled_quantity, 10, "{view}");
+                assert_eq!(ends, ["fill"], "never both: {view}");
+            }
+            other => panic!("an order ended `{other}`: {view}"),
+        }
+        let history: Value = client
+            .get(format!("{}/orders/{id}/events", runner.base_url))
+            .send()
+            .await
+            .expect("GET events")
+            .json()
+            .await
+            .expect("JSON");
+        let finals = history["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| matches!(e["to"].as_str(), Some("canceled" | "filled")))
+            .count();
+        assert_eq!(finals, 1, "one end in the audit trail: {history}");
+    }
+    assert!(
+        canceled > 0,
+        "some cancels won: {canceled} canceled, {filled} filled"
+    );
+}
