@@ -304,6 +304,11 @@ impl Pipeline {
         self.sim().stats()
     }
 
+    /// The simulated exchange's feed counters (cancels accepted and refused among them).
+    pub fn feed_stats(&self) -> exchange_sim::FeedStats {
+        self.sim().feed_stats()
+    }
+
     /// `POST /orders` through the api Router: committed and enqueued. Returns the order id.
     pub async fn post_order(&self, body: &str) -> Uuid {
         let response = self.api.post_order(body, None).await;
