@@ -10,10 +10,10 @@ PROFILE="${1:-short}"
 # pooling, as RDS Proxy in AWS); this installs the package if needed (and starts the shared one).
 "$ROOT/scripts/start-pgbouncer.sh"
 if [[ "$PROFILE" == long ]]; then
-  cargo build --release -p local-runner -p sqs-local -p exchange-sim -p bench
+  cargo build --release -p local-runner -p ingester -p sqs-local -p exchange-sim -p bench
   BIN=target/release
 else
-  cargo build -p local-runner -p sqs-local -p exchange-sim -p bench
+  cargo build -p local-runner -p ingester -p sqs-local -p exchange-sim -p bench
   BIN=target/debug
 fi
 exec "$BIN/chaos-soak" --profile "$PROFILE" --bin-dir "$BIN" --work-dir "$LOCAL_DIR/soak-$PROFILE"

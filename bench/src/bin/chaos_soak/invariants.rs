@@ -12,8 +12,32 @@ use crate::plan::Plan;
 use crate::report::Report;
 use crate::timeline::Timeline;
 
-/// The statuses an order ends in.
-pub const FINAL: [&str; 5] = ["placed", "rejected", "failed", "expired", "canceled"];
+/// The statuses an order ends in: final for the placement pipeline. From `placed` on only the
+/// exchange's execution reports (through the ingester) move an order, and it may still be working
+/// at the exchange at the end (`placed`, `partially_filled`, `pending_cancel`).
+pub const FINAL: [&str; 8] = [
+    "placed",
+    "partially_filled",
+    "pending_cancel",
+    "filled",
+    "rejected",
+    "failed",
+    "expired",
+    "canceled",
+];
+
+/// Working at the exchange: the statuses the exchange's reports move on from.
+const WORKING: [&str; 3] = ["placed", "partially_filled", "pending_cancel"];
+
+/// Whether the ingester moved the order to its status: `canceled` or `expired` from a working
+/// status (the exchange canceled or expired it), not by the pipeline before placement.
+fn ended_at_exchange(order: &Stored) -> bool {
+    matches!(order.status.as_str(), "canceled" | "expired")
+        && order
+            .ended_from
+            .as_deref()
+            .is_some_and(|from| WORKING.contains(&from))
+}
 
 /// How long after its expiry a placement call may still be seen arriving at the simulator: the
 /// claim (conditional on the expiry) comes just before the call, and the simulator counts a call
@@ -62,6 +86,10 @@ pub fn check(inputs: &Inputs) -> Report {
     no_server_errors_outside_postgres_restart(&mut report, posted, timeline.postgres_restart());
     report.section("the long exchange outage");
     outage_calls_are_a_trickle(&mut report, plan, evidence);
+    report.section("the ingester (the exchange's execution feed)");
+    feed_faults_happened(&mut report, plan, evidence, timeline);
+    ingested_exactly_once(&mut report, evidence, unfinished);
+    fills_match_the_exchange(&mut report, evidence);
     report
 }
 
@@ -120,8 +148,11 @@ fn accepted_orders_stored_and_final(
     }
 }
 
-/// Placement is exactly once: no order placed twice at the exchange, every `placed` order known
-/// to it, and no order that ended any other way placed there after all.
+/// Placement is exactly once: no order placed twice at the exchange, every order the exchange
+/// placed known to it whatever status the ingester moved it to since (`placed`,
+/// `partially_filled`, `pending_cancel`, `filled`, or `canceled`/`expired` at the exchange), and
+/// no order that ended any other way (`failed`, `rejected`, or `canceled`/`expired` before
+/// placement) placed there after all.
 fn placed_once_and_known_to_exchange(report: &mut Report, evidence: &Evidence) {
     let stats = &evidence.exchange;
     let placements: HashMap<&String, u64> = stats["placements"]
@@ -145,22 +176,42 @@ fn placed_once_and_known_to_exchange(report: &mut Report, evidence: &Evidence) {
     let mut placed_unknown = 0;
     let mut failed_or_rejected_placed = 0;
     let mut expired_or_canceled_placed = Vec::new();
+    let (mut canceled_there, mut expired_there) = (0, 0);
     for (id, order) in &evidence.stored {
         let at_exchange = placements.contains_key(id);
+        let by_exchange = ended_at_exchange(order);
         match order.status.as_str() {
-            "placed" if !at_exchange => placed_unknown += 1,
+            "placed" | "partially_filled" | "pending_cancel" | "filled" if !at_exchange => {
+                report.suspect(id, "placed but unknown to the exchange");
+                placed_unknown += 1;
+            }
+            "expired" | "canceled" if by_exchange && !at_exchange => {
+                report.suspect(id, "placed but unknown to the exchange");
+                placed_unknown += 1;
+            }
             "failed" | "rejected" if at_exchange => failed_or_rejected_placed += 1,
-            "expired" | "canceled" if at_exchange => expired_or_canceled_placed.push(id),
+            "expired" | "canceled" if at_exchange && !by_exchange => {
+                expired_or_canceled_placed.push(id)
+            }
+            "canceled" if by_exchange => canceled_there += 1,
+            "expired" if by_exchange => expired_there += 1,
             _ => {}
         }
     }
-    report.invariant("placed but unknown to the exchange", placed_unknown);
+    report.figure(
+        "  canceled / expired at the exchange (after placement)",
+        format!("{canceled_there} / {expired_there}"),
+    );
+    report.invariant(
+        "placed (or filled, canceled, expired there) but unknown to the exchange",
+        placed_unknown,
+    );
     report.invariant(
         "failed/rejected yet placed at the exchange",
         failed_or_rejected_placed,
     );
     report.invariant(
-        "expired/canceled yet placed at the exchange",
+        "expired/canceled before placement yet placed at the exchange",
         expired_or_canceled_placed.len(),
     );
     for id in &expired_or_canceled_placed {
@@ -251,14 +302,19 @@ fn not_failed_while_live(report: &mut Report, stored: &HashMap<String, Stored>) 
     }
 }
 
-/// A cancel's answer is the truth: 200 means the order ends `canceled` (and, above, is never at
-/// the exchange); a 409 naming a final status means it ended in that status.
+/// A cancel's answer is the truth: 200 means the order ends `canceled` (before placement, or at
+/// the exchange); 202 (`pending_cancel`) that the cancel went to the exchange, whose report ended
+/// it (`canceled` or `expired` there, or `filled` if the fill won; still `pending_cancel` at the
+/// end is a cancel never answered); a 409 naming a final status means it ended in that status —
+/// or, for a status still working at the exchange (`placed`, `partially_filled`), in one the
+/// exchange's reports moved it to since.
 fn cancels_answered_truthfully(
     report: &mut Report,
     posted: &[Posted],
     stored: &HashMap<String, Stored>,
 ) {
-    let (mut canceled, mut refused, mut unsupported, mut wrong) = (0, 0, 0, Vec::new());
+    let (mut canceled, mut requested, mut refused, mut unsupported, mut wrong) =
+        (0, 0, 0, 0, Vec::new());
     for p in posted {
         let (Some(id), Some(cancel)) = (&p.id, &p.cancel) else {
             continue;
@@ -271,9 +327,21 @@ fn cancels_answered_truthfully(
                     wrong.push((id, format!("{id}: 200 showing `{status}`, ended `{ended}`")));
                 }
             }
+            Cancel::Requested { status } => {
+                requested += 1;
+                let answered = stored.get(id).is_some_and(|o| {
+                    o.status != "pending_cancel" && moved_on_by_exchange("pending_cancel", o)
+                });
+                if status != "pending_cancel" || !answered {
+                    wrong.push((id, format!("{id}: 202 showing `{status}`, ended `{ended}`")));
+                }
+            }
             Cancel::Refused { named_status } => {
                 refused += 1;
-                if named_status != ended {
+                let moved_on = stored
+                    .get(id)
+                    .is_some_and(|o| moved_on_by_exchange(named_status, o));
+                if named_status != ended && !moved_on {
                     wrong.push((
                         id,
                         format!("{id}: 409 naming `{named_status}`, ended `{ended}`"),
@@ -305,6 +373,7 @@ fn cancels_answered_truthfully(
         format!("{:.1} s", longest.as_secs_f64()),
     );
     report.figure("  answered 200 (canceled)", canceled);
+    report.figure("  answered 202 (sent to the exchange)", requested);
     report.figure("  answered 409 (already final)", refused);
     if unsupported > 0 {
         report.figure("  answered 405 (no cancel in this build)", unsupported);
@@ -319,9 +388,27 @@ fn cancels_answered_truthfully(
     }
 }
 
+/// Whether `order` is where the exchange's reports may have taken it from the working status
+/// `from`: filled in part (only from `placed`), filled, or canceled or expired at the exchange;
+/// a cancel request (`pending_cancel`) only from `placed` or `partially_filled`.
+fn moved_on_by_exchange(from: &str, order: &Stored) -> bool {
+    if !WORKING.contains(&from) {
+        return false;
+    }
+    match order.status.as_str() {
+        status if status == from => true,
+        "partially_filled" => from == "placed",
+        "pending_cancel" => from != "pending_cancel",
+        "filled" => true,
+        "canceled" | "expired" => ended_at_exchange(order),
+        _ => false,
+    }
+}
+
 /// Failed and expired orders reach the admins as incidents: every one of them is counted in an
-/// incident, every incident has exactly one opening alert and, once over, exactly one closing
-/// alert; no alert of any other kind (the one-per-order alerts this replaced).
+/// incident (except an expiry at the exchange, after placement, which joins none), every
+/// incident has exactly one opening alert and, once over, exactly one closing alert; no alert of
+/// any other kind (the one-per-order alerts this replaced).
 fn one_alert_per_incident(report: &mut Report, evidence: &Evidence, unfinished: &Unfinished) {
     let alerts = &evidence.alerts;
     let incidents = &evidence.incidents;
@@ -352,7 +439,7 @@ fn one_alert_per_incident(report: &mut Report, evidence: &Evidence, unfinished: 
     let ended: usize = evidence
         .stored
         .values()
-        .filter(|o| o.status == "failed" || o.status == "expired")
+        .filter(|o| (o.status == "failed" || o.status == "expired") && !ended_at_exchange(o))
         .count();
     let counted: i64 = incidents.iter().map(|i| i.order_count).sum();
     let by_kind = |kind: &str| {
@@ -516,5 +603,311 @@ fn outage_calls_are_a_trickle(report: &mut Report, plan: &Plan, evidence: &Evide
     report.invariant(
         "exchange hammered while down (placements/min above budget)",
         usize::from(steady.is_none_or(|(placements, _)| placements > budget)),
+    );
+}
+
+/// The ingester's faults happened as planned: each SIGKILL (with how much of its backlog it had
+/// not written when killed: more than 0 is mid-batch), the feed connections the exchange dropped
+/// (all at once on the plan's schedule, and at random), the duplicates it published and the
+/// messages it sent twice; and how soon the ingester was past the Postgres restart on its own.
+fn feed_faults_happened(
+    report: &mut Report,
+    plan: &Plan,
+    evidence: &Evidence,
+    timeline: &Timeline,
+) {
+    let stats = &evidence.feed.stats;
+    let kills = timeline.ingester_kills();
+    let mid_batch = kills.iter().filter(|k| k.unwritten_at_kill > 0).count();
+    report.figure("ingester kills (SIGKILL, then a new process)", kills.len());
+    report.figure(
+        "  reports behind when resumed / unwritten when killed",
+        kills
+            .iter()
+            .map(|k| format!("{}/{}", k.behind_at_resume, k.unwritten_at_kill))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    report.figure("  of them mid-batch (reports unwritten)", mid_batch);
+    report.invariant(
+        "planned ingester kills that did not happen",
+        plan.ingester_kills.len().saturating_sub(kills.len()),
+    );
+    report.figure(
+        "feed connections opened / dropped by the exchange",
+        format!(
+            "{} / {}",
+            stats.connections_opened, stats.connections_dropped
+        ),
+    );
+    report.figure(
+        "  drops of every connection at once (POST /feed/drop)",
+        timeline.feed_drops(),
+    );
+    report.figure(
+        "reports re-sent by the exchange (same execution, new sequence)",
+        stats.duplicates_published,
+    );
+    report.figure(
+        "messages sent twice by a connection (same sequence)",
+        stats.messages_redelivered,
+    );
+    report.figure(
+        "ingester past the Postgres restart after",
+        timeline
+            .ingester_recovery()
+            .map(|took| format!("{:.1} s", took.as_secs_f64()))
+            .unwrap_or_else(|| "? (not within 60 s)".into()),
+    );
+}
+
+/// Exactly once, nothing lost: the ingester has written everything the feed published (its
+/// stored cursor at the feed's last sequence, in the same snapshot as the exchange's counts);
+/// every execution the exchange sent — the whole feed read back — is stored once (the execution
+/// id is the key) with the exchange's content and applied, none left waiting; nothing is stored
+/// that the exchange did not send; and as many executions are applied as the exchange sent
+/// distinct ones.
+fn ingested_exactly_once(report: &mut Report, evidence: &Evidence, unfinished: &Unfinished) {
+    let feed = &evidence.feed;
+    let stats = &feed.stats;
+    let by_kind = &stats.reports_by_kind;
+    let stored = feed.executions.len();
+    let applied = feed.executions.values().filter(|e| e.applied).count();
+    report.figure("reports published (feed sequences)", stats.last_sequence);
+    report.figure(
+        "  executions by kind: partial fill / fill / canceled / expired / cancel refused",
+        format!(
+            "{} / {} / {} / {} / {}",
+            by_kind.partial_fill,
+            by_kind.fill,
+            by_kind.canceled,
+            by_kind.expired,
+            by_kind.cancel_refused
+        ),
+    );
+    report.figure("reports stored by the ingester (executions)", stored);
+    report.figure("  applied to their order", applied);
+    report.figure(
+        "  duplicates ignored (sequences published less executions stored)",
+        stats.last_sequence.saturating_sub(stored as u64),
+    );
+    report.figure(
+        "ingester cursor / feed's last sequence at the end",
+        format!("{} / {}", feed.cursor, stats.last_sequence),
+    );
+    report.invariant(
+        "ingester behind the feed at the end (reports not written)",
+        usize::try_from(stats.last_sequence.saturating_sub(feed.cursor)).unwrap_or(usize::MAX),
+    );
+    report.invariant(
+        "database and exchange not read at one feed sequence",
+        usize::from(!feed.consistent),
+    );
+    if let Some(behind) = unfinished.feed_behind.filter(|b| *b > 0) {
+        println!("VIOLATION: the ingester drain ended {behind} report(s) behind the feed");
+    }
+    let sent = match &feed.sent {
+        Ok(sent) => sent,
+        Err(error) => {
+            println!("VIOLATION: the feed could not be read back: {error}");
+            report.invariant("feed not read back (lost and extra reports unchecked)", 1);
+            return;
+        }
+    };
+    let lost: Vec<&String> = sent
+        .executions
+        .keys()
+        .filter(|id| !feed.executions.contains_key(*id))
+        .collect();
+    let unknown_or_different = feed
+        .executions
+        .iter()
+        .filter(|(id, row)| {
+            sent.executions.get(*id).is_none_or(|s| {
+                s.order_id != row.order_id || s.kind != row.kind || s.quantity != row.quantity
+            })
+        })
+        .count();
+    let waiting: Vec<&String> = feed
+        .executions
+        .iter()
+        .filter(|(_, row)| !row.applied)
+        .map(|(_, row)| &row.order_id)
+        .collect();
+    report.figure(
+        "feed read back: sequences / distinct executions / duplicates",
+        format!(
+            "{} / {} / {}",
+            sent.sequences,
+            sent.executions.len(),
+            sent.duplicates
+        ),
+    );
+    if sent.contradicting > 0 {
+        report.figure(
+            "  duplicates whose content differed (the exchange's fault)",
+            sent.contradicting,
+        );
+    }
+    report.invariant("reports lost: sent by the exchange, not stored", lost.len());
+    report.invariant(
+        "reports stored that the exchange did not send (or with other content)",
+        unknown_or_different,
+    );
+    report.invariant(
+        "reports stored but not applied at the end (waiting)",
+        waiting.len(),
+    );
+    for id in waiting.iter().take(3) {
+        report.suspect(id, "a report still waiting at the end");
+    }
+    for id in lost.iter().take(3) {
+        if let Some(s) = sent.executions.get(*id) {
+            report.suspect(&s.order_id, "a report lost");
+        }
+    }
+    report.invariant(
+        "executions applied differ from distinct executions sent",
+        applied.abs_diff(sent.executions.len()),
+    );
+}
+
+/// Every order's fill state is the exchange's: its `filled_quantity` equals the shares the
+/// exchange filled for it (more: a report applied twice; less: one lost) and the sum of its
+/// applied fills, it has as many fills as the exchange reported, its status agrees with where the
+/// exchange has it, and each fill move is in its audit trail once.
+fn fills_match_the_exchange(report: &mut Report, evidence: &Evidence) {
+    let feed = &evidence.feed;
+    let exchange = &feed.stats.orders;
+    let mut fills_stored: HashMap<&str, (i64, u64)> = HashMap::new();
+    for row in feed.executions.values() {
+        if row.applied && (row.kind == "partial_fill" || row.kind == "fill") {
+            let entry = fills_stored.entry(row.order_id.as_str()).or_default();
+            entry.0 += row.quantity;
+            entry.1 += 1;
+        }
+    }
+    let (mut beyond, mut short, mut not_sum, mut fill_count, mut status_wrong) = (0, 0, 0, 0, 0);
+    let (mut with_fills, mut part_filled, mut worked) = (0, 0, 0);
+    let ids: HashSet<&String> = evidence
+        .stored
+        .keys()
+        .chain(
+            exchange
+                .iter()
+                .filter(|(_, o)| !o.synthetic)
+                .map(|(id, _)| id),
+        )
+        .collect();
+    for id in ids {
+        let at_exchange = exchange.get(id);
+        let theirs = at_exchange.map_or(0, |o| o.filled_quantity);
+        let order = evidence.stored.get(id);
+        let ours = order.map_or(0, |o| o.filled_quantity);
+        if ours > theirs {
+            beyond += 1;
+            report.suspect(id, "filled beyond the exchange's count");
+        } else if ours < theirs {
+            short += 1;
+            report.suspect(id, "filled short of the exchange's count");
+        }
+        let (sum, count) = fills_stored.get(id.as_str()).copied().unwrap_or_default();
+        if order.is_some() && sum != ours {
+            not_sum += 1;
+            report.suspect(id, "filled quantity not the sum of its fills");
+        }
+        if count != at_exchange.map_or(0, |o| o.fills) {
+            fill_count += 1;
+        }
+        if theirs > 0 {
+            with_fills += 1;
+        }
+        let (Some(order), Some(at_exchange)) = (order, at_exchange) else {
+            continue;
+        };
+        worked += 1;
+        let status = order.status.as_str();
+        // Orders the pipeline ended otherwise are counted in the exchange section.
+        if !(["placed", "partially_filled", "pending_cancel", "filled"].contains(&status)
+            || ended_at_exchange(order))
+        {
+            continue;
+        }
+        if status == "partially_filled" {
+            part_filled += 1;
+        }
+        let agrees = match at_exchange.state {
+            exchange_sim::WorkState::Working => match status {
+                "placed" => ours == 0,
+                "partially_filled" => ours > 0 && ours < order.quantity,
+                "pending_cancel" => true,
+                _ => false,
+            },
+            exchange_sim::WorkState::Filled => status == "filled",
+            exchange_sim::WorkState::Canceled => status == "canceled",
+            exchange_sim::WorkState::Expired => status == "expired",
+        };
+        if !agrees {
+            status_wrong += 1;
+            report.suspect(id, "status disagrees with the exchange");
+        }
+    }
+    let mut states: BTreeMap<String, u64> = BTreeMap::new();
+    for (state, count) in &feed.stats.orders_by_state {
+        let name = serde_json::to_value(state)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_else(|| format!("{state:?}"));
+        states.insert(name, *count);
+    }
+    report.figure(
+        "orders at the exchange by state",
+        states
+            .iter()
+            .map(|(state, count)| format!("{state} {count}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    report.figure(
+        "orders placed and worked (stored and at the exchange)",
+        worked,
+    );
+    report.figure("  with fills", with_fills);
+    report.figure("  partially filled at the end", part_filled);
+    report.figure(
+        "shares filled at the exchange",
+        feed.stats.total_filled_quantity,
+    );
+    report.figure(
+        "shares filled in the orders table",
+        evidence
+            .stored
+            .values()
+            .map(|o| o.filled_quantity)
+            .sum::<i64>(),
+    );
+    report.invariant(
+        "orders filled beyond the exchange's count (a report applied twice)",
+        beyond,
+    );
+    report.invariant(
+        "orders filled short of the exchange's count (a report lost)",
+        short,
+    );
+    report.invariant(
+        "orders whose filled quantity is not the sum of their applied fills",
+        not_sum,
+    );
+    report.invariant(
+        "orders with another number of applied fills than the exchange's",
+        fill_count,
+    );
+    report.invariant(
+        "orders whose status disagrees with the exchange's",
+        status_wrong,
+    );
+    report.invariant(
+        "orders with a fill move audited twice",
+        usize::try_from(feed.moves_audited_twice).unwrap_or(usize::MAX),
     );
 }

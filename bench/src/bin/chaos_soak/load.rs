@@ -52,6 +52,9 @@ pub struct Posted {
 pub enum Cancel {
     /// 200: the order as the API returned it has this status (`canceled`, or something is wrong).
     Canceled { status: String },
+    /// 202: the order was working at the exchange and the cancel went there; the order as the
+    /// API returned it has this status (`pending_cancel`). The exchange's report ends it.
+    Requested { status: String },
     /// 409 without `Retry-After`: the order is final; the status the answer names.
     Refused { named_status: String },
     /// 404 for the client's own order.
@@ -223,6 +226,11 @@ async fn cancel_order(
                 match (status, retry_after) {
                     (200, _) => {
                         return Cancel::Canceled {
+                            status: json["status"].as_str().unwrap_or("?").to_owned(),
+                        };
+                    }
+                    (202, _) => {
+                        return Cancel::Requested {
                             status: json["status"].as_str().unwrap_or("?").to_owned(),
                         };
                     }

@@ -24,6 +24,16 @@ pub struct Plan {
     pub long_outage_for: Duration,
     /// When the poison messages are put into the orders queue.
     pub poison_at: Duration,
+    /// When the ingester is stopped for a moment (a backlog of reports builds up), resumed and
+    /// SIGKILLed while it writes that backlog; it is restarted as a new process each time.
+    pub ingester_kills: Vec<Duration>,
+    /// When the exchange drops every feed connection at once (`POST /feed/drop`), on top of the
+    /// rare drops of `feed_drop_rate` all along.
+    pub feed_drops: Vec<Duration>,
+    /// A stretch in which the exchange re-sends many reports (a new sequence number for the same
+    /// execution) and its connections send many messages twice.
+    pub duplicates_at: Duration,
+    pub duplicates_for: Duration,
     /// How long after its 201 a canceling client sends `DELETE /orders/{id}`.
     pub cancel_after: Duration,
     /// The explicit `expires_at` some orders carry, this long after they are first posted.
@@ -74,6 +84,12 @@ impl Plan {
                 long_outage_at: secs(55),
                 long_outage_for: secs(60),
                 poison_at: secs(40),
+                // One after the Postgres restart, one during the duplicates, one as the orders
+                // held back by the long outage are placed (and filled) at last.
+                ingester_kills: vec![secs(25), secs(47), secs(117)],
+                feed_drops: vec![secs(10), secs(38), secs(75)],
+                duplicates_at: secs(40),
+                duplicates_for: secs(10),
                 cancel_after: secs(1),
                 explicit_expiry: secs(20),
                 drain_timeout: secs(150),
@@ -99,6 +115,10 @@ impl Plan {
                 long_outage_at: secs(200),
                 long_outage_for: secs(600),
                 poison_at: secs(120),
+                ingester_kills: vec![secs(50), secs(130), secs(300), secs(500), secs(700)],
+                feed_drops: vec![secs(25), secs(90), secs(250), secs(450), secs(650)],
+                duplicates_at: secs(110),
+                duplicates_for: secs(20),
                 cancel_after: secs(1),
                 explicit_expiry: secs(120),
                 drain_timeout: secs(900),

@@ -1,5 +1,6 @@
 //! The soak's clock and log: time zero of the fault schedule and the load, what happened when
-//! (printed as it happens), and the Postgres restart window that the 5xx check allows for.
+//! (printed as it happens), the Postgres restart window that the 5xx check allows for, and the
+//! ingester's faults as they happened (for the report).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,6 +17,18 @@ pub struct Timeline {
 struct Recorded {
     postgres_restart: Option<(Duration, Duration)>,
     events: Vec<(Duration, String)>,
+    ingester_kills: Vec<IngesterKill>,
+    feed_drops: usize,
+    ingester_recovered: Option<Duration>,
+}
+
+/// One SIGKILL of the ingester: how far behind the feed it was when it was resumed with a
+/// backlog, and how much of that it had not written when it was killed (more than 0: killed with
+/// reports received or on their way, not written — mid-batch).
+#[derive(Debug, Clone, Copy)]
+pub struct IngesterKill {
+    pub behind_at_resume: u64,
+    pub unwritten_at_kill: u64,
 }
 
 impl Timeline {
@@ -60,6 +73,33 @@ impl Timeline {
     /// Records when the Postgres restart began and ended.
     pub fn postgres_restarted(&self, began: Duration, ended: Duration) {
         self.recorded.lock().unwrap().postgres_restart = Some((began, ended));
+    }
+
+    pub fn ingester_killed(&self, kill: IngesterKill) {
+        self.recorded.lock().unwrap().ingester_kills.push(kill);
+    }
+
+    pub fn ingester_kills(&self) -> Vec<IngesterKill> {
+        self.recorded.lock().unwrap().ingester_kills.clone()
+    }
+
+    /// How long after the Postgres restart the ingester had written what the feed had published
+    /// by then.
+    pub fn ingester_recovered(&self, took: Duration) {
+        self.recorded.lock().unwrap().ingester_recovered = Some(took);
+    }
+
+    pub fn ingester_recovery(&self) -> Option<Duration> {
+        self.recorded.lock().unwrap().ingester_recovered
+    }
+
+    /// Counts a drop of every feed connection at once that the exchange confirmed.
+    pub fn feed_dropped(&self) {
+        self.recorded.lock().unwrap().feed_drops += 1;
+    }
+
+    pub fn feed_drops(&self) -> usize {
+        self.recorded.lock().unwrap().feed_drops
     }
 
     /// When the Postgres restart began and ended; `None` if it has not finished.
