@@ -449,7 +449,9 @@ mod tests {
                 let by_report = Transition::BY_EXECUTION
                     .iter()
                     .any(|t| t.to() == to && t.from().contains(&from));
-                let expected = by_report || (from == to && from.is_working());
+                // "No change" for every status from `placed` on: a later partial fill, or a
+                // refused cancel that arrives after the order ended.
+                let expected = by_report || (from == to && from.is_final());
                 assert_eq!(
                     moves.contains(&(from.as_str(), to.as_str())),
                     expected,
