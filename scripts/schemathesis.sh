@@ -88,7 +88,7 @@ psql "$TEST_ADMIN_DATABASE_URL" -qc "CREATE DATABASE \"$DB_NAME\""
 
 # The exchange simulator (in the runner's process) and the embedded SQS endpoint on any free
 # port; alerts stay in their inbox queue instead of the log.
-DATABASE_URL="$RUN_DATABASE_URL" LISTEN_ADDR="127.0.0.1:$API_PORT" \
+DATABASE_URL="$RUN_DATABASE_URL" LISTEN_ADDR="127.0.0.1:$API_PORT" UPDATES_LISTEN_ADDR=127.0.0.1:0 \
   EXCHANGE_SIM_LISTEN=127.0.0.1:0 SQS_LOCAL_LISTEN=127.0.0.1:0 PRINT_ALERTS=false \
   RUST_LOG="${RUST_LOG:-warn}" \
   "$ROOT/target/debug/local-runner" >"$WORK/local-runner.log" 2>&1 &

@@ -355,24 +355,6 @@ async fn run_command_rides_out_an_exchange_outage_and_alerts_once_for_what_expir
     }
 }
 
-/// Runs the `orders-admin` binary (built by the test command) against the runner's database.
-fn orders_admin(runner: &LocalRunner, args: &[&str]) -> std::process::Output {
-    let binary = system_tests::local_runner::repo_root().join("target/debug/orders-admin");
-    let output = std::process::Command::new(&binary)
-        .args(args)
-        .env("DATABASE_URL", &runner.database_url)
-        .env("API_KEY_PEPPER", system_tests::local_runner::CANARY_PEPPER)
-        .env_remove("API_KEY_PEPPER_SECRET_ARN")
-        .output()
-        .unwrap_or_else(|e| panic!("{} (cargo build --workspace --bins): {e}", binary.display()));
-    assert!(
-        output.status.success(),
-        "orders-admin {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_made_with_the_admin_tool_work_until_revoked_and_no_secret_is_logged() {
     let runner = LocalRunner::start(&[]).await;
@@ -390,17 +372,14 @@ async fn keys_made_with_the_admin_tool_work_until_revoked_and_no_secret_is_logge
     assert_eq!(health.status(), 200);
 
     // An admin creates a key: printed once on stdout; the list shows its id, never the secret.
-    let created = orders_admin(
-        &runner,
-        &["keys", "create", "--client", "acme", "--label", "e2e"],
-    );
+    let created = runner.orders_admin(&["keys", "create", "--client", "acme", "--label", "e2e"]);
     let key = String::from_utf8(created.stdout).unwrap().trim().to_owned();
     let key_id = key
         .strip_prefix("sok_")
         .and_then(|rest| rest.split('_').next())
         .expect("sok_<id>_<secret>")
         .to_owned();
-    let listed = orders_admin(&runner, &["keys", "list", "--client", "acme"]);
+    let listed = runner.orders_admin(&["keys", "list", "--client", "acme"]);
     let listed = String::from_utf8(listed.stdout).unwrap();
     assert!(listed.contains(&key_id), "{listed}");
     assert!(
@@ -431,7 +410,7 @@ async fn keys_made_with_the_admin_tool_work_until_revoked_and_no_secret_is_logge
     assert_eq!(theirs.status(), 404);
 
     // Revoked: the same 401 as no key at all, from the next request on.
-    orders_admin(&runner, &["keys", "revoke", &key_id]);
+    runner.orders_admin(&["keys", "revoke", &key_id]);
     let after = anonymous
         .get(&order_url)
         .bearer_auth(&key)
@@ -451,19 +430,16 @@ async fn keys_made_with_the_admin_tool_work_until_revoked_and_no_secret_is_logge
     assert_eq!(body, anonymous_body);
 
     // Limits set with the tool apply to the next request.
-    orders_admin(
-        &runner,
-        &[
-            "clients",
-            "set",
-            "acme",
-            "--requests-per-second",
-            "1",
-            "--max-open-orders",
-            "5",
-        ],
-    );
-    let clients = String::from_utf8(orders_admin(&runner, &["clients", "list"]).stdout).unwrap();
+    runner.orders_admin(&[
+        "clients",
+        "set",
+        "acme",
+        "--requests-per-second",
+        "1",
+        "--max-open-orders",
+        "5",
+    ]);
+    let clients = String::from_utf8(runner.orders_admin(&["clients", "list"]).stdout).unwrap();
     assert!(
         clients
             .lines()

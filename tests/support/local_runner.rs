@@ -29,6 +29,8 @@ pub fn log_dir() -> PathBuf {
 pub struct LocalRunner {
     child: Child,
     pub base_url: String,
+    /// The live order updates' WebSocket (`ws://…/updates`).
+    pub updates_url: String,
     /// The database URL without the (canary) password: direct to Postgres, for assertions and
     /// the admin tool, whichever way the runner itself connects (`TEST_DATABASE_VIA`).
     pub database_url: String,
@@ -49,6 +51,7 @@ impl LocalRunner {
     pub async fn start(extra_env: &[(&str, String)]) -> Self {
         let suffix = Uuid::new_v4().simple().to_string();
         let port = local_process::free_port().expect("a free port");
+        let updates_port = local_process::free_port().expect("a free port");
         let database_url = format!(
             "{}/e2e_{suffix}",
             crate::admin_url()
@@ -69,6 +72,7 @@ impl LocalRunner {
             .arg("run")
             .current_dir(repo_root())
             .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .env("UPDATES_LISTEN_ADDR", format!("127.0.0.1:{updates_port}"))
             .env("DATABASE_URL", &database_url_with_password)
             // `make run`'s switch: through PgBouncer, it migrates over DATABASE_URL as given and
             // serves over the same URL pointed at PgBouncer.
@@ -100,6 +104,7 @@ impl LocalRunner {
         let mut runner = Self {
             child,
             base_url: format!("http://127.0.0.1:{port}"),
+            updates_url: format!("ws://127.0.0.1:{updates_port}/updates"),
             database_url,
             log_path,
             api_key,
@@ -131,6 +136,27 @@ impl LocalRunner {
             "the local runner did not become healthy; its log:\n{}",
             self.log()
         );
+    }
+
+    /// Runs the `orders-admin` binary (built by the test command) against the runner's
+    /// database; panics unless it succeeds.
+    pub fn orders_admin(&self, args: &[&str]) -> std::process::Output {
+        let binary = repo_root().join("target/debug/orders-admin");
+        let output = Command::new(&binary)
+            .args(args)
+            .env("DATABASE_URL", &self.database_url)
+            .env("API_KEY_PEPPER", CANARY_PEPPER)
+            .env_remove("API_KEY_PEPPER_SECRET_ARN")
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("{} (cargo build --workspace --bins): {e}", binary.display())
+            });
+        assert!(
+            output.status.success(),
+            "orders-admin {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
     }
 
     /// An HTTP client that sends the runner's API key on every request.

@@ -260,6 +260,7 @@ impl Pipeline {
                 ingester: None,
             },
             listen: "127.0.0.1:0".parse().expect("address"),
+            updates_listen: "127.0.0.1:0".parse().expect("address"),
         };
         let system = LocalSystem::start(&config, &sdk)
             .await

@@ -15,6 +15,7 @@ mod incidents;
 mod order_lifecycle;
 mod order_queue;
 mod order_store;
+mod order_updates;
 pub mod placement_message;
 
 pub use access::*;
@@ -27,4 +28,5 @@ pub use incidents::*;
 pub use order_lifecycle::*;
 pub use order_queue::*;
 pub use order_store::*;
+pub use order_updates::*;
 pub use placement_message::{MessageAction, PLACEMENT_MESSAGE_VERSION, PlacementMessage};

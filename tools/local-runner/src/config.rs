@@ -63,6 +63,9 @@ pub struct LocalConfig {
     pub background: Background,
     /// The api's address.
     pub listen: SocketAddr,
+    /// Where the live order updates (`ws://…/updates`) are served: their own port, as API
+    /// Gateway's WebSocket API is its own endpoint (port 0: any free port).
+    pub updates_listen: SocketAddr,
 }
 
 /// An external exchange, or the simulator in this process.
@@ -206,6 +209,10 @@ impl LocalConfig {
                 },
             },
             listen: env.parsed("LISTEN_ADDR", SocketAddr::from(([127, 0, 0, 1], 3000)))?,
+            updates_listen: env.parsed(
+                "UPDATES_LISTEN_ADDR",
+                SocketAddr::from(([127, 0, 0, 1], 3001)),
+            )?,
         })
     }
 }

@@ -27,8 +27,21 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let address = listener.local_addr()?;
-    println!("{}", system.describe(address, &config.background));
-    tracing::info!(%address, orders_queue = %system.queues.orders, "local runner listening");
+    let updates_listener = tokio::net::TcpListener::bind(config.updates_listen)
+        .await
+        .with_context(|| format!("binding {}", config.updates_listen))?;
+    let updates_address = updates_listener.local_addr()?;
+    let updates = system.updates_router().await?;
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(updates_listener, updates).await {
+            tracing::error!(%error, "the live-update server stopped");
+        }
+    });
+    println!(
+        "{}",
+        system.describe(address, updates_address, &config.background)
+    );
+    tracing::info!(%address, %updates_address, orders_queue = %system.queues.orders, "local runner listening");
     axum::serve(listener, system.router())
         .with_graceful_shutdown(shutdown_signal())
         .await?;

@@ -15,7 +15,8 @@ use exchange_sim::SimHandle;
 use order_shared::adapters::feed_socket::{FeedSocket, FeedSocketConfig};
 use order_shared::adapters::http_exchange::HttpExchange;
 use order_shared::adapters::postgres::{
-    PostgresAccessControl, PostgresExecutionStore, PostgresOrderStore, build_pool, run_migrations,
+    PostgresAccessControl, PostgresExecutionStore, PostgresOrderStore, PostgresOrderUpdates,
+    build_pool, run_migrations,
 };
 use order_shared::adapters::secrets::key_hasher;
 use order_shared::adapters::sns::{SnsAlertPublisher, SnsClient, ensure_topic, subscribe_queue};
@@ -30,7 +31,8 @@ use order_shared::handlers::docs;
 use order_shared::handlers::ingester::run_ingester;
 use order_shared::handlers::placer::{PlacerPorts, PlacerSettings, handle_placement_batch};
 use order_shared::handlers::sweeper::{SweepSettings, SweeperPorts, run_scheduled};
-use order_shared::ports::{AlertPublisher, ClientRegistry};
+use order_shared::handlers::updates::{self, HubSettings, UpdateHub, UpdatesContext};
+use order_shared::ports::{AlertPublisher, ClientRegistry, OrderUpdateStore};
 use order_shared::telemetry::error_chain;
 use order_shared::usecases::enqueue::EnqueuedMarks;
 use sqs_local::sdk::SqsConnection;
@@ -240,6 +242,20 @@ impl LocalSystem {
         docs::router(ApiDoc::openapi()).fallback_service(router(self.api_context()))
     }
 
+    /// The live order updates (`GET /updates`, a WebSocket): the same session code an API
+    /// Gateway WebSocket API would front, with a hub polling this system's audit trail.
+    pub async fn updates_router(&self) -> anyhow::Result<axum::Router> {
+        let store: Arc<dyn OrderUpdateStore> =
+            Arc::new(PostgresOrderUpdates::new(self.store.pool().clone()));
+        let hub = UpdateHub::start(store.clone(), HubSettings::default()).await?;
+        Ok(updates::router(UpdatesContext {
+            access: Arc::new(self.access.clone()),
+            store,
+            hub: Arc::new(hub),
+            recheck: std::time::Duration::from_secs(2),
+        }))
+    }
+
     pub fn placer_ports(&self) -> PlacerPorts<'_> {
         PlacerPorts {
             store: self.store.as_ref(),
@@ -397,12 +413,21 @@ impl LocalSystem {
     }
 
     /// The start-up summary: where everything is.
-    pub fn describe(&self, api: SocketAddr, background: &Background) -> String {
+    pub fn describe(
+        &self,
+        api: SocketAddr,
+        updates: SocketAddr,
+        background: &Background,
+    ) -> String {
         let exchange_url = &self.exchange_url;
         let mut lines = vec![
             format!("order API        http://{api}  (try http://{api}/health)"),
             format!("API reference    http://{api}/docs  (Swagger UI; no key needed to read)"),
             format!("OpenAPI          http://{api}/openapi.json"),
+            format!(
+                "live updates     ws://{updates}/updates  (Authorization: Bearer <key>; \
+                 ?after=<event_id> resumes)"
+            ),
             format!("exchange         {exchange_url}  (stats: {exchange_url}/stats)"),
             format!("orders queue     {}", self.queues.orders),
             format!("dead letters     {}", self.queues.dead_letters),

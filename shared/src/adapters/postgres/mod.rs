@@ -4,7 +4,8 @@
 //! statements `transitions` renders from the domain's state machine); the same type also keeps
 //! the exchange breaker (`breaker`) and the incidents admins are told about (`incidents`).
 //! `executions` keeps the exchange's execution reports and the orders' fill state for the
-//! ingester (`PostgresExecutionStore`).
+//! ingester (`PostgresExecutionStore`); `order_updates` reads the audit trail for the live-update
+//! stream (`PostgresOrderUpdates`).
 
 mod access_control;
 mod breaker;
@@ -15,6 +16,7 @@ mod incidents;
 mod lifecycle;
 mod migrate;
 mod order_rows;
+mod order_updates;
 mod orders;
 mod statements;
 mod store_errors;
@@ -24,4 +26,5 @@ pub use access_control::{OPEN_ORDERS_RETRY_AFTER, PostgresAccessControl, RATE_RE
 pub use connect::{DatabaseConfig, DatabaseCredentials, PoolError, TlsMode, build_pool};
 pub use executions::{FEED_LEASE, PostgresExecutionStore};
 pub use migrate::{MigrationError, ensure_application_role, run_migrations, run_migrations_up_to};
+pub use order_updates::PostgresOrderUpdates;
 pub use orders::PostgresOrderStore;

@@ -1,0 +1,289 @@
+//! Live order updates over a WebSocket, end to end through the local runner (issue #16): each
+//! client gets its own orders' changes and never another client's, a reconnect with the last
+//! event id loses nothing and repeats nothing, and no key, a bad key or a revoked key gets
+//! nothing.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::Value;
+use system_tests::LIMIT_ORDER;
+use system_tests::local_runner::LocalRunner;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Opens the runner's live-update socket with `key` (none: no header), resuming after `after`.
+async fn open(
+    runner: &LocalRunner,
+    key: Option<&str>,
+    after: Option<i64>,
+) -> Result<Socket, WsError> {
+    let url = match after {
+        Some(after) => format!("{}?after={after}", runner.updates_url),
+        None => runner.updates_url.clone(),
+    };
+    let mut request = url.into_client_request().unwrap();
+    if let Some(key) = key {
+        request.headers_mut().insert(
+            "authorization",
+            HeaderValue::from_str(&format!("Bearer {key}")).unwrap(),
+        );
+    }
+    tokio_tungstenite::connect_async(request)
+        .await
+        .map(|(socket, _)| socket)
+}
+
+fn refused_with(result: Result<Socket, WsError>) -> u16 {
+    match result {
+        Err(WsError::Http(response)) => response.status().as_u16(),
+        Err(other) => panic!("expected an HTTP refusal, got {other}"),
+        Ok(_) => panic!("expected a refusal, the connection was accepted"),
+    }
+}
+
+async fn post(runner: &LocalRunner, key: &str, count: usize) -> Vec<String> {
+    let client = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for _ in 0..count {
+        let response = client
+            .post(format!("{}/orders", runner.base_url))
+            .bearer_auth(key)
+            .header("content-type", "application/json")
+            .body(LIMIT_ORDER)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "log:\n{}", runner.log());
+        let order: Value = response.json().await.unwrap();
+        ids.push(order["id"].as_str().unwrap().to_owned());
+    }
+    ids
+}
+
+/// Reads messages until `done` says so (or fails after `within`); returns them in order.
+async fn read_until(
+    socket: &mut Socket,
+    within: Duration,
+    mut done: impl FnMut(&[Value]) -> bool,
+) -> Vec<Value> {
+    let deadline = Instant::now() + within;
+    let mut messages = Vec::new();
+    while !done(&messages) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "not done within {within:?}: {messages:#?}");
+        match tokio::time::timeout(left, socket.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => {
+                messages.push(serde_json::from_str(&text).expect("JSON"));
+            }
+            Ok(Some(Ok(_))) => {}
+            Ok(other) => panic!("the socket ended: {other:?}"),
+            Err(_) => panic!("not done within {within:?}: {messages:#?}"),
+        }
+    }
+    messages
+}
+
+/// Whether every order in `ids` has a message saying it was placed (or went on from there).
+fn all_placed(messages: &[Value], ids: &[String]) -> bool {
+    let placed: HashSet<&str> = messages
+        .iter()
+        .filter(|m| m["from"] == "placing" && m["status"] == "placed")
+        .map(|m| m["order_id"].as_str().unwrap())
+        .collect();
+    ids.iter().all(|id| placed.contains(id.as_str()))
+}
+
+/// The client's audit events in the database: event id → order id.
+async fn stored_events(runner: &LocalRunner, client: &str) -> BTreeMap<i64, String> {
+    let (db, connection) = tokio_postgres::connect(&runner.database_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    db.query(
+        "SELECT e.id, e.order_id::text FROM order_events e JOIN orders o ON o.id = e.order_id \
+         WHERE o.client_id = $1",
+        &[&client],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|row| (row.get(0), row.get(1)))
+    .collect()
+}
+
+fn event_ids(messages: &[Value]) -> Vec<i64> {
+    messages
+        .iter()
+        .map(|m| m["event_id"].as_i64().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_client_gets_its_own_orders_updates_live_and_never_another_clients() {
+    let runner = LocalRunner::start(&[]).await;
+    let mine = runner.api_key.expose().to_owned();
+    let theirs = String::from_utf8(
+        runner
+            .orders_admin(&["keys", "create", "--client", "globex", "--label", "live"])
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_owned();
+    let mut my_socket = open(&runner, Some(&mine), None).await.expect("connected");
+    let mut their_socket = open(&runner, Some(&theirs), None).await.expect("connected");
+
+    let my_orders = post(&runner, &mine, 5).await;
+    let their_orders = post(&runner, &theirs, 5).await;
+
+    let mine_seen = read_until(&mut my_socket, Duration::from_secs(60), |m| {
+        all_placed(m, &my_orders)
+    })
+    .await;
+    let theirs_seen = read_until(&mut their_socket, Duration::from_secs(60), |m| {
+        all_placed(m, &their_orders)
+    })
+    .await;
+    for (seen, own, other) in [
+        (&mine_seen, &my_orders, &their_orders),
+        (&theirs_seen, &their_orders, &my_orders),
+    ] {
+        for message in seen.iter() {
+            let order = message["order_id"].as_str().unwrap().to_owned();
+            assert!(own.contains(&order), "only its own orders: {message}");
+            assert!(!other.contains(&order));
+            assert_eq!(message["type"], "order_update");
+        }
+        let ids = event_ids(seen);
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "in order, once: {ids:?}"
+        );
+        // Each order's life from its acceptance: pending, then (after any retries of the
+        // simulated exchange's failures) placing → placed.
+        for order in own {
+            let steps: Vec<&str> = seen
+                .iter()
+                .filter(|m| m["order_id"] == order.as_str())
+                .map(|m| m["status"].as_str().unwrap())
+                .collect();
+            assert_eq!(steps.first(), Some(&"pending"), "{order}: {steps:?}");
+            assert!(
+                steps.windows(2).any(|w| w == ["placing", "placed"]),
+                "{order}: {steps:?}"
+            );
+        }
+    }
+    let _ = my_socket.close(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnect_with_the_last_event_id_gets_every_missed_update_once() {
+    let runner = LocalRunner::start(&[]).await;
+    let key = runner.api_key.expose().to_owned();
+    let mut socket = open(&runner, Some(&key), Some(0)).await.expect("connected");
+    let first = post(&runner, &key, 5).await;
+    let before = read_until(&mut socket, Duration::from_secs(60), |m| {
+        all_placed(m, &first)
+    })
+    .await;
+    let last = *event_ids(&before).last().unwrap();
+    // A forced disconnect; meanwhile more orders are placed and filled.
+    drop(socket);
+    let second = post(&runner, &key, 10).await;
+    // The runner's own key belongs to client `local` (LOCAL_CLIENT_ID's default).
+    let client = "local".to_owned();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stored_events(&runner, &client).await.len() < 45 {
+        assert!(Instant::now() < deadline, "orders not placed in time");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let mut resumed = open(&runner, Some(&key), Some(last))
+        .await
+        .expect("connected");
+    let after = read_until(&mut resumed, Duration::from_secs(60), |m| {
+        all_placed(m, &second)
+    })
+    .await;
+
+    let received: Vec<i64> = event_ids(&before)
+        .into_iter()
+        .chain(event_ids(&after))
+        .collect();
+    let unique: HashSet<i64> = received.iter().copied().collect();
+    assert_eq!(unique.len(), received.len(), "nothing twice: {received:?}");
+    assert!(
+        received.windows(2).all(|w| w[0] < w[1]),
+        "in order: {received:?}"
+    );
+    // Everything the database holds up to the last event received arrived, across the gap.
+    let stored = stored_events(&runner, &client).await;
+    let upto = *received.last().unwrap();
+    let expected: Vec<i64> = stored.keys().copied().filter(|id| *id <= upto).collect();
+    assert_eq!(received, expected, "0 updates lost across the disconnect");
+    let orders: HashSet<&String> = stored.values().collect();
+    assert!(first.iter().chain(&second).all(|id| orders.contains(id)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_key_a_bad_key_and_a_revoked_key_get_nothing() {
+    let runner = LocalRunner::start(&[]).await;
+    assert_eq!(refused_with(open(&runner, None, None).await), 401);
+    assert_eq!(
+        refused_with(open(&runner, Some("not-a-key"), None).await),
+        401
+    );
+    let unknown = "sok_0123456789abcdef0123456789abcdef_0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    assert_eq!(refused_with(open(&runner, Some(unknown), None).await), 401);
+    assert_eq!(
+        refused_with(open(&runner, Some(&runner.api_key.expose()), Some(-1)).await),
+        422
+    );
+
+    let key = String::from_utf8(
+        runner
+            .orders_admin(&[
+                "keys",
+                "create",
+                "--client",
+                "revoked-soon",
+                "--label",
+                "live",
+            ])
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_owned();
+    let key_id = key
+        .strip_prefix("sok_")
+        .and_then(|rest| rest.split('_').next())
+        .unwrap()
+        .to_owned();
+    let mut socket = open(&runner, Some(&key), None).await.expect("connected");
+    runner.orders_admin(&["keys", "revoke", &key_id]);
+
+    let closed = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Close(frame))) => return frame,
+                Some(Ok(_)) => continue,
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("closed within 15 s of the revocation");
+    let frame = closed.expect("a close frame with a code");
+    assert_eq!(frame.code, CloseCode::from(4401));
+    assert_eq!(refused_with(open(&runner, Some(&key), None).await), 401);
+}
