@@ -53,6 +53,8 @@ pub struct StoredExecution {
     pub kind: String,
     pub quantity: i64,
     pub applied: bool,
+    /// Why it is not applied (yet), as the ingester recorded it.
+    pub waiting_reason: Option<String>,
 }
 
 /// One order as the orders table has it; times are Unix seconds.
@@ -174,7 +176,8 @@ async fn executions(
 ) -> anyhow::Result<HashMap<String, StoredExecution>> {
     let rows = db
         .query(
-            "SELECT execution_id, order_id::text, kind, quantity, applied_at IS NOT NULL \
+            "SELECT execution_id, order_id::text, kind, quantity, applied_at IS NOT NULL, \
+                    waiting_reason \
              FROM executions",
             &[],
         )
@@ -189,6 +192,7 @@ async fn executions(
                     kind: r.get(2),
                     quantity: r.get(3),
                     applied: r.get(4),
+                    waiting_reason: r.get(5),
                 },
             )
         })

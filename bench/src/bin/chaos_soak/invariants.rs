@@ -761,6 +761,21 @@ fn ingested_exactly_once(report: &mut Report, evidence: &Evidence, unfinished: &
     for id in waiting.iter().take(3) {
         report.suspect(id, "a report still waiting at the end");
     }
+    let mut why: BTreeMap<(&str, &str, &str), usize> = BTreeMap::new();
+    for row in feed.executions.values().filter(|row| !row.applied) {
+        let status = evidence
+            .stored
+            .get(&row.order_id)
+            .map_or("not stored", |o| o.status.as_str());
+        let reason = row.waiting_reason.as_deref().unwrap_or("no reason");
+        *why.entry((row.kind.as_str(), status, reason)).or_default() += 1;
+    }
+    for ((kind, status, reason), count) in &why {
+        println!(
+            "VIOLATION: {count} `{kind}` report(s) still waiting for an order now `{status}`: \
+             {reason}"
+        );
+    }
     for id in lost.iter().take(3) {
         if let Some(s) = sent.executions.get(*id) {
             report.suspect(&s.order_id, "a report lost");
@@ -910,4 +925,60 @@ fn fills_match_the_exchange(report: &mut Report, evidence: &Evidence) {
         "orders with a fill move audited twice",
         usize::try_from(feed.moves_audited_twice).unwrap_or(usize::MAX),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(status: &str, ended_from: Option<&str>) -> Stored {
+        Stored {
+            status: status.into(),
+            expires_at: None,
+            failed_at: None,
+            failed_reason: None,
+            quantity: 10,
+            filled_quantity: 0,
+            ended_from: ended_from.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn canceled_or_expired_at_the_exchange_only_from_a_working_status() {
+        assert!(ended_at_exchange(&order(
+            "expired",
+            Some("partially_filled")
+        )));
+        assert!(ended_at_exchange(&order(
+            "canceled",
+            Some("pending_cancel")
+        )));
+        assert!(!ended_at_exchange(&order("expired", Some("pending"))));
+        assert!(!ended_at_exchange(&order("canceled", Some("pending"))));
+        assert!(!ended_at_exchange(&order("filled", Some("placed"))));
+        assert!(!ended_at_exchange(&order("expired", None)));
+    }
+
+    #[test]
+    fn a_refusal_naming_a_working_status_allows_only_what_the_exchange_does_after_it() {
+        for (named, ended, from, truthful) in [
+            ("placed", "placed", None, true),
+            ("placed", "partially_filled", Some("placed"), true),
+            ("placed", "filled", Some("partially_filled"), true),
+            ("placed", "expired", Some("placed"), true),
+            ("placed", "expired", Some("pending"), false),
+            ("placed", "failed", Some("placing"), false),
+            ("partially_filled", "placed", None, false),
+            ("partially_filled", "canceled", Some("pending_cancel"), true),
+            ("pending_cancel", "filled", Some("pending_cancel"), true),
+            ("pending_cancel", "partially_filled", None, false),
+            ("filled", "expired", Some("placed"), false),
+        ] {
+            assert_eq!(
+                moved_on_by_exchange(named, &order(ended, from)),
+                truthful,
+                "409 naming {named}, ended {ended} from {from:?}"
+            );
+        }
+    }
 }
