@@ -287,3 +287,187 @@ async fn no_key_a_bad_key_and_a_revoked_key_get_nothing() {
     assert_eq!(frame.code, CloseCode::from(4401));
     assert_eq!(refused_with(open(&runner, Some(&key), None).await), 401);
 }
+
+mod fanout_on_postgres {
+    //! The AWS fan-out's part against the real audit trail and connections table (the API
+    //! Gateway side is a fake of our `ConnectionPush` port: no real AWS here).
+
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+    use order_shared::adapters::postgres::{
+        PostgresAccessControl, PostgresLiveConnections, PostgresOrderUpdates,
+    };
+    use order_shared::auth::ApiKey;
+    use order_shared::domain::{ClientId, Isin, NewOrder, OrderType, Quantity, Side};
+    use order_shared::handlers::updates::fanout::{Fanout, FanoutPorts, FanoutSettings};
+    use order_shared::ports::{
+        ClientLimits, ClientRegistry, ConnectionPush, LiveConnection, LiveConnections,
+        OrderLifecycle, OrderStore, PushError,
+    };
+    use serde_json::Value;
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    /// API Gateway's side of the connections: what each received, and which were closed.
+    #[derive(Default)]
+    struct RecordingPush {
+        received: Mutex<HashMap<String, Vec<Value>>>,
+        closed: Mutex<Vec<String>>,
+    }
+
+    impl RecordingPush {
+        fn received(&self, id: &str) -> Vec<Value> {
+            self.received
+                .lock()
+                .unwrap()
+                .get(id)
+                .cloned()
+                .unwrap_or_default()
+        }
+
+        fn closed(&self) -> Vec<String> {
+            self.closed.lock().unwrap().clone()
+        }
+    }
+
+    #[async_trait]
+    impl ConnectionPush for RecordingPush {
+        async fn push(&self, id: &str, message: &str) -> Result<(), PushError> {
+            let value = serde_json::from_str(message).expect("JSON");
+            self.received
+                .lock()
+                .unwrap()
+                .entry(id.to_owned())
+                .or_default()
+                .push(value);
+            Ok(())
+        }
+
+        async fn close(&self, id: &str) -> Result<(), PushError> {
+            self.closed.lock().unwrap().push(id.to_owned());
+            Ok(())
+        }
+    }
+
+    fn market_order(quantity: i64) -> NewOrder {
+        NewOrder::new(
+            OrderType::Market,
+            Side::Buy,
+            Isin::parse("US0378331005").unwrap(),
+            None,
+            Quantity::new(quantity).unwrap(),
+        )
+        .unwrap()
+    }
+    use system_tests::{TestDatabase, test_hasher};
+    use time::OffsetDateTime;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stored_connections_get_their_clients_events_and_a_revoked_keys_are_closed() {
+        let db = TestDatabase::create().await;
+        let pool = db.store.pool().clone();
+        let registry = PostgresAccessControl::new(pool.clone(), test_hasher());
+        let (acme, globex) = (
+            ClientId::parse("acme").unwrap(),
+            ClientId::parse("globex").unwrap(),
+        );
+        let mut keys = Vec::new();
+        for client in [&acme, &globex] {
+            registry
+                .upsert_client(client, ClientLimits::default())
+                .await
+                .unwrap();
+            let key = ApiKey::generate().unwrap();
+            registry.create_key(client, &key, "live").await.unwrap();
+            keys.push(key);
+        }
+        let connections = Arc::new(PostgresLiveConnections::new(pool.clone()));
+        let push = Arc::new(RecordingPush::default());
+        let mut fanout = Fanout::start(
+            FanoutPorts {
+                updates: Arc::new(PostgresOrderUpdates::new(pool.clone())),
+                connections: connections.clone(),
+                push: push.clone(),
+            },
+            FanoutSettings {
+                refresh: Duration::ZERO,
+                recheck: Duration::ZERO,
+                ..FanoutSettings::default()
+            },
+        )
+        .await
+        .unwrap();
+        for (id, client, key) in [("c-acme", &acme, &keys[0]), ("c-globex", &globex, &keys[1])] {
+            connections
+                .connect(&LiveConnection {
+                    connection_id: id.into(),
+                    client_id: client.clone(),
+                    key_id: key.id().clone(),
+                    resume_after: None,
+                })
+                .await
+                .unwrap();
+        }
+        fanout.step().await.unwrap();
+
+        let expires = OffsetDateTime::now_utc() + Duration::from_secs(3600);
+        let mut mine = Vec::new();
+        for _ in 0..3 {
+            let created = db
+                .store
+                .create_order(&acme, &market_order(5), expires, None)
+                .await
+                .unwrap();
+            let order = match created {
+                order_shared::ports::CreateOutcome::Created(order) => order,
+                other => panic!("{other:?}"),
+            };
+            db.store
+                .claim_for_placement(order.id, Duration::from_secs(30))
+                .await
+                .unwrap();
+            db.store.record_placed(order.id, "X-1").await.unwrap();
+            mine.push(order.id);
+        }
+        while fanout.step().await.unwrap().events > 0 {}
+
+        let received = push.received("c-acme");
+        let statuses: Vec<(&str, &str)> = received
+            .iter()
+            .map(|m| {
+                (
+                    m["order_id"].as_str().unwrap(),
+                    m["status"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(statuses.len(), 9, "{statuses:?}");
+        for id in &mine {
+            let steps: Vec<&str> = statuses
+                .iter()
+                .filter(|(order, _)| *order == id.to_string())
+                .map(|(_, status)| *status)
+                .collect();
+            assert_eq!(steps, ["pending", "placing", "placed"]);
+        }
+        assert!(
+            push.received("c-globex").is_empty(),
+            "never another client's"
+        );
+
+        registry.revoke_key(keys[0].id()).await.unwrap();
+        let report = fanout.step().await.unwrap();
+        assert_eq!(report.revoked, 1);
+        assert_eq!(push.closed(), ["c-acme"]);
+        let left: Vec<String> = connections
+            .all()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.connection_id)
+            .collect();
+        assert_eq!(left, ["c-globex"]);
+    }
+}

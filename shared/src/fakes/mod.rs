@@ -13,6 +13,7 @@ mod breaker;
 mod client_orders;
 mod exchange;
 mod fixtures;
+mod live;
 mod order_queue;
 mod order_store;
 
@@ -25,6 +26,7 @@ pub use fixtures::{
     cancel_record, canceled_report, client, fill_report, limit_order, market_order,
     placement_record, raw_record, sqs_event,
 };
+pub use live::{FakeLiveConnections, FakeOrderUpdates, FakePush, PushAnswer};
 pub use order_queue::{FakeQueue, FakeRetries, QueueBehaviour};
 pub use order_store::{AuditEvent, FakeOrderStore, StoreOp};
 

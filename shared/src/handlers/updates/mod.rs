@@ -8,8 +8,11 @@
 //! - [`session`]: one connection — authenticated by API key, catch-up from the database, then
 //!   the live events of its own client only; its key is checked again while it lasts, and a
 //!   revoked key's connection is closed.
+//! - [`fanout`]: the same stream in AWS, where a connection is a row of `live_connections` and
+//!   each message a call to the API Gateway Management API.
 //! - [`messages`]: the JSON a client receives.
 
+pub mod fanout;
 pub mod hub;
 pub mod messages;
 pub mod session;
