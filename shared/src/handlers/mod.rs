@@ -10,6 +10,7 @@ pub mod alerter;
 pub mod api;
 pub mod docs;
 pub mod ingester;
+pub mod live_page;
 pub mod migrator;
 pub mod placer;
 pub mod sqs_batch;

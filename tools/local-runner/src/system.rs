@@ -29,6 +29,7 @@ use order_shared::handlers::alerter::{AlerterPorts, AlerterSettings, handle_dead
 use order_shared::handlers::api::{ApiContext, ApiDoc, router};
 use order_shared::handlers::docs;
 use order_shared::handlers::ingester::run_ingester;
+use order_shared::handlers::live_page::{self, UpdatesEndpoint};
 use order_shared::handlers::placer::{PlacerPorts, PlacerSettings, handle_placement_batch};
 use order_shared::handlers::sweeper::{SweepSettings, SweeperPorts, run_scheduled};
 use order_shared::handlers::updates::{self, HubSettings, UpdateHub, UpdatesContext};
@@ -69,6 +70,8 @@ pub struct LocalSystem {
     pub expiry: ExpiryPolicy,
     /// The client of `LOCAL_API_KEY`, once registered.
     pub local_client: Option<ClientId>,
+    /// Where the live order page (`/live`) opens its WebSocket: this runner's own updates port.
+    live_updates: Option<UpdatesEndpoint>,
     sqs_connection: SqsConnection,
     background: Vec<JoinHandle<()>>,
 }
@@ -214,6 +217,7 @@ impl LocalSystem {
             enqueue_timeout: config.enqueue_timeout,
             expiry: config.expiry,
             local_client,
+            live_updates: local_updates_endpoint(config.updates_listen),
             sqs_connection,
             background: Vec::new(),
         })
@@ -235,11 +239,13 @@ impl LocalSystem {
         }
     }
 
-    /// What the local API port serves: the reference page and the OpenAPI document as the docs
-    /// Lambda does (open to all), and every other path by the api as the api Lambda does; in AWS
-    /// API Gateway's routes make the same split.
+    /// What the local API port serves: the reference page, the OpenAPI document and the live
+    /// order page as the docs Lambda does (open to all), and every other path by the api as the
+    /// api Lambda does; in AWS API Gateway's routes make the same split.
     pub fn router(&self) -> axum::Router {
-        docs::router(ApiDoc::openapi()).fallback_service(router(self.api_context()))
+        docs::router(ApiDoc::openapi())
+            .merge(live_page::router(self.live_updates.clone()))
+            .fallback_service(router(self.api_context()))
     }
 
     /// The live order updates (`GET /updates`, a WebSocket): the same session code an API
@@ -425,6 +431,10 @@ impl LocalSystem {
             format!("API reference    http://{api}/docs  (Swagger UI; no key needed to read)"),
             format!("OpenAPI          http://{api}/openapi.json"),
             format!(
+                "live order page  http://{api}/live  (enter a key: your orders, updated as they \
+                 change)"
+            ),
+            format!(
                 "live updates     ws://{updates}/updates  (Authorization: Bearer <key>; \
                  ?after=<event_id> resumes)"
             ),
@@ -463,6 +473,22 @@ impl LocalSystem {
         });
         lines.join("\n")
     }
+}
+
+/// The live-update URL the page gets: `ws://<updates address>/updates`, on loopback when the
+/// runner listens on every interface; `None` for port 0 (the bound port is not known here).
+fn local_updates_endpoint(listen: SocketAddr) -> Option<UpdatesEndpoint> {
+    if listen.port() == 0 {
+        return None;
+    }
+    let host = match listen.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    format!("ws://{}/updates", SocketAddr::new(host, listen.port()))
+        .parse()
+        .ok()
 }
 
 /// Makes `LOCAL_API_KEY` a valid key of its client with the given limits. For local runs, the
