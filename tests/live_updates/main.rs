@@ -471,3 +471,57 @@ mod fanout_on_postgres {
         assert_eq!(left, ["c-globex"]);
     }
 }
+
+mod api_gateway_push {
+    //! The `ConnectionPush` adapter on the API Gateway Management API: against moto's
+    //! `apigatewaymanagementapi` (it accepts posts and deletes for any connection id), and its
+    //! `410 Gone` mapping against a one-route HTTP server answering as API Gateway does for a
+    //! closed connection.
+
+    use axum::Router;
+    use axum::http::StatusCode;
+    use axum::routing::post;
+    use order_shared::adapters::connection_push::ApiGatewayPush;
+    use order_shared::ports::{ConnectionPush, PushError};
+    use system_tests::sdk_config;
+
+    fn moto_url() -> String {
+        std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "http://127.0.0.1:5055".into())
+    }
+
+    #[tokio::test]
+    async fn a_message_and_a_close_reach_the_management_api() {
+        let sdk = sdk_config().await;
+        let push = ApiGatewayPush::new(&sdk, &moto_url());
+        push.push("conn-1", r#"{"type":"order_update"}"#)
+            .await
+            .expect("posted to the connection");
+        push.close("conn-1").await.expect("connection deleted");
+    }
+
+    #[tokio::test]
+    async fn a_closed_connection_is_reported_gone() {
+        let gone = Router::new().route(
+            "/@connections/{id}",
+            post(|| async {
+                (
+                    StatusCode::GONE,
+                    [
+                        ("content-type", "application/json"),
+                        ("x-amzn-errortype", "GoneException"),
+                    ],
+                    r#"{"message":null}"#,
+                )
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, gone).await });
+        let sdk = sdk_config().await;
+        let push = ApiGatewayPush::new(&sdk, &format!("http://{address}"));
+
+        let error = push.push("conn-2", "{}").await.unwrap_err();
+
+        assert!(matches!(error, PushError::Gone), "{error:?}");
+    }
+}

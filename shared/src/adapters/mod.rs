@@ -1,7 +1,9 @@
 //! One adapter per port, each wrapping a real client: Postgres, SQS, Secrets Manager, the HTTP
 //! exchange; and the exchange's execution feed format (`execution_feed`), shared with the simulator,
-//! with its WebSocket client (`feed_socket`).
+//! with its WebSocket client (`feed_socket`); and API Gateway's WebSocket connections
+//! (`connection_push`).
 
+pub mod connection_push;
 pub mod exchange_key;
 pub mod execution_feed;
 pub mod feed_socket;

@@ -10,8 +10,11 @@
 //!   revoked key's connection is closed.
 //! - [`fanout`]: the same stream in AWS, where a connection is a row of `live_connections` and
 //!   each message a call to the API Gateway Management API.
+//! - [`connections`]: API Gateway's `$connect` and `$disconnect`, which keep that table.
 //! - [`messages`]: the JSON a client receives.
 
+pub mod connections;
+pub mod credentials;
 pub mod fanout;
 pub mod hub;
 pub mod messages;

@@ -20,6 +20,7 @@ use axum::routing::get;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
+use super::credentials::{presented_key, resume_after};
 use super::hub::UpdateHub;
 use super::messages::UpdateMessage;
 use crate::auth::ApiKey;
@@ -59,24 +60,6 @@ fn refuse(status: StatusCode, message: &str) -> Response {
     response
 }
 
-/// The key from `Authorization: Bearer <key>`, or from the subprotocols `bearer, <key>`; and
-/// whether it came as a subprotocol (then the answer must name `bearer`).
-fn presented_key(headers: &HeaderMap) -> Option<(ApiKey, bool)> {
-    if let Some(value) = headers.get(header::AUTHORIZATION) {
-        let (scheme, token) = value.to_str().ok()?.trim().split_once(' ')?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return None;
-        }
-        return ApiKey::parse(token.trim()).ok().map(|key| (key, false));
-    }
-    let protocols = headers.get(header::SEC_WEBSOCKET_PROTOCOL)?.to_str().ok()?;
-    let mut parts = protocols.split(',').map(str::trim);
-    if parts.next()? != "bearer" {
-        return None;
-    }
-    ApiKey::parse(parts.next()?).ok().map(|key| (key, true))
-}
-
 async fn connect(
     State(context): State<UpdatesContext>,
     headers: HeaderMap,
@@ -86,10 +69,9 @@ async fn connect(
     let Some((key, as_protocol)) = presented_key(&headers) else {
         return refuse(StatusCode::UNAUTHORIZED, "Missing or invalid API key");
     };
-    let after = match query.get("after").map(|v| v.parse::<i64>()) {
-        None => None,
-        Some(Ok(after)) if after >= 0 => Some(after),
-        Some(_) => {
+    let after = match resume_after(query.get("after").map(String::as_str)) {
+        Ok(after) => after,
+        Err(()) => {
             return refuse(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "Query parameter `after` must be an event id (a non-negative integer)",
