@@ -685,6 +685,11 @@ fn ingested_exactly_once(report: &mut Report, evidence: &Evidence, unfinished: &
             by_kind.cancel_refused
         ),
     );
+    // Read before the soak's own read-back: every message went to an ingester.
+    report.figure(
+        "feed messages received by the ingester (re-reads after kills and drops included)",
+        stats.messages_sent,
+    );
     report.figure("reports stored by the ingester (executions)", stored);
     report.figure("  applied to their order", applied);
     report.figure(
