@@ -11,8 +11,9 @@
 //! - `/live`: the live order page, driven over the Chrome DevTools Protocol (a WebSocket to the
 //!   browser, `--remote-debugging-port`), because the test must act between the page's steps:
 //!   the page connects with the runner's key, the test then places an order through the API,
-//!   and the page must show it `placed` (or filled further) without a reload; revoking the key
-//!   must then stop it with the revocation message. Screenshot and DOM:
+//!   and the page must show it `placed` (or filled further) without a reload; after its socket
+//!   is closed under it, it must resume and show an order placed meanwhile, each update once;
+//!   revoking the key must then stop it with the revocation message. Screenshot and DOM:
 //!   `.local/test-logs/live-page-*.{png,html}`.
 
 use std::path::{Path, PathBuf};
@@ -357,6 +358,35 @@ impl DevTools {
         }
     }
 
+    /// Closes every WebSocket the page holds (found by prototype, wherever the script keeps
+    /// them), as a dropped connection would; returns how many there were.
+    async fn close_websockets(&mut self) -> u64 {
+        let prototype = self
+            .call(
+                "Runtime.evaluate",
+                json!({ "expression": "WebSocket.prototype" }),
+            )
+            .await;
+        let sockets = self
+            .call(
+                "Runtime.queryObjects",
+                json!({ "prototypeObjectId": prototype["result"]["objectId"] }),
+            )
+            .await;
+        let closed = self
+            .call(
+                "Runtime.callFunctionOn",
+                json!({
+                    "objectId": sockets["objects"]["objectId"],
+                    "functionDeclaration":
+                        "function () { this.forEach(s => s.close(3000, 'test')); return this.length; }",
+                    "returnByValue": true,
+                }),
+            )
+            .await;
+        closed["result"]["value"].as_u64().expect("a count")
+    }
+
     async fn screenshot(&mut self, path: &Path) {
         let shot = self
             .call("Page.captureScreenshot", json!({ "format": "png" }))
@@ -392,6 +422,28 @@ fn base64_decode(text: &str) -> Vec<u8> {
         bytes.extend_from_slice(&bits.to_be_bytes()[1..=produced]);
     }
     bytes
+}
+
+/// Places the test's limit order through the API with the runner's key; returns its id.
+async fn place_order(runner: &LocalRunner) -> String {
+    let response = runner
+        .client()
+        .post(format!("{}/orders", runner.base_url))
+        .header("content-type", "application/json")
+        .body(LIMIT_ORDER)
+        .send()
+        .await
+        .expect("POST /orders");
+    assert_eq!(response.status(), 201, "log:\n{}", runner.log());
+    let order: Value = response.json().await.unwrap();
+    order["id"].as_str().expect("an order id").to_owned()
+}
+
+/// The event ids of the page's log, in its order.
+fn logged_event_ids(log: &str) -> Vec<i64> {
+    log.lines()
+        .filter_map(|line| line.strip_prefix('#')?.split(' ').next()?.parse().ok())
+        .collect()
 }
 
 /// The page's row of an order, as the test reads it.
@@ -464,18 +516,7 @@ async fn the_live_page_shows_an_order_placed_through_the_api_without_a_reload() 
     // Gone if the page were loaded again.
     tab.evaluate("window.loadedOnce = 'yes'").await;
 
-    let response = runner
-        .client()
-        .post(format!("{}/orders", runner.base_url))
-        .header("content-type", "application/json")
-        .body(LIMIT_ORDER)
-        .send()
-        .await
-        .expect("POST /orders");
-    assert_eq!(response.status(), 201, "log:\n{}", runner.log());
-    let order: Value = response.json().await.unwrap();
-    let id = order["id"].as_str().expect("an order id").to_owned();
-
+    let id = place_order(&runner).await;
     tab.wait_until(
         "the new order's row shows it placed",
         &format!(
@@ -516,6 +557,51 @@ async fn the_live_page_shows_an_order_placed_through_the_api_without_a_reload() 
             "the log shows `{step}` for {id}:\n{log}"
         );
     }
+
+    // A dropped connection: the page reconnects with ?after=<its last event id>, so an order
+    // placed meanwhile arrives from the catch-up, and nothing is shown twice.
+    assert!(
+        tab.close_websockets().await >= 1,
+        "the page holds its socket"
+    );
+    let second = place_order(&runner).await;
+    tab.wait_until(
+        "the page reconnected",
+        "document.body.dataset.connections === '2' && document.body.dataset.state === 'live'",
+        Duration::from_secs(60),
+    )
+    .await;
+    tab.wait_until(
+        "the order placed while disconnected shows placed",
+        &format!(
+            "['placed', 'partially_filled', 'filled'].includes({})",
+            row_status(&second)
+        ),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(
+        tab.evaluate("document.querySelector('#orders-body tr').dataset.orderId")
+            .await,
+        second.as_str(),
+        "the newest order is at the top"
+    );
+    let log = tab
+        .evaluate("document.getElementById('log').innerText")
+        .await;
+    let log = log.as_str().expect("the log's text");
+    for step in ["new → pending", "→ placed"] {
+        assert!(
+            log.lines().any(|l| l.contains(&second) && l.contains(step)),
+            "the log shows `{step}` for {second}:\n{log}"
+        );
+    }
+    let ids = logged_event_ids(log);
+    assert!(
+        ids.len() >= 6 && ids.windows(2).all(|w| w[0] < w[1]),
+        "each update once, in order:\n{log}"
+    );
+    assert_eq!(tab.evaluate("window.loadedOnce").await, "yes", "no reload");
 
     let stem = format!("live-page-{}", Uuid::new_v4().simple());
     let screenshot = log_dir().join(format!("{stem}.png"));

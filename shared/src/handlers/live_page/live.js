@@ -184,6 +184,8 @@
       if (gen !== generation) return;
       opened = true;
       failures = 0;
+      // How many times this page connected (for a look in the DOM, and the browser test).
+      document.body.dataset.connections = String(Number(document.body.dataset.connections || 0) + 1);
       if (!resuming) {
         // Without a last event id nothing can be resumed: the list is read again instead.
         rows.clear();
