@@ -24,12 +24,16 @@ pub fn presented_key(headers: &HeaderMap) -> Option<(ApiKey, bool)> {
     ApiKey::parse(parts.next()?).ok().map(|key| (key, true))
 }
 
+/// `?after=` that is not an event id.
+#[derive(Debug, PartialEq, Eq)]
+pub struct BadAfter;
+
 /// `?after=<event_id>`: `Ok(None)` when absent, `Err` when not a non-negative integer.
-pub fn resume_after(value: Option<&str>) -> Result<Option<i64>, ()> {
+pub fn resume_after(value: Option<&str>) -> Result<Option<i64>, BadAfter> {
     match value.map(str::parse::<i64>) {
         None => Ok(None),
         Some(Ok(after)) if after >= 0 => Ok(Some(after)),
-        Some(_) => Err(()),
+        Some(_) => Err(BadAfter),
     }
 }
 
@@ -72,7 +76,7 @@ mod tests {
     fn after_is_a_non_negative_event_id() {
         assert_eq!(resume_after(None), Ok(None));
         assert_eq!(resume_after(Some("42")), Ok(Some(42)));
-        assert_eq!(resume_after(Some("-1")), Err(()));
-        assert_eq!(resume_after(Some("x")), Err(()));
+        assert_eq!(resume_after(Some("-1")), Err(BadAfter));
+        assert_eq!(resume_after(Some("x")), Err(BadAfter));
     }
 }

@@ -71,7 +71,7 @@ async fn connect(
     };
     let after = match resume_after(query.get("after").map(String::as_str)) {
         Ok(after) => after,
-        Err(()) => {
+        Err(_) => {
             return refuse(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "Query parameter `after` must be an event id (a non-negative integer)",
