@@ -244,15 +244,7 @@ fn functions_holds_exactly_the_lambdas() {
     names.sort();
     assert_eq!(
         names,
-        [
-            "alerter",
-            "api",
-            "docs",
-            "live-connect",
-            "migrator",
-            "placer",
-            "sweeper"
-        ],
+        ["alerter", "api", "docs", "migrator", "placer", "sweeper"],
         "functions/ is for Lambda functions only; local tools go in tools/"
     );
     for name in &names {
@@ -277,7 +269,7 @@ fn services_holds_the_long_running_processes() {
     names.sort();
     assert_eq!(
         names,
-        ["ingester", "live-fanout"],
+        ["ingester"],
         "services/ is for long-running processes deployed to AWS; local tools go in tools/"
     );
     for name in &names {

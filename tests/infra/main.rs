@@ -2068,6 +2068,7 @@ fn http_api_serves_the_routes_with_throttling_and_access_logs() {
         ("GET", "/orders", "api"),
         ("GET", "/orders/{id}", "api"),
         ("DELETE", "/orders/{id}", "api"),
+        ("GET", "/orders/{id}/executions", "api"),
         ("GET", "/health", "api"),
         // The reference page, its assets (Swagger UI's, under a versioned path) and the document.
         ("GET", "/docs", "docs"),
