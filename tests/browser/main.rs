@@ -13,7 +13,8 @@
 //!   the page connects with the runner's key, the test then places an order through the API,
 //!   and the page must show it `placed` (or filled further) without a reload; after its socket
 //!   is closed under it, it must resume and show an order placed meanwhile, each update once;
-//!   revoking the key must then stop it with the revocation message. Screenshot and DOM:
+//!   revoking the key must then stop it with the revocation message, and the page given that
+//!   key again must say that it is not accepted. Screenshot and DOM:
 //!   `.local/test-logs/live-page-*.{png,html}`.
 
 use std::path::{Path, PathBuf};
@@ -617,6 +618,19 @@ async fn the_live_page_shows_an_order_placed_through_the_api_without_a_reload() 
         "the page says the key was revoked",
         "document.body.dataset.state === 'revoked' && \
          document.getElementById('connection').textContent.includes('revoked')",
+        Duration::from_secs(30),
+    )
+    .await;
+    // Given that key again (in the fragment), the page is refused (the upgrade's 401 shows in
+    // the browser only as a close; the page asks the API) and says so instead of retrying.
+    tab.call(
+        "Page.navigate",
+        json!({ "url": format!("{}/live#key={key}", runner.base_url) }),
+    )
+    .await;
+    tab.wait_until(
+        "the page says the key is not accepted",
+        "document.body?.dataset.state === 'refused'",
         Duration::from_secs(30),
     )
     .await;

@@ -33,8 +33,10 @@
   let reconnectTimer = null;
   let failures = 0;
   let lastEventId = null;
-  // Updates that arrived while the order list was loading (null: the list is loaded).
+  // Updates that arrived while the order list was loading (null: no list is loading).
   let pending = null;
+  // Whether the list of this connection's key has been shown.
+  let listed = false;
   const rows = new Map();
   // Order id -> whether another refresh is wanted once the running one ends.
   const refreshing = new Map();
@@ -140,6 +142,8 @@
     }
   }
 
+  // Lists the client's orders (newest first; rows already shown are updated in place), then
+  // refreshes the orders that updates named meanwhile. False if it failed (said on the page).
   async function loadOrders(gen) {
     pending = [];
     try {
@@ -153,13 +157,34 @@
       const list = await response.json();
       if (gen !== generation) return false;
       for (const order of list.orders) upsertRow(order, true);
-      const arrived = pending;
-      pending = null;
-      for (const update of arrived) refresh(update.order_id, gen);
+      listed = true;
       return true;
     } catch (error) {
-      if (gen === generation) setState("error", `Could not list your orders: ${error.message}.`);
+      if (gen === generation) {
+        setState("error", `Could not list your orders (${error.message}); trying again in 5 s.`);
+      }
       return false;
+    } finally {
+      if (gen === generation && pending !== null) {
+        const arrived = pending;
+        pending = null;
+        for (const update of arrived) refresh(update.order_id, gen);
+      }
+    }
+  }
+
+  // Lists the orders, then says the page is live; tries again every 5 s until it can.
+  async function listThenLive(gen) {
+    if (!(await loadOrders(gen))) {
+      setTimeout(() => {
+        if (gen === generation && !listed && pending === null) listThenLive(gen);
+      }, 5000);
+      return;
+    }
+    if (!updatesUrl) {
+      setState("unconfigured", "Live updates are not configured on this server: your orders as of now.");
+    } else if (socket !== null && socket.readyState === WebSocket.OPEN) {
+      setState("live", "Connected: updates appear as they happen.");
     }
   }
 
@@ -190,7 +215,11 @@
         // Without a last event id nothing can be resumed: the list is read again instead.
         rows.clear();
         tbody.replaceChildren();
-        if (!(await loadOrders(gen))) return;
+        listed = false;
+      }
+      if (!listed) {
+        if (pending === null) listThenLive(gen);
+        return;
       }
       setState("live", "Connected: updates appear as they happen.");
     };
@@ -256,14 +285,15 @@
     key = newKey;
     failures = 0;
     lastEventId = null;
+    listed = false;
     rows.clear();
     tbody.replaceChildren();
     log.replaceChildren();
     disconnectButton.disabled = false;
     const gen = generation;
     if (!updatesUrl) {
-      setState("unconfigured", "Live updates are not configured on this server; loading your orders once.");
-      loadOrders(gen);
+      setState("connecting", "Loading your orders…");
+      listThenLive(gen);
       return;
     }
     setState("connecting", "Connecting…");
@@ -282,12 +312,15 @@
     setState("idle", "Disconnected.");
   });
 
-  // /live#key=<key>: for automation. The fragment is never sent to a server; drop it from the
-  // address bar (and the history) before anything else happens.
-  const fragment = new URLSearchParams(location.hash.slice(1));
-  if (fragment.has("key")) {
+  // /live#key=<key>: for automation (on load, or a fragment set later). The fragment is never
+  // sent to a server; drop it from the address bar (and the history) before anything else.
+  function keyFromFragment() {
+    const fragment = new URLSearchParams(location.hash.slice(1));
+    if (!fragment.has("key")) return;
     history.replaceState(null, "", location.pathname + location.search);
     const fromFragment = fragment.get("key").trim();
     if (fromFragment) connect(fromFragment);
   }
+  window.addEventListener("hashchange", keyFromFragment);
+  keyFromFragment();
 })();
