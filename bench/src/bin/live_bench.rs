@@ -164,6 +164,8 @@ struct HubTrace {
     read_time: Duration,
     catch_up_reads: u64,
     catch_up_rows: u64,
+    /// Every poll: `after`, the snapshot's xmin and xmax, the largest id returned.
+    polls: Vec<(i64, u64, u64, Option<i64>)>,
 }
 
 /// The hub's store, timed: the real Postgres adapter underneath.
@@ -192,6 +194,8 @@ impl OrderUpdateStore for TimedUpdates {
         trace.reads += 1;
         trace.read_time += now - started;
         trace.last_read_at = Some(now);
+        let largest = poll.updates.last().map(|u| u.event_id);
+        trace.polls.push((after, poll.xmin, poll.xmax, largest));
         for update in &poll.updates {
             if !trace.released.contains_key(&update.event_id) {
                 trace.first_read.entry(update.event_id).or_insert(now);
@@ -291,6 +295,8 @@ struct ClientRun {
     unexpected_ends: u32,
     connect_failures: u32,
     unparsed: u32,
+    /// When each connection was opened (the handshake's answer received).
+    opened: Vec<Instant>,
 }
 
 type Socket =
@@ -338,6 +344,7 @@ async fn run_client(
             }
         };
         let opened = Instant::now();
+        run.opened.push(opened);
         if first {
             connected.fetch_add(1, Ordering::Relaxed);
             first = false;
@@ -619,6 +626,8 @@ async fn run(args: &Args, total: u64, url: &str) -> anyhow::Result<()> {
     let (mut total_lost, mut total_wrong, mut total_dup, mut total_unordered) = (0, 0, 0, 0);
     let mut total_delivered = 0u64;
     let mut rows = Vec::with_capacity(args.clients);
+    let mut lost_lines = Vec::new();
+    let mut lost_ids: Vec<i64> = Vec::new();
     for (c, run) in runs.iter().enumerate() {
         let mut seen = HashSet::new();
         let (mut wrong, mut dup, mut unordered, mut resumed_here) = (0u64, 0u64, 0u64, 0u64);
@@ -660,10 +669,44 @@ async fn run(args: &Args, total: u64, url: &str) -> anyhow::Result<()> {
                 }
             }
         }
-        let lost = written
+        let missing: Vec<&Written> = written
             .iter()
             .filter(|w| w.client == c && !seen.contains(&w.event_id))
-            .count() as u64;
+            .collect();
+        let lost = missing.len() as u64;
+        lost_ids.extend(missing.iter().map(|w| w.event_id));
+        // What a lost update's timeline looked like, from the load's start.
+        for w in missing.iter().take(5) {
+            let since = |at: Instant| signed_ms(at, load_start);
+            let opens: Vec<String> = run
+                .opened
+                .iter()
+                .map(|at| format!("{:.1}", since(*at)))
+                .collect();
+            lost_lines.push(format!(
+                "  lost: {} event {} committed at {:.1} ms, first read by the hub at {}, \
+                 released at {}; its client's connections opened at [{}] ms; last event \
+                 received before the reconnect: {}",
+                clients[c].0.as_str(),
+                w.event_id,
+                since(w.committed),
+                trace
+                    .first_read
+                    .get(&w.event_id)
+                    .map_or("never".into(), |at| format!("{:.1} ms", since(*at))),
+                trace
+                    .released
+                    .get(&w.event_id)
+                    .map_or("never".into(), |at| format!("{:.1} ms", since(*at))),
+                opens.join(", "),
+                run.received
+                    .iter()
+                    .filter(|r| r.connection_opened < *run.opened.last().unwrap())
+                    .map(|r| r.event_id)
+                    .max()
+                    .map_or("none".into(), |id| id.to_string()),
+            ));
+        }
         total_lost += lost;
         total_wrong += wrong;
         total_dup += dup;
@@ -763,6 +806,32 @@ async fn run(args: &Args, total: u64, url: &str) -> anyhow::Result<()> {
     println!("  per client");
     for row in &rows {
         println!("{row}");
+    }
+    for line in &lost_lines {
+        println!("{line}");
+    }
+    // How the hub went past a lost event: the polls that saw the gap and the one after which it
+    // moved on, against the xid that wrote the event.
+    for id in lost_ids.iter().take(10) {
+        let xid: Option<String> = db
+            .query_opt("SELECT xmin::text FROM order_events WHERE id = $1", &[id])
+            .await?
+            .map(|row| row.get(0));
+        let first_gap = trace
+            .polls
+            .iter()
+            .find(|p| p.0 < *id && p.3.is_some_and(|largest| largest > *id));
+        let passed = trace
+            .polls
+            .windows(2)
+            .find(|w| w[0].0 < *id && w[1].0 >= *id);
+        println!(
+            "  lost event {id}: written by xid {}; gap first seen by a poll with (after, xmin, \
+             xmax, largest id) {:?}; the hub moved past it after the poll {:?}",
+            xid.unwrap_or_else(|| "(no row)".into()),
+            first_gap,
+            passed.map(|w| w[0]),
+        );
     }
     println!(
         "  checks           lost {total_lost}, wrong client {total_wrong}, duplicates \
