@@ -525,3 +525,111 @@ mod api_gateway_push {
         assert!(matches!(error, PushError::Gone), "{error:?}");
     }
 }
+
+mod horizon_on_postgres {
+    //! The stream's horizon against real transactions: an event id drawn by a transaction still
+    //! running holds the stream even when that transaction's id is at or above the read
+    //! snapshot's `xmax` (Postgres sets `xmax` to the last completed id + 1), and a rolled-back
+    //! one is skipped once every transaction of its time has ended.
+
+    use std::time::Duration;
+
+    use order_shared::adapters::postgres::PostgresOrderUpdates;
+    use order_shared::domain::{ClientId, Isin, NewOrder, OrderType, Quantity, Side};
+    use order_shared::ports::{CreateOutcome, OrderStore, OrderUpdateStore};
+    use order_shared::usecases::update_horizon::UpdateHorizon;
+    use system_tests::TestDatabase;
+    use time::OffsetDateTime;
+    use uuid::Uuid;
+
+    async fn order(db: &TestDatabase) -> Uuid {
+        let details = NewOrder::new(
+            OrderType::Market,
+            Side::Buy,
+            Isin::parse("US0378331005").unwrap(),
+            None,
+            Quantity::new(1).unwrap(),
+        )
+        .unwrap();
+        let expires = OffsetDateTime::now_utc() + Duration::from_secs(3600);
+        match db
+            .store
+            .create_order(&ClientId::parse("acme").unwrap(), &details, expires, None)
+            .await
+            .unwrap()
+        {
+            CreateOutcome::Created(order) => order.id.as_uuid(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// As every writer does: the order's row first (a transaction id), then its event.
+    async fn write_row(db: &tokio_postgres::Client, id: Uuid) {
+        db.execute("UPDATE orders SET updated_at = now() WHERE id = $1", &[&id])
+            .await
+            .unwrap();
+    }
+
+    async fn write_event(db: &tokio_postgres::Client, id: Uuid) -> i64 {
+        db.query_one(
+            "INSERT INTO order_events (order_id, from_status, to_status, reason) \
+             VALUES ($1, 'pending', 'pending', 'horizon test') RETURNING id",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0)
+    }
+
+    async fn ready(store: &PostgresOrderUpdates, horizon: &mut UpdateHorizon) -> Vec<i64> {
+        let poll = store.updates_after(horizon.delivered(), 100).await.unwrap();
+        let ids: Vec<i64> = poll.updates.iter().map(|u| u.event_id).collect();
+        let n = horizon.advance(&ids, poll.xmin, poll.gap_bound);
+        ids[..n].to_vec()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_uncommitted_event_holds_the_stream_and_a_rolled_back_one_is_skipped() {
+        let db = TestDatabase::create().await;
+        db.client()
+            .await
+            .execute("INSERT INTO clients (id) VALUES ('acme')", &[])
+            .await
+            .unwrap();
+        let (first, second) = (order(&db).await, order(&db).await);
+        let store = PostgresOrderUpdates::new(db.store.pool().clone());
+        let start = store.latest_event_id().await.unwrap();
+        let mut horizon = UpdateHorizon::starting_after(start);
+        let (early, late) = (db.client().await, db.client().await);
+
+        // `early` takes its transaction id first; `late` takes a larger one but draws the
+        // smaller event id, and is still running when `early` commits the larger.
+        early.batch_execute("BEGIN").await.unwrap();
+        write_row(&early, second).await;
+        late.batch_execute("BEGIN").await.unwrap();
+        write_row(&late, first).await;
+        let held = write_event(&late, first).await;
+        let shown = write_event(&early, second).await;
+        early.batch_execute("COMMIT").await.unwrap();
+        assert!(held < shown);
+
+        assert_eq!(ready(&store, &mut horizon).await, Vec::<i64>::new());
+        assert_eq!(
+            ready(&store, &mut horizon).await,
+            Vec::<i64>::new(),
+            "still held"
+        );
+        late.batch_execute("COMMIT").await.unwrap();
+        assert_eq!(ready(&store, &mut horizon).await, [held, shown]);
+
+        // A rolled-back event id: held while its transaction runs, skipped once it has ended.
+        late.batch_execute("BEGIN").await.unwrap();
+        write_row(&late, first).await;
+        let rolled_back = write_event(&late, first).await;
+        let after = write_event(&early, second).await;
+        assert!(rolled_back < after);
+        assert_eq!(ready(&store, &mut horizon).await, Vec::<i64>::new());
+        late.batch_execute("ROLLBACK").await.unwrap();
+        assert_eq!(ready(&store, &mut horizon).await, [after]);
+    }
+}

@@ -164,7 +164,7 @@ struct HubTrace {
     read_time: Duration,
     catch_up_reads: u64,
     catch_up_rows: u64,
-    /// Every poll: `after`, the snapshot's xmin and xmax, the largest id returned.
+    /// Every poll: `after`, the snapshot's xmin, the gap bound, the largest id returned.
     polls: Vec<(i64, u64, u64, Option<i64>)>,
 }
 
@@ -195,7 +195,9 @@ impl OrderUpdateStore for TimedUpdates {
         trace.read_time += now - started;
         trace.last_read_at = Some(now);
         let largest = poll.updates.last().map(|u| u.event_id);
-        trace.polls.push((after, poll.xmin, poll.xmax, largest));
+        trace
+            .polls
+            .push((after, poll.xmin, poll.gap_bound, largest));
         for update in &poll.updates {
             if !trace.released.contains_key(&update.event_id) {
                 trace.first_read.entry(update.event_id).or_insert(now);
@@ -827,7 +829,7 @@ async fn run(args: &Args, total: u64, url: &str) -> anyhow::Result<()> {
             .find(|w| w[0].0 < *id && w[1].0 >= *id);
         println!(
             "  lost event {id}: written by xid {}; gap first seen by a poll with (after, xmin, \
-             xmax, largest id) {:?}; the hub moved past it after the poll {:?}",
+             gap bound, largest id) {:?}; the hub moved past it after the poll {:?}",
             xid.unwrap_or_else(|| "(no row)".into()),
             first_gap,
             passed.map(|w| w[0]),

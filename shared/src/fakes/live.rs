@@ -26,7 +26,7 @@ struct Trail {
     next_id: i64,
     /// The fake transaction clock: `xmin` and `xmax` of the next read.
     xmin: u64,
-    xmax: u64,
+    gap_bound: u64,
 }
 
 /// The audit trail in memory. [`record`](Self::record) commits an event at once;
@@ -73,11 +73,12 @@ impl FakeOrderUpdates {
         );
     }
 
-    /// Sets the bounds the next reads report: every transaction below `xmin` has ended.
-    pub fn set_snapshot(&self, xmin: u64, xmax: u64) {
+    /// Sets what the next reads report: every transaction below `xmin` has ended, and every one
+    /// that has started is below `gap_bound`.
+    pub fn set_snapshot(&self, xmin: u64, gap_bound: u64) {
         let mut trail = lock(&self.trail);
         trail.xmin = xmin;
-        trail.xmax = xmax;
+        trail.gap_bound = gap_bound;
     }
 }
 
@@ -93,7 +94,7 @@ impl OrderUpdateStore for FakeOrderUpdates {
                 .map(|(_, u)| u.clone())
                 .collect(),
             xmin: trail.xmin,
-            xmax: trail.xmax,
+            gap_bound: trail.gap_bound,
         })
     }
 

@@ -22,13 +22,18 @@ pub struct OrderUpdate {
     pub at: OffsetDateTime,
 }
 
-/// Events after a point, read in one snapshot, with that snapshot's transaction bounds: every
-/// transaction below `xmin` had finished when it was taken, none at or above `xmax` had started.
+/// Events after a point, read in one snapshot, with what the stream needs to know about the
+/// transactions that may still add events below the newest one read.
 #[derive(Debug, Clone, Default)]
 pub struct UpdatePoll {
     pub updates: Vec<OrderUpdate>,
+    /// Every transaction with a smaller id had ended when the snapshot was taken.
     pub xmin: u64,
-    pub xmax: u64,
+    /// A transaction id above that of every transaction that had started when the read was made
+    /// (so above the writer of any event id missing among `updates`). Not the snapshot's `xmax`:
+    /// Postgres sets that to the last *completed* id + 1, and a transaction still running may
+    /// hold an id at or above it.
+    pub gap_bound: u64,
 }
 
 /// The store side of the live-update stream. No session state: each call is one statement.

@@ -5,8 +5,10 @@
 //! reader that has seen id 7 may later see id 6 commit. A stream that sent 7 and moved its resume
 //! point past 6 would lose 6 for good. So the stream stops at the first missing id (a gap) until
 //! it knows the gap's transaction has ended: either the event appears, or every transaction that
-//! was running when the gap was first seen has finished (the snapshot's `xmin` has passed that
-//! read's `xmax`) and the id is still missing — it was rolled back, and the stream skips it.
+//! had started when the gap was first seen has finished (a later snapshot's `xmin` has passed that
+//! read's gap bound, a transaction id above all of them — see `UpdatePoll::gap_bound`; not the
+//! snapshot's `xmax`, which a running transaction may exceed) and the id is still missing — it
+//! was rolled back, and the stream skips it.
 //!
 //! This relies on one property of the writers: a transaction writes (or locks) its order's row
 //! before it inserts the event, so it has a transaction id before it draws the event id. Every
@@ -18,7 +20,7 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone)]
 pub struct UpdateHorizon {
     delivered: i64,
-    /// Missing ids, with the `xmax` of the read that first saw each.
+    /// Missing ids, with the gap bound of the read that first saw each.
     gaps: BTreeMap<i64, u64>,
 }
 
@@ -37,16 +39,17 @@ impl UpdateHorizon {
     }
 
     /// Takes a read of the ids after [`delivered`](Self::delivered), in increasing order, made
-    /// in a snapshot with `xmin` and `xmax`; returns how many of them, from the first, may be
-    /// sent now, and moves past them.
-    pub fn advance(&mut self, ids: &[i64], xmin: u64, xmax: u64) -> usize {
+    /// in a snapshot with `xmin`, with the read's `gap_bound`; returns how many of them, from the
+    /// first, may be sent now, and moves past them.
+    pub fn advance(&mut self, ids: &[i64], xmin: u64, gap_bound: u64) -> usize {
         let mut expected = self.delivered + 1;
         for (i, &id) in ids.iter().enumerate() {
             debug_assert!(id >= expected, "ids after the horizon, increasing");
             while expected < id {
-                let first_seen = *self.gaps.entry(expected).or_insert(xmax);
+                let first_seen = *self.gaps.entry(expected).or_insert(gap_bound);
                 if xmin < first_seen {
-                    // A transaction that may hold `expected` can still commit: wait for it.
+                    // A transaction that may hold `expected` can still commit: wait for it. (A gap
+                    // seen for the first time always waits: its bound is above the read's xmin.)
                     return i;
                 }
                 // Everything that was running when the gap appeared has ended: rolled back.

@@ -23,15 +23,23 @@ impl PostgresOrderUpdates {
     }
 }
 
-/// Events after `$1`, at most `$2`, with the statement's snapshot bounds (one row of nulls and
-/// the bounds when there is none). `pg_current_snapshot()` is the statement's own snapshot, so
-/// the bounds describe exactly the read.
+/// Events after `$1`, at most `$2`, with the statement's snapshot `xmin` and a gap bound (one row
+/// of nulls and the bounds when there is none). `pg_current_snapshot()` is the statement's own
+/// snapshot. When an id is missing among those read, the statement takes a transaction id of
+/// its own (`pg_current_xact_id()`, after its snapshot): every transaction that had started by
+/// then — the missing event's writer among them, which drew its id before a later one committed —
+/// has a smaller id. Only then: a transaction id costs a commit record, and gaps are rare.
 const UPDATES_AFTER_SQL: &str = "\
+    WITH s AS (SELECT pg_current_snapshot() AS snap), \
+    e AS (SELECT * FROM order_events WHERE id > $1 ORDER BY id LIMIT $2), \
+    gap AS (SELECT EXISTS ( \
+              SELECT 1 FROM (SELECT id, lag(id, 1, $1) OVER (ORDER BY id) AS prev FROM e) x \
+              WHERE x.id <> x.prev + 1) AS missing) \
     SELECT pg_snapshot_xmin(s.snap)::text::int8 AS xmin, \
-           pg_snapshot_xmax(s.snap)::text::int8 AS xmax, \
+           CASE WHEN (SELECT missing FROM gap) THEN pg_current_xact_id()::text::int8 \
+                ELSE pg_snapshot_xmax(s.snap)::text::int8 END AS gap_bound, \
            e.id, e.order_id, o.client_id, e.from_status, e.to_status, e.reason, e.created_at \
-    FROM (SELECT pg_current_snapshot() AS snap) s \
-    LEFT JOIN LATERAL (SELECT * FROM order_events WHERE id > $1 ORDER BY id LIMIT $2) e ON true \
+    FROM s LEFT JOIN e ON true \
     LEFT JOIN orders o ON o.id = e.order_id \
     ORDER BY e.id";
 
@@ -78,7 +86,7 @@ impl OrderUpdateStore for PostgresOrderUpdates {
         let mut poll = UpdatePoll {
             updates: Vec::with_capacity(rows.len()),
             xmin: bound("xmin"),
-            xmax: bound("xmax"),
+            gap_bound: bound("gap_bound"),
         };
         for row in &rows {
             if row.get::<_, Option<i64>>("id").is_some() {

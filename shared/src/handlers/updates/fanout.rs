@@ -153,7 +153,7 @@ impl Fanout {
             .updates_after(self.horizon.delivered(), self.settings.hub.page)
             .await?;
         let ids: Vec<i64> = poll.updates.iter().map(|u| u.event_id).collect();
-        let ready = self.horizon.advance(&ids, poll.xmin, poll.xmax);
+        let ready = self.horizon.advance(&ids, poll.xmin, poll.gap_bound);
         report.events = ready;
         self.send_live(&poll.updates[..ready], &mut report).await?;
         Ok(report)

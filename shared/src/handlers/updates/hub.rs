@@ -91,12 +91,14 @@ async fn poll(
         {
             Ok(poll) => {
                 let ids: Vec<i64> = poll.updates.iter().map(|u| u.event_id).collect();
-                let ready = horizon.advance(&ids, poll.xmin, poll.xmax);
+                let ready = horizon.advance(&ids, poll.xmin, poll.gap_bound);
+                // The horizon first: a session that subscribes after an event was handed out
+                // must find it in its catch-up (it subscribes, then reads the horizon).
+                horizon_tx.send_replace(horizon.delivered());
                 for update in poll.updates.into_iter().take(ready) {
                     // No session listening is fine: a later one catches up from the database.
                     let _ = sender.send(Arc::new(update));
                 }
-                horizon_tx.send_replace(horizon.delivered());
                 ready > 0 && ids.len() as u32 == settings.page
             }
             Err(error) => {
