@@ -23,7 +23,8 @@
 #  - positive_data_acceptance (ST202): a 422 whose only error is "Idempotency-Key was already used
 #    with a different order" is dropped: that depends on earlier requests, as documented.
 #  - use_after_free (ST301): dropped only when the read after the DELETE shows the order
-#    `canceled`: DELETE /orders/{id} cancels and the order stays readable (README), by design.
+#    `canceled`, or a cancel requested at the exchange (`pending_cancel`, then `canceled`,
+#    `filled` or `expired`): DELETE /orders/{id} cancels and the order stays readable (README).
 # Bodies generated to be invalid are never changed, so negative_data_rejection sees them all.
 #
 # Environment:

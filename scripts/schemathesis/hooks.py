@@ -15,8 +15,9 @@ invalid (negative mode), so negative_data_rejection still sees every invalid bod
 Two failures are the contract, and `filter_failure` drops exactly those and nothing else:
 - positive_data_acceptance (ST202) on a 422 whose every listed error is an Idempotency-Key reused
   with another order: that depends on earlier requests, which no generator can know;
-- use_after_free (ST301) when the read after `DELETE /orders/{id}` shows the order `canceled`:
-  the DELETE cancels, it does not remove (README).
+- use_after_free (ST301) when the read after `DELETE /orders/{id}` shows the order `canceled`,
+  or a cancel requested at the exchange (`pending_cancel`, then `canceled`, `filled` or
+  `expired`): the DELETE cancels, it does not remove (README).
 """
 
 from __future__ import annotations
@@ -173,9 +174,12 @@ def filter_failure(context, failure, case, response):
 
 def is_canceled(response) -> bool:
     """Rule 6: `DELETE /orders/{id}` cancels an order, it does not remove it: the order stays
-    readable as `canceled`, with its history (README: "Asking again answers 200 with the same
-    order"). use_after_free (ST301) expects a 404 after a DELETE; its failure is dropped only when
-    the response shows the order canceled, so a cancel that did not take still fails."""
+    readable, with its history and its executions (README: "Asking again answers 200 with the same
+    order"). Before placement it is `canceled` at once; once working at the exchange the DELETE
+    answers 202 and the order is `pending_cancel` until the exchange ends it `canceled` or, if the
+    fill won, `filled` (or `expired`). use_after_free (ST301) expects a 404 after a DELETE; its
+    failure is dropped only when the response shows one of those, so a cancel that did not take
+    still fails."""
     if response.status_code != 200:
         return False
     try:
@@ -183,6 +187,11 @@ def is_canceled(response) -> bool:
     except ValueError:
         return False
     if "status" in body:  # GET /orders/{id}
-        return body["status"] == "canceled"
+        return body["status"] in ("canceled", "pending_cancel", "filled", "expired")
+    if "executions" in body:  # GET /orders/{id}/executions: the exchange's reports stay readable
+        return True
     events = body.get("events") or []  # GET /orders/{id}/events
-    return bool(events) and events[-1].get("to") == "canceled"
+    return bool(events) and (
+        events[-1].get("to") == "canceled"
+        or any(event.get("to") == "pending_cancel" for event in events)
+    )
