@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 use aws_sdk_apigatewaymanagement::Client;
+use aws_sdk_apigatewaymanagement::error::SdkError;
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 
 use crate::ports::{ConnectionPush, PushError};
@@ -26,6 +27,19 @@ impl ApiGatewayPush {
     }
 }
 
+/// API Gateway's `410 Gone` (the connection is closed) apart from every other failure.
+fn push_error<E, R>(error: SdkError<E, R>, is_gone: impl Fn(&E) -> bool) -> PushError
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    if error.as_service_error().is_some_and(is_gone) {
+        PushError::Gone
+    } else {
+        PushError::Failed(Box::new(error))
+    }
+}
+
 #[async_trait]
 impl ConnectionPush for ApiGatewayPush {
     async fn push(&self, connection_id: &str, message: &str) -> Result<(), PushError> {
@@ -36,16 +50,7 @@ impl ConnectionPush for ApiGatewayPush {
             .send()
             .await
             .map(|_| ())
-            .map_err(|error| {
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_gone_exception())
-                {
-                    PushError::Gone
-                } else {
-                    PushError::Failed(Box::new(error))
-                }
-            })
+            .map_err(|error| push_error(error, |e| e.is_gone_exception()))
     }
 
     async fn close(&self, connection_id: &str) -> Result<(), PushError> {
@@ -55,15 +60,6 @@ impl ConnectionPush for ApiGatewayPush {
             .send()
             .await
             .map(|_| ())
-            .map_err(|error| {
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_gone_exception())
-                {
-                    PushError::Gone
-                } else {
-                    PushError::Failed(Box::new(error))
-                }
-            })
+            .map_err(|error| push_error(error, |e| e.is_gone_exception()))
     }
 }
