@@ -206,3 +206,31 @@ async fn failed_insert_leaves_no_half_written_order() {
     assert_eq!(h.orders().await, 1);
     assert_eq!(h.queue.drain().await.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_start_up_connection_is_lent_to_the_first_request_and_an_outage_only_delays_it() {
+    // With the database up: one connection opened before any request, and what comes next
+    // (the test's key registration, one statement after another) borrows it instead of opening
+    // its own.
+    let db = TestDatabase::create().await;
+    db.store.warm_up().await.expect("the warm-up task ends");
+    let status = db.store.pool().status();
+    assert_eq!((status.size, status.available), (1, 1), "{status:?}");
+    let queue = TestQueue::create().await;
+    let api = TestApi::new(Arc::new(db.store.clone()), Arc::new(queue.adapter())).await;
+    assert_eq!(db.store.pool().status().size, 1);
+    let posted = api.post_order(LIMIT_ORDER, None).await;
+    assert_eq!(posted.status, StatusCode::CREATED, "{}", posted.json);
+
+    // With the database down: the warm-up gives up after the connect timeout without failing
+    // the start-up, and requests get the same 500 as without it.
+    let down = unreachable_store().await;
+    down.warm_up()
+        .await
+        .expect("the warm-up task ends without a panic");
+    assert_eq!(down.pool().status().size, 0);
+    let api = TestApi::new(Arc::new(down), Arc::new(queue.adapter())).await;
+    let posted = api.post_order(LIMIT_ORDER, None).await;
+    assert_eq!(posted.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(posted.json["message"], INTERNAL_ERROR_MESSAGE);
+}

@@ -19,6 +19,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let config = AlerterConfig::from_env(&process_env())?;
     let sdk = aws_sdk_config().await;
     let store = PostgresOrderStore::connect(&config.database, &sdk).await?;
+    // The first connection opens while the rest of the init runs.
+    store.warm_up();
     let exchange = connect_exchange(&config.exchange, &sdk).await?;
     let alerts = SnsAlertPublisher::new(&sdk, config.alert_topic_arn.clone());
     let ports = AlerterPorts {

@@ -22,6 +22,8 @@ async fn main() -> Result<(), lambda_http::Error> {
     let store = PostgresOrderStore::connect(&config.database, &sdk)
         .await?
         .with_idempotency_retention(config.idempotency_retention);
+    // The first connection opens while the rest of the init runs.
+    store.warm_up();
     let hasher = key_hasher(&config.pepper, &sdk).await?;
     let access = PostgresAccessControl::new(store.pool().clone(), hasher)
         .with_idempotency_retention(config.idempotency_retention);

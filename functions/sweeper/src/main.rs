@@ -21,6 +21,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let store = PostgresOrderStore::connect(&config.database, &sdk)
         .await?
         .with_idempotency_retention(config.idempotency_retention);
+    // The first connection opens while the rest of the init runs.
+    store.warm_up();
     let queue = SqsOrderQueue::new(&sdk, config.queue_url.clone());
     let alerts = SnsAlertPublisher::new(&sdk, config.alert_topic_arn.clone());
     let ports = SweeperPorts {

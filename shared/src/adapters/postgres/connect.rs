@@ -168,6 +168,25 @@ pub async fn build_pool(
         .build()?)
 }
 
+/// Opens the pool's first connection in the background, beside the rest of the cold start.
+/// Left to the first request, the connection (a TCP and maybe TLS handshake, a new server
+/// backend behind the proxy) comes after the SDK clients, the secrets and the runtime's first
+/// poll, and the first response waits for all of them in a row; started here, it overlaps them.
+/// The connection goes back to the pool for the first request. A failure only logs: no
+/// connection is required at start-up (an outage must not crash the init), and the first
+/// request connects again and reports what it meets.
+pub fn warm_up(pool: &Pool) -> JoinHandle<()> {
+    let pool = pool.clone();
+    tokio::spawn(async move {
+        if let Err(error) = pool.get().await {
+            tracing::warn!(
+                error = %error,
+                "could not open the first database connection at start-up; requests will retry"
+            );
+        }
+    })
+}
+
 /// The manager keeps a copy of the config for its `Debug`; make sure it holds no secret.
 fn without_password(mut config: tokio_postgres::Config) -> tokio_postgres::Config {
     config.password("");

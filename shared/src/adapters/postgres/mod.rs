@@ -25,7 +25,7 @@ mod store_errors;
 mod transitions;
 
 pub use access_control::{OPEN_ORDERS_RETRY_AFTER, PostgresAccessControl, RATE_RETRY_AFTER};
-pub use connect::{DatabaseConfig, DatabaseCredentials, PoolError, TlsMode, build_pool};
+pub use connect::{DatabaseConfig, DatabaseCredentials, PoolError, TlsMode, build_pool, warm_up};
 pub use executions::{FEED_LEASE, PostgresExecutionStore};
 pub use live_connections::PostgresLiveConnections;
 pub use migrate::{MigrationError, ensure_application_role, run_migrations, run_migrations_up_to};

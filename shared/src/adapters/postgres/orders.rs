@@ -51,6 +51,13 @@ impl PostgresOrderStore {
         Ok(Self::new(super::build_pool(config, secrets).await?))
     }
 
+    /// Opens the first connection in the background (see [`super::warm_up`]); call once at the
+    /// cold start, right after `connect`, so it overlaps the rest of the init. The handle is
+    /// for tests; a function lets the task run on its own.
+    pub fn warm_up(&self) -> tokio::task::JoinHandle<()> {
+        super::warm_up(&self.pool)
+    }
+
     pub fn pool(&self) -> &Pool {
         &self.pool
     }
