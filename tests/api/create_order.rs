@@ -298,3 +298,37 @@ async fn without_expires_at_market_orders_live_5_minutes_and_limit_orders_30_day
         );
     }
 }
+
+/// The enqueued mark is a HOT update (migration V11): its new row version stays on the order's
+/// page and no index of `orders` gets an entry for it, which had made the mark as dear as the
+/// insert. Read from the heap pages themselves (pageinspect): each marked order leaves exactly
+/// one live heap-only tuple — the version the mark wrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_enqueued_mark_adds_no_index_entries() {
+    let h = Harness::start().await;
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        ids.push(h.create(LIMIT_ORDER).await);
+    }
+    for id in &ids {
+        assert!(h.marked_enqueued(*id).await, "{id} marked");
+    }
+    let client = h.db.client().await;
+    client
+        .batch_execute("CREATE EXTENSION IF NOT EXISTS pageinspect")
+        .await
+        .expect("pageinspect (a contrib module of PostgreSQL)");
+    // HEAP_ONLY_TUPLE (0x8000): a version written by a HOT update; t_xmax = 0: the live one.
+    let heap_only: i64 = client
+        .query_one(
+            "SELECT count(*) FROM generate_series(0, \
+                 (pg_relation_size('orders') / current_setting('block_size')::int)::int - 1) AS b, \
+               LATERAL heap_page_items(get_raw_page('orders', b)) \
+             WHERE t_infomask2 & 32768 <> 0 AND t_xmax = 0",
+            &[],
+        )
+        .await
+        .expect("heap pages")
+        .get(0);
+    assert_eq!(heap_only, ids.len() as i64);
+}

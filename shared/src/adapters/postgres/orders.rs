@@ -98,9 +98,11 @@ impl OrderStore for PostgresOrderStore {
         let ids: Vec<uuid::Uuid> = ids.iter().map(|id| id.as_uuid()).collect();
         // An order parked meanwhile (a placer got the message first and parked it, dropping the
         // message) keeps its park: marking it would leave it with no message and no sweeper.
+        // Only `enqueued_at` changes, which no index holds (V11): the new row version can stay
+        // on its page without new index entries (a HOT update). `updated_at` is an index key.
         statements::execute(
             &client,
-            "UPDATE orders SET enqueued_at = now(), updated_at = now() \
+            "UPDATE orders SET enqueued_at = now() \
              WHERE id = ANY($1) AND enqueued_at IS NULL \
                AND (next_attempt_at IS NULL OR next_attempt_at <= now())",
             &[&ids],
