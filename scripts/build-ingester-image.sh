@@ -2,10 +2,12 @@
 # Builds the ingester's container image for the stack's Fargate task (linux/arm64) and, with a
 # repository, pushes it (docs/DEPLOY.md, "The ingester"):
 #
-#   1. cross-compiles services/ingester for aarch64 the way the functions are built: cargo-lambda
+#   1. cross-compiles services/ingester and services/live-fanout (the live-update fan-out, which
+#      runs from the same image with its own entry point) for aarch64 the way the functions are
+#      built: cargo-lambda
 #      with zig as the linker, release profile (fat LTO; ~9 min from cold on 2 cores) -
 #      `cargo lambda build` builds any binary of the workspace, not only Lambda handlers;
-#   2. checks that it is an AArch64 ELF and prints its size;
+#   2. checks that both are AArch64 ELFs and prints their sizes;
 #   3. docker build -f infra/ingester.Dockerfile (distroless, non-root) in a context of its own;
 #   4. with INGESTER_REPOSITORY_URI: logs in to ECR and pushes <repository>:<tag>, then prints the
 #      `sam deploy --parameter-overrides IngesterImageUri=...` to run.
@@ -30,7 +32,7 @@ cd "$ROOT"
 VENV="${INFRA_VENV:-$ROOT/.local/infra-venv}"
 DOCKERFILE="infra/ingester.Dockerfile"
 DOCKER="${DOCKER:-docker}"
-BINARY="target/lambda/ingester/bootstrap"
+BINARIES=(ingester live-fanout)
 
 # --- the tag -------------------------------------------------------------------------------------
 if [[ -z "${IMAGE_TAG:-}" ]]; then
@@ -61,29 +63,32 @@ if ! rustup target list --installed | grep -qx aarch64-unknown-linux-gnu; then
   echo "==> adding the Rust target aarch64-unknown-linux-gnu"
   rustup target add aarch64-unknown-linux-gnu
 fi
-echo "==> cargo lambda build --release --arm64 --bin ingester"
+echo "==> cargo lambda build --release --arm64 --bin ingester --bin live-fanout"
 START=$SECONDS
-cargo lambda build --release --arm64 --bin ingester
+cargo lambda build --release --arm64 --bin ingester --bin live-fanout
 echo "    built in $((SECONDS - START)) s"
 
 # --- 2. what was built ---------------------------------------------------------------------------
 # ELF e_machine (2 bytes at offset 18): 183 = AArch64.
-machine=$(od -An -t u2 -j 18 -N 2 "$BINARY" | tr -d ' ')
-if [[ "$machine" != "183" ]]; then
-  echo "error: $BINARY is not an AArch64 ELF (e_machine $machine)" >&2
-  exit 1
-fi
-bytes=$(stat -c %s "$BINARY")
-printf '    %s: %d bytes (%.1f MiB), ELF aarch64\n' "$BINARY" "$bytes" "$(awk "BEGIN { print $bytes / 1048576 }")"
+for name in "${BINARIES[@]}"; do
+  BINARY="target/lambda/$name/bootstrap"
+  machine=$(od -An -t u2 -j 18 -N 2 "$BINARY" | tr -d ' ')
+  if [[ "$machine" != "183" ]]; then
+    echo "error: $BINARY is not an AArch64 ELF (e_machine $machine)" >&2
+    exit 1
+  fi
+  bytes=$(stat -c %s "$BINARY")
+  printf '    %s: %d bytes (%.1f MiB), ELF aarch64\n' "$BINARY" "$bytes" "$(awk "BEGIN { print $bytes / 1048576 }")"
+done
 
 # --- 3. the image --------------------------------------------------------------------------------
 if ! command -v "$DOCKER" >/dev/null 2>&1 || ! "$DOCKER" info >/dev/null 2>&1; then
   echo
   if command -v "$DOCKER" >/dev/null 2>&1; then
     echo "'$DOCKER' is installed but its daemon does not answer ('$DOCKER info' fails): stopping"
-    echo "after the binary ($BINARY)."
+    echo "after the binaries (target/lambda/{ingester,live-fanout}/bootstrap)."
   else
-    echo "'$DOCKER' is not installed here: stopping after the binary ($BINARY)."
+    echo "'$DOCKER' is not installed here: stopping after the binaries (target/lambda/{ingester,live-fanout}/bootstrap)."
   fi
   echo "On a machine with docker (and buildx for arm64 on x86), from the repository root:"
   echo "  scripts/build-ingester-image.sh   # with INGESTER_REPOSITORY_URI=<the stack's output> to push"
@@ -91,7 +96,9 @@ if ! command -v "$DOCKER" >/dev/null 2>&1 || ! "$DOCKER" info >/dev/null 2>&1; t
 fi
 CONTEXT="$(mktemp -d)"
 trap 'rm -rf "$CONTEXT"' EXIT
-cp "$BINARY" "$CONTEXT/ingester"
+for name in "${BINARIES[@]}"; do
+  cp "target/lambda/$name/bootstrap" "$CONTEXT/$name"
+done
 cp "$DOCKERFILE" "$CONTEXT/Dockerfile"
 IMAGE="${INGESTER_REPOSITORY_URI:-orders-ingester}:$IMAGE_TAG"
 echo "==> $DOCKER build --platform linux/arm64 -t $IMAGE"

@@ -192,15 +192,15 @@ if [[ "$ARCH" == "x86_64" ]]; then
 fi
 
 # sam build runs one `cargo lambda build --release [--arm64] --bin <name>` per function, one after
-# the other. Building the six binaries in one cargo invocation first compiles the shared code
+# the other. Building the seven binaries in one cargo invocation first compiles the shared code
 # once and links the binaries in parallel; sam build's own invocations then find them up to
 # date (same flags, same features) and only copy them. Set INFRA_PREBUILD=0 to skip.
 if [[ "${INFRA_PREBUILD:-1}" == "1" ]]; then
-  step_start "cargo lambda build --release ($ARCH) of the six functions"
+  step_start "cargo lambda build --release ($ARCH) of the seven functions"
   CARGO_LAMBDA_ARCH=()
   [[ "$ARCH" == "arm64" ]] && CARGO_LAMBDA_ARCH=(--arm64)
   cargo lambda build --release "${CARGO_LAMBDA_ARCH[@]}" \
-    --bin api --bin placer --bin alerter --bin sweeper --bin migrator --bin docs
+    --bin api --bin placer --bin alerter --bin sweeper --bin migrator --bin docs --bin live-connect
   step_done
 fi
 
@@ -245,7 +245,8 @@ if [[ ${#OVERSIZE[@]} -gt 0 ]]; then
   echo "       measure what grew with scripts/bench/footprint.sh; see the trades in Cargo.toml's profile" >&2
   exit 1
 fi
-# One artifact per function of the template (six: api, placer, alerter, sweeper, migrator, docs;
+# One artifact per function of the template (seven: api, placer, alerter, sweeper, migrator, docs,
+# live-connect;
 # tests/infra checks that list against the template).
 EXPECTED_FUNCTIONS=$(grep -c '^      BuildMethod: rust-cargolambda$' "$TEMPLATE")
 if [[ $FUNCTIONS -ne $EXPECTED_FUNCTIONS ]]; then

@@ -244,7 +244,15 @@ fn functions_holds_exactly_the_lambdas() {
     names.sort();
     assert_eq!(
         names,
-        ["alerter", "api", "docs", "migrator", "placer", "sweeper"],
+        [
+            "alerter",
+            "api",
+            "docs",
+            "live-connect",
+            "migrator",
+            "placer",
+            "sweeper"
+        ],
         "functions/ is for Lambda functions only; local tools go in tools/"
     );
     for name in &names {
@@ -269,7 +277,7 @@ fn services_holds_the_long_running_processes() {
     names.sort();
     assert_eq!(
         names,
-        ["ingester"],
+        ["ingester", "live-fanout"],
         "services/ is for long-running processes deployed to AWS; local tools go in tools/"
     );
     for name in &names {

@@ -161,6 +161,7 @@ fn database_config(t: &Template, binary: &str) -> Result<DatabaseConfig, String>
         "alerter" => AlerterConfig::from_env(&env).map(|c| c.database),
         "sweeper" => SweeperConfig::from_env(&env).map(|c| c.database),
         "migrator" => env.database(1),
+        "live-connect" => LiveConnectConfig::from_env(&env).map(|c| c.database),
         other => panic!("unknown function binary {other}"),
     };
     config.map_err(|e| format!("{binary}: {e}"))
@@ -179,6 +180,18 @@ fn sqs_max_concurrency(t: &Template, binary: &str) -> Result<u64, String> {
          1000 instances"
     );
     Ok(t.number(max) as u64)
+}
+
+/// Most live-connect instances at once: its reserved concurrency (API Gateway's `$connect`
+/// and `$disconnect` beyond it are throttled and the client retries).
+fn reserved_concurrency(t: &Template, binary: &str) -> Result<u64, String> {
+    let reserved = &t.function(&t.function_for(binary))["ReservedConcurrentExecutions"];
+    ensure!(
+        !reserved.is_null(),
+        "{binary}: needs ReservedConcurrentExecutions, or every WebSocket connect may start an \
+         instance (up to the account's 1000)"
+    );
+    Ok(t.number(reserved) as u64)
 }
 
 /// Most sweeper runs at once: runs do not overlap by themselves (Timeout < interval), but an
@@ -243,6 +256,17 @@ fn shares(t: &Template) -> Result<Vec<Share>, String> {
             binary: "ingester",
             pool: super::ingester::ingester_config(t)?.database.pool_size as u64,
             instances: super::ingester::ingester_most_tasks(t)?,
+        },
+        Share {
+            binary: "live-connect",
+            pool: pool_size(t, "live-connect")?,
+            instances: reserved_concurrency(t, "live-connect")?,
+        },
+        // Like the ingester's: counted before its service exists.
+        Share {
+            binary: "live-fanout",
+            pool: super::live::fanout_config(t)?.database.pool_size as u64,
+            instances: super::ingester::most_tasks(t, "live-fanout")?,
         },
     ])
 }
@@ -632,7 +656,7 @@ fn the_deploy_guide_shows_the_budget_the_template_implies() {
 #[test]
 fn connection_checks_catch_broken_templates() {
     let text = std::fs::read_to_string(TEMPLATE_PATH).expect("infra/template.yaml");
-    let mutations: [Mutation; 15] = [
+    let mutations: [Mutation; 17] = [
         (
             "placer concurrency beyond the smallest class",
             "  PlacerMaxConcurrency:\n    Type: Number\n    Default: 5\n",
@@ -719,9 +743,21 @@ fn connection_checks_catch_broken_templates() {
         ),
         (
             "the deploy guide's table no longer matches",
-            "  ApiExpectedConcurrency:\n    Type: Number\n    Default: 20\n",
             "  ApiExpectedConcurrency:\n    Type: Number\n    Default: 19\n",
+            "  ApiExpectedConcurrency:\n    Type: Number\n    Default: 18\n",
             check_deploy_guide,
+        ),
+        (
+            "live-connect without a reserved concurrency",
+            "      ReservedConcurrentExecutions: 2\n",
+            "",
+            check_connection_budget,
+        ),
+        (
+            "a larger fan-out pool",
+            "            - Name: DATABASE_POOL_SIZE\n              Value: \"1\"\n",
+            "            - Name: DATABASE_POOL_SIZE\n              Value: \"4\"\n",
+            check_connection_budget,
         ),
     ];
     assert_canaries_caught(&text, mutations);

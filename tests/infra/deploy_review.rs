@@ -240,27 +240,30 @@ pub(super) fn check_pepper_survives_delete_and_restore(t: &Template) -> CheckRes
             secret[policy]
         );
     }
-    // A stack restored from a snapshot reuses the old pepper: the api reads it, may read it.
+    // A stack restored from a snapshot reuses the old pepper: the functions that check keys
+    // (the api, and live-connect at a WebSocket's $connect) read it, may read it.
     let old = "arn:aws:secretsmanager:eu-central-1:123456789012:secret:old-pepper-AbCdEf";
     let restored = with_parameters(t, &[("ExistingApiKeyPepperSecretArn", old)]);
-    let api = restored.function_for("api");
-    let variable = restored.environment(&api)["API_KEY_PEPPER_SECRET_ARN"].clone();
-    ensure!(
-        variable == old,
-        "with ExistingApiKeyPepperSecretArn the api reads {variable}, not the old pepper"
-    );
-    let role = role_of(&restored, "api");
-    let readable = iam_statements(&restored).iter().any(|(owner, s)| {
-        owner == &role
-            && actions_of(s)
-                .iter()
-                .any(|a| a == "secretsmanager:GetSecretValue")
-            && match restored.resolve(&s["Resource"]) {
-                Value::Array(items) => items.contains(&json!(old)),
-                other => other == json!(old),
-            }
-    });
-    ensure!(readable, "{role} may not read the old pepper");
+    for binary in ["api", "live-connect"] {
+        let function = restored.function_for(binary);
+        let variable = restored.environment(&function)["API_KEY_PEPPER_SECRET_ARN"].clone();
+        ensure!(
+            variable == old,
+            "with ExistingApiKeyPepperSecretArn {binary} reads {variable}, not the old pepper"
+        );
+        let role = role_of(&restored, binary);
+        let readable = iam_statements(&restored).iter().any(|(owner, s)| {
+            owner == &role
+                && actions_of(s)
+                    .iter()
+                    .any(|a| a == "secretsmanager:GetSecretValue")
+                && match restored.resolve(&s["Resource"]) {
+                    Value::Array(items) => items.contains(&json!(old)),
+                    other => other == json!(old),
+                }
+        });
+        ensure!(readable, "{role} may not read the old pepper");
+    }
     ensure!(
         !exists(&restored, restored.resource("ApiKeyPepperSecret")),
         "a restored stack must not generate a new pepper"
@@ -793,8 +796,8 @@ fn deploy_review_checks_catch_the_defects() {
         ),
         (
             "4: a restored stack cannot reuse the old pepper",
-            "          API_KEY_PEPPER_SECRET_ARN: !If [CreatePepperSecret, !Ref ApiKeyPepperSecret, !Ref ExistingApiKeyPepperSecretArn]",
-            "          API_KEY_PEPPER_SECRET_ARN: !Ref ApiKeyPepperSecret",
+            "          API_KEY_PEPPER_SECRET_ARN: !If [CreatePepperSecret, !Ref ApiKeyPepperSecret, !Ref ExistingApiKeyPepperSecretArn]\n          AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH",
+            "          API_KEY_PEPPER_SECRET_ARN: !Ref ApiKeyPepperSecret\n          AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH",
             check_pepper_survives_delete_and_restore,
         ),
         (
@@ -805,8 +808,8 @@ fn deploy_review_checks_catch_the_defects() {
         ),
         (
             "5: the sweeper may read the master user's secret",
-            "                Resource: !If [CreateDatabase, !Ref AppDatabaseSecret, !Ref ExistingDatabaseSecretArn]",
-            "                Resource: !If [CreateDatabase, !Ref DatabaseSecret, !Ref ExistingDatabaseSecretArn]",
+            "-sweeper:*\"\n              - Effect: Allow\n                Action: secretsmanager:GetSecretValue\n                Resource: !If [CreateDatabase, !Ref AppDatabaseSecret, !Ref ExistingDatabaseSecretArn]",
+            "-sweeper:*\"\n              - Effect: Allow\n                Action: secretsmanager:GetSecretValue\n                Resource: !If [CreateDatabase, !Ref DatabaseSecret, !Ref ExistingDatabaseSecretArn]",
             check_functions_connect_as_the_application_role,
         ),
         (

@@ -25,7 +25,10 @@ pub(super) fn with_ingester(t: &Template) -> Template {
     with_parameters(t, &WITH_INGESTER)
 }
 
-fn the_one<'a>(t: &'a Template, kind: &'a str) -> Result<(&'a String, &'a Value), String> {
+pub(super) fn the_one<'a>(
+    t: &'a Template,
+    kind: &'a str,
+) -> Result<(&'a String, &'a Value), String> {
     let mut found = t.of_type(kind);
     let first = found
         .next()
@@ -34,14 +37,42 @@ fn the_one<'a>(t: &'a Template, kind: &'a str) -> Result<(&'a String, &'a Value)
     Ok(first)
 }
 
-/// The ingester's ECS service.
-pub(super) fn ingester_service(t: &Template) -> Result<(&String, &Value), String> {
-    the_one(t, "AWS::ECS::Service")
+/// The ECS service whose task runs the container `container` (the ingester, the fan-out): the
+/// one, in exactly one service.
+pub(super) fn service_of<'a>(
+    t: &'a Template,
+    container: &str,
+) -> Result<(&'a String, &'a Value), String> {
+    let mut found = t.of_type("AWS::ECS::Service").filter(|(_, service)| {
+        referenced_name(&service["Properties"]["TaskDefinition"]).is_some_and(|task| {
+            t.resources().get(&task).is_some_and(|d| {
+                d["Properties"]["ContainerDefinitions"]
+                    .as_array()
+                    .is_some_and(|c| c.iter().any(|c| c["Name"] == container))
+            })
+        })
+    });
+    let first = found
+        .next()
+        .ok_or_else(|| format!("no ECS service runs the {container} container"))?;
+    ensure!(
+        found.next().is_none(),
+        "more than one ECS service runs the {container} container"
+    );
+    Ok(first)
 }
 
-/// The service's task definition and its one container.
-fn ingester_task(t: &Template) -> Result<(String, &Value, &Value), String> {
-    let (service, resource) = ingester_service(t)?;
+/// The ingester's ECS service.
+pub(super) fn ingester_service(t: &Template) -> Result<(&String, &Value), String> {
+    service_of(t, "ingester")
+}
+
+/// A service's task definition and its one container.
+pub(super) fn task_of<'a>(
+    t: &'a Template,
+    container: &str,
+) -> Result<(String, &'a Value, &'a Value), String> {
+    let (service, resource) = service_of(t, container)?;
     let task = referenced_name(&resource["Properties"]["TaskDefinition"])
         .ok_or(format!("{service}: TaskDefinition is a !Ref"))?;
     let definition = t.resource(&task);
@@ -52,30 +83,36 @@ fn ingester_task(t: &Template) -> Result<(String, &Value, &Value), String> {
     let containers = definition["Properties"]["ContainerDefinitions"]
         .as_array()
         .ok_or(format!("{task}: ContainerDefinitions"))?;
-    ensure!(containers.len() == 1, "{task}: one container, the ingester");
+    ensure!(
+        containers.len() == 1,
+        "{task}: one container, the {container}"
+    );
     Ok((task, definition, &containers[0]))
 }
 
-fn referenced_name(value: &Value) -> Option<String> {
+/// The service's task definition and its one container.
+fn ingester_task(t: &Template) -> Result<(String, &Value, &Value), String> {
+    task_of(t, "ingester")
+}
+
+pub(super) fn referenced_name(value: &Value) -> Option<String> {
     value["Ref"].as_str().map(str::to_owned)
 }
 
-/// The container's environment as the process sees it (as `Template::environment` for a
+/// A container's environment as the process sees it (as `Template::environment` for a
 /// function: deploy-time values become a non-empty placeholder).
-pub(super) fn ingester_environment(t: &Template) -> Result<BTreeMap<String, String>, String> {
-    let (task, _, container) = ingester_task(t)?;
+pub(super) fn container_environment(
+    t: &Template,
+    container_name: &str,
+) -> Result<BTreeMap<String, String>, String> {
+    let (task, _, container) = task_of(t, container_name)?;
     let mut out = BTreeMap::new();
     for variable in container["Environment"]
         .as_array()
         .ok_or(format!("{task}: the container has no Environment"))?
     {
         let name = variable["Name"].as_str().ok_or("a variable's Name")?;
-        let text = match t.resolve(&variable["Value"]) {
-            Value::String(s) => s,
-            Value::Number(n) => n.to_string(),
-            Value::Bool(b) => b.to_string(),
-            other => format!("<deploy-time {other}>"),
-        };
+        let text = t.process_text(&variable["Value"]);
         ensure!(
             out.insert(name.to_owned(), text).is_none(),
             "{task}: {name} set twice"
@@ -84,16 +121,26 @@ pub(super) fn ingester_environment(t: &Template) -> Result<BTreeMap<String, Stri
     Ok(out)
 }
 
+/// The ingester container's environment.
+pub(super) fn ingester_environment(t: &Template) -> Result<BTreeMap<String, String>, String> {
+    container_environment(t, "ingester")
+}
+
 /// The ingester's settings as its own start-up code reads them from the template.
 pub(super) fn ingester_config(t: &Template) -> Result<IngesterConfig, String> {
     let env = env_lookup(ingester_environment(&with_ingester(t))?);
     IngesterConfig::from_env(&env).map_err(|e| format!("ingester: {e}"))
 }
 
-/// Tasks of the service at once, at most: desired count x MaximumPercent (a deployment starts
-/// the new tasks up to it before it stops the old ones).
+/// Tasks of the ingester's service at once, at most.
 pub(super) fn ingester_most_tasks(t: &Template) -> Result<u64, String> {
-    let (service, resource) = ingester_service(t)?;
+    most_tasks(t, "ingester")
+}
+
+/// Tasks of a service at once, at most: desired count x MaximumPercent (a deployment starts
+/// the new tasks up to it before it stops the old ones).
+pub(super) fn most_tasks(t: &Template, container: &str) -> Result<u64, String> {
+    let (service, resource) = service_of(t, container)?;
     let p = &resource["Properties"];
     let desired = t.number(&p["DesiredCount"]);
     let maximum = &p["DeploymentConfiguration"]["MaximumPercent"];
@@ -301,7 +348,7 @@ pub(super) fn check_ingester_logs(t: &Template) -> CheckResult {
     Ok(())
 }
 
-fn role_statements(t: &Template, role: &str) -> Vec<Value> {
+pub(super) fn role_statements(t: &Template, role: &str) -> Vec<Value> {
     iam_statements(t)
         .into_iter()
         .filter(|(owner, _)| owner == role)
@@ -447,7 +494,7 @@ pub(super) fn check_ingester_alarms(t: &Template) -> CheckResult {
     Ok(())
 }
 
-fn resource_condition(t: &Template, name: &str) -> Value {
+pub(super) fn resource_condition(t: &Template, name: &str) -> Value {
     t.resource(name)["Condition"].clone()
 }
 
@@ -526,8 +573,8 @@ fn ingester_checks_catch_broken_templates() {
     let mutations: Vec<Mutation> = vec![
         (
             "the ingester gets a public IP",
-            "AssignPublicIp: DISABLED",
-            "AssignPublicIp: ENABLED",
+            "          AssignPublicIp: DISABLED\n          Subnets: !If [CreateVpc, [!Ref PrivateSubnetA, !Ref PrivateSubnetB], !Ref ExistingPrivateSubnetIds]\n          SecurityGroups: [!Ref IngesterSecurityGroup]",
+            "          AssignPublicIp: ENABLED\n          Subnets: !If [CreateVpc, [!Ref PrivateSubnetA, !Ref PrivateSubnetB], !Ref ExistingPrivateSubnetIds]\n          SecurityGroups: [!Ref IngesterSecurityGroup]",
             check_ingester_is_one_private_task,
         ),
         (
@@ -538,20 +585,20 @@ fn ingester_checks_catch_broken_templates() {
         ),
         (
             "two ingesters",
-            "      DesiredCount: 1\n",
-            "      DesiredCount: 2\n",
+            "      TaskDefinition: !Ref IngesterTaskDefinition\n      LaunchType: FARGATE\n      PlatformVersion: LATEST\n      DesiredCount: 1\n",
+            "      TaskDefinition: !Ref IngesterTaskDefinition\n      LaunchType: FARGATE\n      PlatformVersion: LATEST\n      DesiredCount: 2\n",
             check_ingester_is_one_private_task,
         ),
         (
             "a deployment runs the old and the new task side by side",
-            "        MaximumPercent: 100\n",
-            "        MaximumPercent: 200\n",
+            "      TaskDefinition: !Ref IngesterTaskDefinition\n      LaunchType: FARGATE\n      PlatformVersion: LATEST\n      DesiredCount: 1\n      DeploymentConfiguration:\n        MinimumHealthyPercent: 0\n        MaximumPercent: 100\n",
+            "      TaskDefinition: !Ref IngesterTaskDefinition\n      LaunchType: FARGATE\n      PlatformVersion: LATEST\n      DesiredCount: 1\n      DeploymentConfiguration:\n        MinimumHealthyPercent: 0\n        MaximumPercent: 200\n",
             check_ingester_is_one_private_task,
         ),
         (
             "a failing deployment is not rolled back",
-            "          Rollback: true\n",
-            "          Rollback: false\n",
+            "        MaximumPercent: 100\n        DeploymentCircuitBreaker:\n          Enable: true\n          Rollback: true\n      NetworkConfiguration:\n        AwsvpcConfiguration:\n          AssignPublicIp: DISABLED\n          Subnets: !If [CreateVpc, [!Ref PrivateSubnetA, !Ref PrivateSubnetB], !Ref ExistingPrivateSubnetIds]\n          SecurityGroups: [!Ref IngesterSecurityGroup]",
+            "        MaximumPercent: 100\n        DeploymentCircuitBreaker:\n          Enable: true\n          Rollback: false\n      NetworkConfiguration:\n        AwsvpcConfiguration:\n          AssignPublicIp: DISABLED\n          Subnets: !If [CreateVpc, [!Ref PrivateSubnetA, !Ref PrivateSubnetB], !Ref ExistingPrivateSubnetIds]\n          SecurityGroups: [!Ref IngesterSecurityGroup]",
             check_ingester_is_one_private_task,
         ),
         (
@@ -562,8 +609,8 @@ fn ingester_checks_catch_broken_templates() {
         ),
         (
             "the ingester on x86",
-            "CpuArchitecture: ARM64",
-            "CpuArchitecture: X86_64",
+            "      # Graviton: 20 % cheaper per vCPU-hour than x86; the binary is built for aarch64.\n      RuntimePlatform: { CpuArchitecture: ARM64,",
+            "      # Graviton: 20 % cheaper per vCPU-hour than x86; the binary is built for aarch64.\n      RuntimePlatform: { CpuArchitecture: X86_64,",
             check_ingester_is_one_private_task,
         ),
         (
@@ -616,14 +663,14 @@ fn ingester_checks_catch_broken_templates() {
         ),
         (
             "ECS's execution role may read secrets",
-            "Action: [ecr:BatchGetImage, ecr:GetDownloadUrlForLayer, ecr:BatchCheckLayerAvailability]",
-            "Action: [ecr:BatchGetImage, ecr:GetDownloadUrlForLayer, ecr:BatchCheckLayerAvailability, secretsmanager:GetSecretValue]",
+            "Sid: PullTheIngesterImage\n                Effect: Allow\n                Action: [ecr:BatchGetImage, ecr:GetDownloadUrlForLayer, ecr:BatchCheckLayerAvailability]",
+            "Sid: PullTheIngesterImage\n                Effect: Allow\n                Action: [ecr:BatchGetImage, ecr:GetDownloadUrlForLayer, ecr:BatchCheckLayerAvailability, secretsmanager:GetSecretValue]",
             check_ingester_roles_are_least_privilege,
         ),
         (
             "a stopped ingester reads as fine",
-            "      TreatMissingData: breaching\n",
-            "      TreatMissingData: notBreaching\n",
+            "        - { Name: ServiceName, Value: !GetAtt IngesterService.Name }\n      Statistic: SampleCount\n      Period: 60\n      EvaluationPeriods: 5\n      DatapointsToAlarm: 5\n      Threshold: 1\n      ComparisonOperator: LessThanThreshold\n      TreatMissingData: breaching\n",
+            "        - { Name: ServiceName, Value: !GetAtt IngesterService.Name }\n      Statistic: SampleCount\n      Period: 60\n      EvaluationPeriods: 5\n      DatapointsToAlarm: 5\n      Threshold: 1\n      ComparisonOperator: LessThanThreshold\n      TreatMissingData: notBreaching\n",
             check_ingester_alarms,
         ),
         (

@@ -11,7 +11,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::LazyLock;
 
 use order_shared::config::{
-    AlerterConfig, ApiConfig, Env, IngesterConfig, PlacerConfig, SweeperConfig,
+    AlerterConfig, ApiConfig, Env, IngesterConfig, LiveConnectConfig, LiveFanoutConfig,
+    PlacerConfig, SweeperConfig,
 };
 use serde_json::{Map, Value, json};
 
@@ -283,17 +284,55 @@ impl Template {
             .unwrap_or_else(|| panic!("{function} has no environment"));
         variables
             .iter()
-            .map(|(k, v)| {
-                let resolved = self.resolve(v);
-                let text = match &resolved {
-                    Value::String(s) => s.clone(),
-                    Value::Number(n) => n.to_string(),
-                    Value::Bool(b) => b.to_string(),
-                    other => format!("<deploy-time {other}>"),
-                };
-                (k.clone(), text)
-            })
+            .map(|(k, v)| (k.clone(), self.process_text(v)))
             .collect()
+    }
+
+    /// A value as a process sees it in its environment: parameters resolved; a `!Sub` URL
+    /// rendered as it will be deployed (`deployed_sub`), so that the code's own validation
+    /// reads a real shape; anything else only known at deploy time (ARNs, attributes) a
+    /// non-empty placeholder naming it.
+    fn process_text(&self, value: &Value) -> String {
+        match self.resolve(value) {
+            Value::String(s) => s,
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            Value::Object(o) if o.len() == 1 && o.get("Fn::Sub").is_some_and(Value::is_string) => {
+                self.deployed_sub(o["Fn::Sub"].as_str().unwrap())
+            }
+            other => format!("<deploy-time {other}>"),
+        }
+    }
+
+    /// A `!Sub` string as a deploy in us-east-1 renders it: pseudo parameters, a stage's
+    /// `StageName`, any other resource's id as a lower-case stand-in (`abc0<name>`).
+    fn deployed_sub(&self, text: &str) -> String {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let end = rest[start..].find('}').expect("closing brace") + start;
+            let name = &rest[start + 2..end];
+            let value = match name {
+                "AWS::Region" => "us-east-1".to_owned(),
+                "AWS::URLSuffix" => "amazonaws.com".to_owned(),
+                "AWS::Partition" => "aws".to_owned(),
+                "AWS::AccountId" => "123456789012".to_owned(),
+                "AWS::StackName" => "orders-dev".to_owned(),
+                resource => {
+                    let r = &self.resources()[resource];
+                    if r["Type"] == "AWS::ApiGatewayV2::Stage" {
+                        r["Properties"]["StageName"].as_str().unwrap().to_owned()
+                    } else {
+                        format!("abc0{}", resource.to_lowercase())
+                    }
+                }
+            };
+            out.push_str(&value);
+            rest = &rest[end + 1..];
+        }
+        out.push_str(rest);
+        out
     }
 
     fn events<'a>(&'a self, function: &str, kind: &'a str) -> Vec<&'a Value> {
@@ -364,10 +403,25 @@ fn env_lookup(env: BTreeMap<String, String>) -> Env<impl Fn(&str) -> Option<Stri
     Env(move |name: &str| env.get(name).cloned().filter(|v| !v.is_empty()))
 }
 
-const FUNCTION_BINARIES: [&str; 6] = ["api", "placer", "alerter", "sweeper", "migrator", "docs"];
+const FUNCTION_BINARIES: [&str; 7] = [
+    "api",
+    "placer",
+    "alerter",
+    "sweeper",
+    "migrator",
+    "docs",
+    "live-connect",
+];
 /// The functions that connect to the database, in the VPC; all but `docs`, which serves the
 /// reference page from its own memory.
-const DATABASE_FUNCTIONS: [&str; 5] = ["api", "placer", "alerter", "sweeper", "migrator"];
+const DATABASE_FUNCTIONS: [&str; 6] = [
+    "api",
+    "placer",
+    "alerter",
+    "sweeper",
+    "migrator",
+    "live-connect",
+];
 
 // ---------------------------------------------------------------------------------------------
 // Queues and event sources
@@ -732,7 +786,7 @@ fn in_json_string(json_prefix: &str) -> bool {
 // ---------------------------------------------------------------------------------------------
 
 #[test]
-fn the_six_functions_are_built_by_cargo_lambda_from_the_workspace() {
+fn the_seven_functions_are_built_by_cargo_lambda_from_the_workspace() {
     let functions = t().functions_by_binary();
     assert_eq!(
         functions
@@ -950,12 +1004,13 @@ fn every_function_has_its_own_least_privilege_role() {
 // ---------------------------------------------------------------------------------------------
 
 /// The variables each function requires at start-up besides its database source.
-const REQUIRED: [(&str, &[&str]); 5] = [
+const REQUIRED: [(&str, &[&str]); 6] = [
     ("api", &["ORDERS_QUEUE_URL", "API_KEY_PEPPER_SECRET_ARN"]),
     ("placer", &["ORDERS_QUEUE_URL", "EXCHANGE_BASE_URL"]),
     ("alerter", &["EXCHANGE_BASE_URL", "ALERT_TOPIC_ARN"]),
     ("sweeper", &["ORDERS_QUEUE_URL", "ALERT_TOPIC_ARN"]),
     ("migrator", &[]),
+    ("live-connect", &["API_KEY_PEPPER_SECRET_ARN"]),
 ];
 
 #[test]
@@ -1014,6 +1069,9 @@ fn template_environments_pass_the_functions_start_up_validation() {
     env("migrator")
         .database(1)
         .expect("migrator database configuration");
+    let live_connect =
+        LiveConnectConfig::from_env(&env("live-connect")).expect("live-connect configuration");
+    assert_eq!(live_connect.database.pool_size, 1, "live-connect: pool");
     let placer = PlacerConfig::from_env(&env("placer")).unwrap();
     assert!(
         placer.exchange.api_key_secret_arn.is_some(),
@@ -1022,7 +1080,7 @@ fn template_environments_pass_the_functions_start_up_validation() {
 }
 
 #[test]
-fn only_the_api_reads_the_generated_api_key_pepper() {
+fn only_the_key_checking_functions_read_the_generated_api_key_pepper() {
     let secret = t().resource("ApiKeyPepperSecret");
     assert_eq!(secret["Type"], "AWS::SecretsManager::Secret");
     let generate = &secret["Properties"]["GenerateSecretString"];
@@ -1045,12 +1103,14 @@ fn only_the_api_reads_the_generated_api_key_pepper() {
                     other => other == pepper_ref,
                 }
         });
-        if binary == "api" {
+        // The api, and live-connect, which checks a WebSocket's key at $connect the same way.
+        if ["api", "live-connect"].contains(&binary.as_str()) {
             assert_eq!(
                 t().resolve(&variables["API_KEY_PEPPER_SECRET_ARN"]),
-                pepper_ref
+                pepper_ref,
+                "{binary}"
             );
-            assert!(reads_pepper, "api: may read the pepper");
+            assert!(reads_pepper, "{binary}: may read the pepper");
         } else {
             assert!(
                 variables.get("API_KEY_PEPPER_SECRET_ARN").is_none(),
@@ -1210,8 +1270,22 @@ fn start_up<F: Fn(&str) -> Option<String>>(binary: &str, env: &Env<F>) -> Result
         "migrator" => env
             .database(1)
             .map(|c| format!("{c:?} {:?}", env.application_role_secret())),
-        // functions/docs/src/main.rs reads no configuration (only RUST_LOG, for its logs).
-        "docs" => Ok(String::new()),
+        // functions/docs/src/main.rs reads one optional setting (and RUST_LOG, for its logs).
+        "docs" => env
+            .optional("LIVE_UPDATES_URL")
+            .map(|url| {
+                url.parse::<order_shared::handlers::live_page::UpdatesEndpoint>()
+                    .map(|u| u.url().to_owned())
+                    .map_err(|e| order_shared::config::ConfigError::Invalid {
+                        name: "LIVE_UPDATES_URL",
+                        reason: e.to_string(),
+                    })
+            })
+            .transpose()
+            .map(Option::unwrap_or_default),
+        "live-connect" => LiveConnectConfig::from_env(env).map(|c| format!("{c:?}")),
+        // services/live-fanout, the fan-out's ECS task.
+        "live-fanout" => LiveFanoutConfig::from_env(env).map(|c| format!("{c:?}")),
         // services/ingester, the ECS task.
         "ingester" => IngesterConfig::from_env(env).map(|c| format!("{c:?}")),
         other => panic!("unknown function binary {other}"),
@@ -1277,6 +1351,11 @@ fn check_every_variable_read_is_set(t: &Template) -> CheckResult {
         "ingester",
         "the ingester's task".to_owned(),
         ingester::ingester_environment(&ingester)?,
+    ));
+    processes.push((
+        "live-fanout",
+        "the fan-out's task".to_owned(),
+        live::fanout_environment(&ingester)?,
     ));
     for (binary, function, env) in processes {
         let (read, outcome) = variables_read(binary, env.clone());
@@ -2074,6 +2153,9 @@ fn http_api_serves_the_routes_with_throttling_and_access_logs() {
         ("GET", "/docs", "docs"),
         ("GET", "/docs/{proxy+}", "docs"),
         ("GET", "/openapi.json", "docs"),
+        // The live order page and its two assets.
+        ("GET", "/live", "docs"),
+        ("GET", "/live/{proxy+}", "docs"),
     ];
     for (method, path, binary) in expected {
         let route = (method.to_owned(), path.to_owned());
@@ -2118,10 +2200,22 @@ fn the_docs_function_reaches_nothing_but_its_logs() {
     let env = t().environment(&docs);
     assert_eq!(
         env.keys().map(String::as_str).collect::<Vec<_>>(),
-        ["AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "RUST_LOG"],
+        [
+            "AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH",
+            "LIVE_UPDATES_URL",
+            "RUST_LOG"
+        ],
         "{docs}: no database setting from Globals"
     );
     assert_eq!(env["AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH"], "true");
+    // The live page's socket: the WebSocket API's stage, what the LiveUpdatesUrl output says
+    // (it only names a URL; the page's script connects to it from the browser).
+    assert_eq!(
+        t().process_text(&p["Environment"]["Variables"]["LIVE_UPDATES_URL"]),
+        t().process_text(&t().root["Outputs"]["LiveUpdatesUrl"]["Value"]),
+        "{docs}: LIVE_UPDATES_URL"
+    );
+    start_up("docs", &env_lookup(env.clone())).expect("docs: LIVE_UPDATES_URL parses");
     assert!(t().number(&p["Timeout"]) <= 10.0, "{docs}: Timeout");
     let role = t().resource(&docs)["Properties"]["Role"]["Fn::GetAtt"][0]
         .as_str()
@@ -2204,6 +2298,8 @@ fn outputs_include_the_api_url_queue_urls_topic_and_dashboard() {
         "DeadLetterQueueUrl",
         "AlertTopicArn",
         "DashboardUrl",
+        "LiveUpdatesUrl",
+        "LivePageUrl",
     ] {
         assert!(outputs.contains_key(name), "output {name} missing");
     }
@@ -2245,6 +2341,10 @@ mod connections;
 
 // The ingester's ECS service (issue #15): one private Fargate task, its roles, logs and alarms.
 mod ingester;
+
+// Live order updates (issue #16): the WebSocket API, its live-connect function and the fan-out's
+// ECS service.
+mod live;
 
 // The defects of the deployer's review (issue #13): secrets endpoint, pepper, logs, https, major
 // upgrades, NAT per zone, the encrypted alert topic and the capacity arithmetic.

@@ -6,12 +6,14 @@
 mod alerter;
 mod api;
 mod ingester;
+mod live;
 mod placer;
 mod sweeper;
 
 pub use alerter::{AlerterConfig, alert_window};
 pub use api::{ApiConfig, expiry_policy, idempotency_retention};
 pub use ingester::{IngesterConfig, feed_socket, ingester_settings};
+pub use live::{LiveConnectConfig, LiveFanoutConfig};
 pub use placer::{PlacerConfig, placer_settings};
 pub use sweeper::{SweeperConfig, sweep_settings};
 
