@@ -19,6 +19,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let config = LiveConnectConfig::from_env(&process_env())?;
     let sdk = aws_sdk_config().await;
     let store = PostgresOrderStore::connect(&config.database, &sdk).await?;
+    // The first connection opens while the rest of the init runs (a $connect waits for it).
+    store.warm_up();
     let hasher = key_hasher(&config.pepper, &sdk).await?;
     let access = PostgresAccessControl::new(store.pool().clone(), hasher);
     let connections = PostgresLiveConnections::new(store.pool().clone());
