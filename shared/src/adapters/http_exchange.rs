@@ -82,6 +82,7 @@ impl HttpExchange {
         request_timeout: Duration,
     ) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(super::outbound_tls::web_pki_tls())
             .connect_timeout(connect_timeout)
             .timeout(request_timeout)
             .redirect(reqwest::redirect::Policy::none())
