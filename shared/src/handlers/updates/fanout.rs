@@ -90,9 +90,28 @@ pub struct Fanout {
 }
 
 impl Fanout {
-    /// Starts after the newest event there is now.
+    /// Starts after the newest event there is now. Connections already in the table were served
+    /// by a fan-out that has stopped (a deployment, a replaced task): what it sent them is not
+    /// known here, and what was committed after it stopped would reach them never, so they are
+    /// closed — each client reconnects with `?after=<the last event id it saw>` and gets what it
+    /// missed from the database, nothing lost and nothing twice.
     pub async fn start(ports: FanoutPorts, settings: FanoutSettings) -> Result<Self, StoreError> {
         let start = ports.updates.latest_event_id().await?;
+        let stale = ports.connections.all().await?;
+        for connection in &stale {
+            let id = connection.connection_id.as_str();
+            // Gone already (its $disconnect may be late): the row goes all the same.
+            if let Err(error) = ports.push.close(id).await {
+                tracing::debug!(connection_id = %id, error = %error, "could not close; forgotten anyway");
+            }
+            ports.connections.disconnect(id).await?;
+        }
+        if !stale.is_empty() {
+            tracing::info!(
+                closed = stale.len(),
+                "closed the connections open before this fan-out started; their clients resume with ?after"
+            );
+        }
         Ok(Self {
             ports,
             settings,
@@ -526,6 +545,33 @@ mod tests {
             [ids[0], ids[1], ids[2], later],
             "caught up from the store, then live; nothing lost, nothing twice"
         );
+    }
+
+    #[tokio::test]
+    async fn connections_open_before_the_fan_out_starts_are_closed_and_resume_without_loss() {
+        let world = World::new();
+        let order = OrderId::generate();
+        // Served by the previous fan-out up to `seen`; it stopped before `missed` went out.
+        world.connect("old", "acme", KEY_A, None).await;
+        let seen = world
+            .updates
+            .record(&client("acme"), order, OrderStatus::Pending);
+        let missed = world
+            .updates
+            .record(&client("acme"), order, OrderStatus::Placing);
+
+        let mut fanout = world.fanout().await;
+        assert_eq!(world.push.closed(), ["old"]);
+        assert!(world.connections.ids().is_empty());
+
+        // The client reconnects from the last event it saw.
+        world.connect("new", "acme", KEY_A, Some(seen)).await;
+        let live = world
+            .updates
+            .record(&client("acme"), order, OrderStatus::Placed);
+        fanout.step().await.unwrap();
+        assert_eq!(world.event_ids("new"), [missed, live]);
+        assert!(world.push.received("old").is_empty());
     }
 
     #[tokio::test]
