@@ -245,10 +245,21 @@ c = boto3.client("sns", endpoint_url="$AWS_ENDPOINT_URL", region_name="us-east-1
 print(c.create_topic(Name="bench-alerts")["TopicArn"])
 PY
 )
-DATABASE_URL="postgres://$PGUSER_NAME@$PGHOST_ADDR:$PGPORT_NUM/bench_cold" ORDERS_QUEUE_URL="$QUEUE_URL" \
-  ALERT_TOPIC_ARN="$TOPIC_ARN" EXCHANGE_BASE_URL="http://127.0.0.1:$EX_PORT" \
-  AWS_ENDPOINT_URL_SQS="http://127.0.0.1:$SQS_PORT" \
-  "$BIN/cold-start" --bin-dir "$BIN" --runs 5 --api-requests "${API_REQUESTS:-100000}"
+# With old functions beside the old runner (BENCH_OLD_BIN built with -p api -p placer …), both
+# take turns: old, new, old, new (same database, at the new schema: the old code runs against
+# it as after a rollback).
+COLD_VERSIONS=(new)
+if [[ -n "$OLD_BIN" && -x "$OLD_BIN/api" ]]; then COLD_VERSIONS=(old new old new); fi
+ROUND=0
+for version in "${COLD_VERSIONS[@]}"; do
+  ROUND=$((ROUND + 1))
+  echo "-- cold start, $version code (round $ROUND of ${#COLD_VERSIONS[@]})"
+  DATABASE_URL="postgres://$PGUSER_NAME@$PGHOST_ADDR:$PGPORT_NUM/bench_cold" ORDERS_QUEUE_URL="$QUEUE_URL" \
+    ALERT_TOPIC_ARN="$TOPIC_ARN" EXCHANGE_BASE_URL="http://127.0.0.1:$EX_PORT" \
+    AWS_ENDPOINT_URL_SQS="http://127.0.0.1:$SQS_PORT" \
+    "$BIN/cold-start" --bin-dir "$(bin_of "$version")" --runs 5 --api-requests "${API_REQUESTS:-100000}" \
+    --out "$OUT/cold-start-$version-$ROUND.json"
+done
 fi
 
 if section 5; then
