@@ -819,6 +819,24 @@ fn the_seven_functions_are_built_by_cargo_lambda_from_the_workspace() {
     }
 }
 
+/// scripts/validate-infra.sh builds every function's binary in one cargo invocation before
+/// `sam build` (which then only copies them): a function missing from that list would still
+/// build, one cargo run at a time, but a binary there that no function runs is a stale list.
+#[test]
+fn validate_infra_prebuilds_exactly_the_function_binaries() {
+    let path = std::path::Path::new(WORKSPACE).join("scripts/validate-infra.sh");
+    let script = std::fs::read_to_string(&path).expect("scripts/validate-infra.sh");
+    let line = script
+        .lines()
+        .find(|l| l.trim_start().starts_with("--bin api "))
+        .expect("the prebuild's --bin list");
+    let binaries: BTreeSet<&str> = line
+        .split_whitespace()
+        .filter(|word| *word != "--bin")
+        .collect();
+    assert_eq!(binaries, FUNCTION_BINARIES.into_iter().collect());
+}
+
 #[test]
 fn every_function_is_traced_arm64_al2023_sized_and_has_a_log_group_with_retention() {
     for (binary, name) in &t().functions_by_binary() {
