@@ -665,8 +665,8 @@ impl OrderStore for FakeOrderStore {
             if let Some(row) = state.rows.get_mut(id).filter(|row| {
                 row.enqueued_at.is_none() && row.order.next_attempt_at.is_none_or(|at| at <= now)
             }) {
+                // Like the Postgres store's mark (V11): `updated_at` stays as it was.
                 row.enqueued_at = Some(now);
-                row.updated_at = now;
             }
         }
         Ok(())
