@@ -20,7 +20,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let sdk = aws_sdk_config().await;
     let store = PostgresOrderStore::connect(&config.database, &sdk).await?;
     // The first connection opens while the rest of the init runs.
-    store.warm_up();
+    let warming = store.warm_up();
     let exchange = connect_exchange(&config.exchange, &sdk).await?;
     let alerts = SnsAlertPublisher::new(&sdk, config.alert_topic_arn.clone());
     let ports = AlerterPorts {
@@ -30,6 +30,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         alerts: &alerts,
     };
     let settings = &config.alerter;
+    // Ready before the first event, so that it borrows this connection instead of opening
+    // another beside it; bounded by the pool's connect timeout, and an outage only logs.
+    let _ = warming.await;
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| async move {
         let response = handle_dead_letters(event.payload, ports, settings).await;
         flush_metrics(metrics);

@@ -23,7 +23,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         .await?
         .with_idempotency_retention(config.idempotency_retention);
     // The first connection opens while the rest of the init runs.
-    store.warm_up();
+    let warming = store.warm_up();
     let hasher = key_hasher(&config.pepper, &sdk).await?;
     let access = PostgresAccessControl::new(store.pool().clone(), hasher)
         .with_idempotency_retention(config.idempotency_retention);
@@ -46,5 +46,8 @@ async fn main() -> Result<(), lambda_http::Error> {
             response
         },
     ));
+    // Ready before the first event, so that it borrows this connection instead of opening
+    // another beside it; bounded by the pool's connect timeout, and an outage only logs.
+    let _ = warming.await;
     lambda_http::run(app).await
 }

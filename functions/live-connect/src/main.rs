@@ -19,8 +19,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let config = LiveConnectConfig::from_env(&process_env())?;
     let sdk = aws_sdk_config().await;
     let store = PostgresOrderStore::connect(&config.database, &sdk).await?;
-    // The first connection opens while the rest of the init runs (a $connect waits for it).
-    store.warm_up();
+    // The first connection opens while the rest of the init runs.
+    let warming = store.warm_up();
     let hasher = key_hasher(&config.pepper, &sdk).await?;
     let access = PostgresAccessControl::new(store.pool().clone(), hasher);
     let connections = PostgresLiveConnections::new(store.pool().clone());
@@ -28,6 +28,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         access: &access,
         connections: &connections,
     };
+    // Ready before the first event, so that it borrows this connection instead of opening
+    // another beside it; bounded by the pool's connect timeout, and an outage only logs.
+    let _ = warming.await;
     lambda_runtime::run(service_fn(
         |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
             Ok::<ApiGatewayProxyResponse, lambda_runtime::Error>(

@@ -20,7 +20,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let sdk = aws_sdk_config().await;
     let store = PostgresOrderStore::connect(&config.database, &sdk).await?;
     // The first connection opens while the rest of the init runs.
-    store.warm_up();
+    let warming = store.warm_up();
     let exchange = connect_exchange(&config.exchange, &sdk).await?;
     let retries = SqsRetryScheduler::new(&sdk, config.queue_url.clone());
     let ports = PlacerPorts {
@@ -31,6 +31,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         breaker: &store,
     };
     let settings = &config.placer;
+    // Ready before the first event, so that it borrows this connection instead of opening
+    // another beside it; bounded by the pool's connect timeout, and an outage only logs.
+    let _ = warming.await;
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| async move {
         let response = handle_placement_batch(event.payload, ports, settings).await;
         flush_metrics(metrics);

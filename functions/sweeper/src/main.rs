@@ -22,7 +22,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         .await?
         .with_idempotency_retention(config.idempotency_retention);
     // The first connection opens while the rest of the init runs.
-    store.warm_up();
+    let warming = store.warm_up();
     let queue = SqsOrderQueue::new(&sdk, config.queue_url.clone());
     let alerts = SnsAlertPublisher::new(&sdk, config.alert_topic_arn.clone());
     let ports = SweeperPorts {
@@ -32,6 +32,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         alerts: &alerts,
     };
     let settings = &config.sweep;
+    // Ready before the first event, so that it borrows this connection instead of opening
+    // another beside it; bounded by the pool's connect timeout, and an outage only logs.
+    let _ = warming.await;
     lambda_runtime::run(service_fn(|_: LambdaEvent<serde_json::Value>| async move {
         let report: TickReport = run_scheduled(ports, settings).await?;
         flush_metrics(metrics);

@@ -172,9 +172,12 @@ pub async fn build_pool(
 /// Left to the first request, the connection (a TCP and maybe TLS handshake, a new server
 /// backend behind the proxy) comes after the SDK clients, the secrets and the runtime's first
 /// poll, and the first response waits for all of them in a row; started here, it overlaps them.
-/// The connection goes back to the pool for the first request. A failure only logs: no
-/// connection is required at start-up (an outage must not crash the init), and the first
-/// request connects again and reports what it meets.
+/// The function awaits the task at the end of its init, so the first request finds the
+/// connection idle in the pool (not awaited, a pool of two would open a second one beside it
+/// while it is still opening, and gain nothing). The wait is bounded by the pool's create
+/// timeout (`connect_timeout`). A failure only logs: no connection is required at start-up (an
+/// outage must not crash the init), and the first request connects again and reports what it
+/// meets.
 pub fn warm_up(pool: &Pool) -> JoinHandle<()> {
     let pool = pool.clone();
     tokio::spawn(async move {

@@ -52,8 +52,8 @@ impl PostgresOrderStore {
     }
 
     /// Opens the first connection in the background (see [`super::warm_up`]); call once at the
-    /// cold start, right after `connect`, so it overlaps the rest of the init. The handle is
-    /// for tests; a function lets the task run on its own.
+    /// cold start, right after `connect`, so it overlaps the rest of the init, and await the
+    /// handle before serving the first event.
     pub fn warm_up(&self) -> tokio::task::JoinHandle<()> {
         super::warm_up(&self.pool)
     }
