@@ -696,6 +696,7 @@ fn dashboard_shows_the_emf_metrics_and_the_dlq() {
         ORDERS_CANCELED,
         ORDERS_PARKED,
         PARKED_ORDERS,
+        STUCK_EXECUTIONS,
         PLACEMENT_ATTEMPTS,
         EXCHANGE_LATENCY_MS,
     ] {
@@ -1757,12 +1758,18 @@ fn check_orders_queue_age_alarm(t: &Template) -> CheckResult {
     check_alarm_notifies(name, alarm, t)
 }
 
-fn check_parked_orders_alarm(t: &Template) -> CheckResult {
-    use order_shared::telemetry::metrics::{NAMESPACE, PARKED_ORDERS};
+/// The alarm on one of the sweeper's EMF gauges, checked for what every such alarm needs: the
+/// metric's exact dimensions, a gauge's statistic, and a period no shorter than a sweep.
+fn sweeper_gauge_alarm<'t>(
+    t: &'t Template,
+    metric: &str,
+    meaning: &str,
+) -> Result<(&'t String, &'t Value), String> {
+    use order_shared::telemetry::metrics::NAMESPACE;
     let (name, alarm) = alarms(t)
         .into_iter()
-        .find(|(_, a)| a["Namespace"] == NAMESPACE && a["MetricName"] == PARKED_ORDERS)
-        .ok_or_else(|| format!("no alarm on {NAMESPACE}/{PARKED_ORDERS} (an exchange outage)"))?;
+        .find(|(_, a)| a["Namespace"] == NAMESPACE && a["MetricName"] == metric)
+        .ok_or_else(|| format!("no alarm on {NAMESPACE}/{metric} ({meaning})"))?;
     // CloudWatch matches a metric by all of its dimensions: the sweeper's EMF line has exactly
     // one, `function` = the name its main passes to init_metrics.
     ensure!(
@@ -1790,6 +1797,12 @@ fn check_parked_orders_alarm(t: &Template) -> CheckResult {
         period >= interval,
         "{name}: Period {period}s shorter than the sweep interval {interval}s"
     );
+    Ok((name, alarm))
+}
+
+fn check_parked_orders_alarm(t: &Template) -> CheckResult {
+    use order_shared::telemetry::metrics::PARKED_ORDERS;
+    let (name, alarm) = sweeper_gauge_alarm(t, PARKED_ORDERS, "an exchange outage")?;
     check_is_parameter(name, "Threshold", &alarm["Threshold"], t)?;
     check_is_parameter(name, "EvaluationPeriods", &alarm["EvaluationPeriods"], t)?;
     ensure!(
@@ -1797,6 +1810,32 @@ fn check_parked_orders_alarm(t: &Template) -> CheckResult {
             .as_str()
             .is_some_and(|c| c.starts_with("GreaterThan")),
         "{name}: fires when the parked count is above the threshold"
+    );
+    check_alarm_notifies(name, alarm, t)
+}
+
+/// One stuck execution report is one order with a wrong fill: the alarm fires on the first,
+/// and its text names the sweeper's age.
+fn check_stuck_executions_alarm(t: &Template) -> CheckResult {
+    use order_shared::handlers::sweeper::STUCK_EXECUTION_AGE;
+    use order_shared::telemetry::metrics::STUCK_EXECUTIONS;
+    let (name, alarm) = sweeper_gauge_alarm(t, STUCK_EXECUTIONS, "a report that cannot apply")?;
+    ensure!(
+        alarm["ComparisonOperator"] == "GreaterThanThreshold"
+            && t.number(&alarm["Threshold"]) == 0.0,
+        "{name}: must fire on the first stuck report (GreaterThanThreshold 0)"
+    );
+    ensure!(
+        t.number(&alarm["EvaluationPeriods"]) == 1.0,
+        "{name}: one sweep's count is enough (the report has waited {} minutes already)",
+        STUCK_EXECUTION_AGE.as_secs() / 60
+    );
+    let minutes = format!("{} minutes", STUCK_EXECUTION_AGE.as_secs() / 60);
+    ensure!(
+        alarm["AlarmDescription"]
+            .as_str()
+            .is_some_and(|d| d.contains(&minutes)),
+        "{name}: its description must say the sweeper's age ({minutes})"
     );
     check_alarm_notifies(name, alarm, t)
 }
@@ -1918,6 +1957,11 @@ fn an_exchange_outage_raises_the_parked_orders_alarm() {
 }
 
 #[test]
+fn an_execution_report_that_cannot_apply_raises_the_stuck_executions_alarm() {
+    check_stuck_executions_alarm(t()).unwrap();
+}
+
+#[test]
 fn alarm_windows_fit_cloudwatchs_limits_for_every_allowed_value() {
     check_alarm_windows_fit_for_every_allowed_value(t()).unwrap();
 }
@@ -1929,7 +1973,7 @@ fn alarm_windows_fit_cloudwatchs_limits_for_every_allowed_value() {
 #[test]
 fn checks_catch_broken_templates() {
     let text = std::fs::read_to_string(TEMPLATE_PATH).expect("infra/template.yaml");
-    let mutations: [Mutation; 14] = [
+    let mutations: [Mutation; 15] = [
         (
             "PARK_FROM_RECEIVE at maxReceiveCount",
             "PARK_FROM_RECEIVE: \"3\"",
@@ -1968,9 +2012,15 @@ fn checks_catch_broken_templates() {
         ),
         (
             "parked-orders alarm on the wrong dimension",
-            "Dimensions: [{ Name: function, Value: sweeper }]",
-            "Dimensions: [{ Name: function, Value: placer }]",
+            "MetricName: parked_orders\n      Dimensions: [{ Name: function, Value: sweeper }]",
+            "MetricName: parked_orders\n      Dimensions: [{ Name: function, Value: placer }]",
             check_parked_orders_alarm,
+        ),
+        (
+            "stuck-executions alarm waiting for a second report",
+            "      MetricName: stuck_executions\n      Dimensions: [{ Name: function, Value: sweeper }]\n      Statistic: Maximum\n      Period: 60\n      EvaluationPeriods: 1\n      DatapointsToAlarm: 1\n      Threshold: 0\n",
+            "      MetricName: stuck_executions\n      Dimensions: [{ Name: function, Value: sweeper }]\n      Statistic: Maximum\n      Period: 60\n      EvaluationPeriods: 1\n      DatapointsToAlarm: 1\n      Threshold: 1\n",
+            check_stuck_executions_alarm,
         ),
         (
             "age alarm on the DLQ instead of the orders queue",

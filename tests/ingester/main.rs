@@ -20,7 +20,7 @@ use order_shared::domain::{
     ExecutionEvent, ExecutionId, ExecutionReport, OrderId, Price, Quantity, Shares,
 };
 use order_shared::handlers::ingester::{IngesterSettings, run_ingester};
-use order_shared::ports::{ExecutionStore, IngestError, IngesterLease, OrderLifecycle};
+use order_shared::ports::{ExecutionStore, IngestError, IngesterLease, OrderLifecycle, OrderStore};
 use order_shared::usecases::ingest::ingest_batch;
 use system_tests::TestDatabase;
 use tokio::sync::oneshot;
@@ -404,6 +404,18 @@ async fn reports_before_the_order_is_placed_or_stored_wait_and_are_applied_once_
         0,
         "nothing applied to an order that is not placed"
     );
+    // The sweeper's count for an admin: only reports kept longer than the age are stuck.
+    let age = Duration::from_secs(60);
+    assert_eq!(h.db.store.stuck_execution_count(age).await.unwrap(), 0);
+    client
+        .execute(
+            "UPDATE executions SET created_at = now() - interval '2 minutes' \
+             WHERE order_id = $1",
+            &[&unknown[0]],
+        )
+        .await
+        .unwrap();
+    assert_eq!(h.db.store.stuck_execution_count(age).await.unwrap(), 5);
 
     // The placer records it placed; the unknown one turns up placed.
     let order = OrderId::from(placing[0]);
@@ -416,6 +428,11 @@ async fn reports_before_the_order_is_placed_or_stored_wait_and_are_applied_once_
     let stats = h.caught_up(0).await;
     let both = [placing[0], unknown[0]];
     h.assert_matches_the_exchange(&both, &stats).await;
+    assert_eq!(
+        h.db.store.stuck_execution_count(age).await.unwrap(),
+        0,
+        "applied, so no longer stuck"
+    );
     ingester.stop().await;
     h.drop_database().await;
 }

@@ -51,6 +51,7 @@ pub enum StoreOp {
     MarkIncident,
     ReleaseIdempotencyKeys,
     ClaimUnansweredCancels,
+    StuckExecutionCount,
 }
 
 /// One row of the audit trail (`order_events`): every status change, with the attempt count
@@ -103,6 +104,8 @@ struct State {
     idempotency_retention: Option<Duration>,
     /// Execution reports applied to orders (`executions` with `applied_at`), in feed order.
     executions: Vec<ExecutionReport>,
+    /// When each report kept unapplied was received (`executions` with `applied_at` NULL).
+    waiting_executions: Vec<OffsetDateTime>,
 }
 
 /// An idempotency key in use.
@@ -480,6 +483,14 @@ impl FakeOrderStore {
         self.lock().down = down;
     }
 
+    /// Keeps an execution report unapplied, received now (by the store's clock), as the
+    /// ingester does with one that contradicts its order.
+    pub fn keep_waiting_execution(&self) {
+        let mut state = self.lock();
+        let now = state.now();
+        state.waiting_executions.push(now);
+    }
+
     /// Makes one method fail until [`recover`](Self::recover).
     pub fn fail(&self, op: StoreOp) {
         self.lock().failing.insert(op);
@@ -650,6 +661,16 @@ impl OrderStore for FakeOrderStore {
                     && row.enqueued_at.is_none()
                     && row.order.next_attempt_at.is_some_and(|at| at > now)
             })
+            .count() as u64)
+    }
+
+    async fn stuck_execution_count(&self, older_than: Duration) -> Result<u64, StoreError> {
+        let state = self.call(StoreOp::StuckExecutionCount)?;
+        let before = state.now() - older_than;
+        Ok(state
+            .waiting_executions
+            .iter()
+            .filter(|received| **received < before)
             .count() as u64)
     }
 

@@ -1,7 +1,8 @@
 //! The sweeper's handler, on a schedule: expire the waiting orders whose time in force ran out,
 //! enqueue the orders whose message is not in the queue (the api's one send attempt failed, its
 //! Lambda died between commit and send, or the order was parked after a failure and is due
-//! now), report how many orders are parked, and tell admins about incidents.
+//! now), report how many orders are parked and how many execution reports are stuck, and tell
+//! admins about incidents.
 
 use std::time::Duration;
 
@@ -40,6 +41,13 @@ pub const ABANDONED_ADMISSION_AGE: Duration = Duration::from_secs(60);
 /// long exchange outage, or never sent. Sending it again is harmless: the exchange's cancel is
 /// idempotent.
 pub const UNANSWERED_CANCEL_AGE: Duration = Duration::from_secs(60);
+
+/// How long an execution report may wait unapplied before it counts as stuck. A report waits
+/// for its order's `placed` record, which normally follows within seconds; after a lost answer
+/// the placer learns of the placement by looking the order up, after its retry back-off
+/// (`RETRY_MAX_SECONDS`, 5 minutes by default) — a quarter of an hour is past all of that, so a
+/// report still waiting contradicts its order or names one we do not have.
+pub const STUCK_EXECUTION_AGE: Duration = Duration::from_secs(15 * 60);
 
 /// Sends the cancel again for every order whose cancel has been unanswered for
 /// [`UNANSWERED_CANCEL_AGE`] (up to `limit`); returns how many were sent.
@@ -97,10 +105,13 @@ pub struct SweeperPorts<'a> {
 pub struct TickReport {
     pub sweep: SweepReport,
     pub parked: u64,
+    /// Execution reports waiting unapplied for longer than [`STUCK_EXECUTION_AGE`].
+    pub stuck_executions: u64,
     pub incidents: Announced,
 }
 
-/// One scheduled run: the sweep, the parked-orders gauge, and the incident alerts. A failed
+/// One scheduled run: the sweep, the parked-orders and stuck-executions gauges, and the
+/// incident alerts. A failed
 /// step is logged and the others still run; the run fails only when the sweep itself could not.
 pub async fn run_scheduled(
     ports: SweeperPorts<'_>,
@@ -117,6 +128,24 @@ pub async fn run_scheduled(
             0
         }
     };
+    let stuck_executions = match ports.store.stuck_execution_count(STUCK_EXECUTION_AGE).await {
+        Ok(stuck) => {
+            crate::telemetry::metrics::stuck_executions(stuck);
+            if stuck > 0 {
+                tracing::warn!(
+                    stuck,
+                    "execution reports wait unapplied for more than {} minutes; an admin must \
+                     look: SELECT * FROM executions WHERE applied_at IS NULL",
+                    STUCK_EXECUTION_AGE.as_secs() / 60
+                );
+            }
+            stuck
+        }
+        Err(error) => {
+            tracing::error!(error = %error_chain(&error), "could not count stuck execution reports");
+            0
+        }
+    };
     let incidents =
         match announce_incidents(ports.incidents, ports.alerts, settings.alert_window).await {
             Ok(announced) => announced,
@@ -128,6 +157,7 @@ pub async fn run_scheduled(
     Ok(TickReport {
         sweep: sweep?,
         parked,
+        stuck_executions,
         incidents,
     })
 }
@@ -740,6 +770,46 @@ mod tests {
 
         assert_eq!(report.parked, 0, "unknown, reported as none");
         assert_eq!(report.sweep.enqueued, 1);
+        assert_eq!(report.incidents.opened, 1);
+    }
+
+    #[tokio::test]
+    async fn execution_reports_waiting_past_the_stuck_age_are_counted_for_an_admin() {
+        let sweeper = Sweeper::new();
+        sweeper.store.keep_waiting_execution();
+        sweeper.store.keep_waiting_execution();
+        sweeper
+            .store
+            .advance_clock(STUCK_EXECUTION_AGE - Duration::from_secs(1));
+        let young = sweeper.run().await.unwrap();
+        // One more kept now: two are past the age, the new one is not.
+        sweeper.store.keep_waiting_execution();
+        sweeper.store.advance_clock(Duration::from_secs(2));
+        let old = sweeper.run().await.unwrap();
+
+        assert_eq!(young.stuck_executions, 0, "waiting, not stuck yet");
+        assert_eq!(old.stuck_executions, 2);
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_stuck_count_does_not_stop_the_sweep_the_parked_count_or_the_alerts() {
+        let sweeper = Sweeper::new();
+        parked(
+            &sweeper.store,
+            sweeper.store.now() + Duration::from_secs(3_600),
+            false,
+        )
+        .await;
+        failed(&sweeper.store).await;
+        stranded(&sweeper.store, 1);
+        after_grace(&sweeper.store);
+        sweeper.store.fail(StoreOp::StuckExecutionCount);
+
+        let report = sweeper.run().await.unwrap();
+
+        assert_eq!(report.stuck_executions, 0, "unknown, reported as none");
+        assert_eq!(report.sweep.enqueued, 1);
+        assert_eq!(report.parked, 1);
         assert_eq!(report.incidents.opened, 1);
     }
 

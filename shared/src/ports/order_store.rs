@@ -172,6 +172,14 @@ pub trait OrderStore: Send + Sync {
     /// Orders parked until a later attempt (a metric and an alarm: an outage in progress).
     async fn parked_count(&self) -> Result<u64, StoreError>;
 
+    /// Execution reports the ingester has kept unapplied for longer than `older_than` (a metric
+    /// and an alarm). A report waits only until its order is recorded `placed`, which follows
+    /// the exchange's answer within seconds; one still waiting long after contradicts its order
+    /// or names an order we do not have, and the ingester will never apply it alone: an admin
+    /// must look. Here rather than on the ingester's port because the sweeper, which reports
+    /// every minute, is what counts it.
+    async fn stuck_execution_count(&self, older_than: Duration) -> Result<u64, StoreError>;
+
     /// Deletes what admissions left behind for requests that never finished (the connection was
     /// lost between a `POST`'s admission and its insert), older than `older_than`; how many.
     async fn forget_abandoned_admissions(&self, older_than: Duration) -> Result<u64, StoreError>;

@@ -18,6 +18,8 @@ pub const ORDERS_CANCELED: &str = "orders_canceled";
 pub const ORDERS_PARKED: &str = "orders_parked";
 /// A gauge (the sweeper sets it each run); alarmed in the template.
 pub const PARKED_ORDERS: &str = "parked_orders";
+/// A gauge (the sweeper sets it each run); alarmed in the template.
+pub const STUCK_EXECUTIONS: &str = "stuck_executions";
 pub const PLACEMENT_ATTEMPTS: &str = "placement_attempts";
 pub const EXCHANGE_LATENCY_MS: &str = "exchange_latency_ms";
 
@@ -88,4 +90,10 @@ pub fn order_parked() {
 /// Orders parked right now: an outage in progress (alarmed in the template).
 pub fn parked_orders(count: u64) {
     metrics::gauge!(PARKED_ORDERS).set(count as f64);
+}
+
+/// Execution reports kept unapplied far longer than a placement takes: each needs an admin
+/// (alarmed in the template).
+pub fn stuck_executions(count: u64) {
+    metrics::gauge!(STUCK_EXECUTIONS).set(count as f64);
 }

@@ -294,6 +294,20 @@ impl OrderStore for PostgresOrderStore {
         Ok(row.get::<_, i64>(0).max(0) as u64)
     }
 
+    async fn stuck_execution_count(&self, older_than: Duration) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        // executions_waiting_idx holds exactly the unapplied reports (normally none or a few).
+        let row = statements::one(
+            &client,
+            "SELECT count(*) FROM executions \
+                 WHERE applied_at IS NULL AND created_at < now() - make_interval(secs => $1)",
+            &[&older_than.as_secs_f64()],
+        )
+        .await
+        .map_err(query_error("count stuck execution reports"))?;
+        Ok(row.get::<_, i64>(0).max(0) as u64)
+    }
+
     async fn release_expired_idempotency_keys(&self, limit: u32) -> Result<u64, StoreError> {
         let client = self.client().await?;
         // Oldest first, skipping a key that a request is taking over right now (it is not
