@@ -494,6 +494,57 @@ pub(super) fn check_ingester_alarms(t: &Template) -> CheckResult {
     Ok(())
 }
 
+/// The lag metric is made from the ingester's own log line: the filter must match the message
+/// the code logs and read the field it sets, or the alarm silently never sees data.
+pub(super) fn check_ingester_lag_alarm(t: &Template) -> CheckResult {
+    let code = std::fs::read_to_string(
+        std::path::Path::new(WORKSPACE).join("shared/src/handlers/ingester.rs"),
+    )
+    .expect("shared/src/handlers/ingester.rs");
+    let (filter, properties) = t
+        .of_type("AWS::Logs::MetricFilter")
+        .find(|(_, f)| {
+            f["Properties"]["MetricTransformations"][0]["MetricName"] == "ingester_lag_ms"
+        })
+        .map(|(name, f)| (name, &f["Properties"]))
+        .ok_or("no metric filter makes ingester_lag_ms")?;
+    let pattern = properties["FilterPattern"].as_str().unwrap_or_default();
+    let message = pattern
+        .strip_prefix("{ $.message = \"")
+        .and_then(|rest| rest.strip_suffix("\" }"))
+        .ok_or(format!(
+            "{filter}: matches one message exactly, is {pattern}"
+        ))?;
+    ensure!(
+        code.contains(&format!("\"{message}\"")),
+        "{filter}: the ingester logs no line \"{message}\""
+    );
+    let transformation = &properties["MetricTransformations"][0];
+    ensure!(
+        transformation["MetricValue"] == "$.lag_ms" && code.contains("lag_ms = "),
+        "{filter}: reads $.lag_ms, the field the ingester's line sets"
+    );
+    ensure!(
+        properties["LogGroupName"] == json!({ "Ref": "IngesterLogGroup" }),
+        "{filter}: on the ingester's log group"
+    );
+    let (name, alarm) = alarms(t)
+        .into_iter()
+        .find(|(_, p)| p["MetricName"] == "ingester_lag_ms")
+        .ok_or("no alarm on ingester_lag_ms")?;
+    ensure!(
+        alarm["Namespace"] == transformation["MetricNamespace"]
+            && alarm["Statistic"] == "Maximum"
+            && alarm["TreatMissingData"] == "notBreaching",
+        "{name}: the filter's namespace, the worst lag, and no data (no reports) is no lag"
+    );
+    ensure!(
+        resource_condition(t, name) == resource_condition(t, "IngesterService"),
+        "{name}: exists exactly when the ingester does"
+    );
+    check_alarm_notifies(name, alarm, t)
+}
+
 pub(super) fn resource_condition(t: &Template, name: &str) -> Value {
     t.resource(name)["Condition"].clone()
 }
@@ -558,6 +609,11 @@ fn the_ingester_roles_are_least_privilege() {
 #[test]
 fn an_ingester_that_is_not_running_raises_an_alarm() {
     check_ingester_alarms(t()).unwrap();
+}
+
+#[test]
+fn an_ingester_far_behind_the_feed_raises_an_alarm() {
+    check_ingester_lag_alarm(t()).unwrap();
 }
 
 #[test]
@@ -672,6 +728,12 @@ fn ingester_checks_catch_broken_templates() {
             "        - { Name: ServiceName, Value: !GetAtt IngesterService.Name }\n      Statistic: SampleCount\n      Period: 60\n      EvaluationPeriods: 5\n      DatapointsToAlarm: 5\n      Threshold: 1\n      ComparisonOperator: LessThanThreshold\n      TreatMissingData: breaching\n",
             "        - { Name: ServiceName, Value: !GetAtt IngesterService.Name }\n      Statistic: SampleCount\n      Period: 60\n      EvaluationPeriods: 5\n      DatapointsToAlarm: 5\n      Threshold: 1\n      ComparisonOperator: LessThanThreshold\n      TreatMissingData: notBreaching\n",
             check_ingester_alarms,
+        ),
+        (
+            "the lag filter matches a message the ingester does not log",
+            "FilterPattern: '{ $.message = \"execution reports ingested in the last 10 s\" }'",
+            "FilterPattern: '{ $.message = \"execution reports ingested\" }'",
+            check_ingester_lag_alarm,
         ),
         (
             "mutable image tags",

@@ -20,6 +20,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep, sleep_until};
 
@@ -162,6 +163,13 @@ pub async fn run_ingester(
     }
 }
 
+/// How far the ingester is behind the exchange: from when the exchange executed the newest
+/// report written to now. Only meaningful while reports flow (an idle feed sends none to be
+/// late with); an exchange clock ahead of ours reads as no lag rather than a negative one.
+fn lag_ms(executed_at: OffsetDateTime, now: OffsetDateTime) -> u64 {
+    u64::try_from((now - executed_at).whole_milliseconds()).unwrap_or(0)
+}
+
 /// Stops the feed reader when the session ends, however it ends.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -274,6 +282,7 @@ async fn session(
                 0
             };
             let last = batch.last().map_or(last_seen, |r| r.sequence());
+            let newest_time = batch.last().map(ExecutionReport::time);
             let outcome = ingest_batch(store, lease, &batch, last, stranded).await?;
             *failures = 0;
             next_renew = Instant::now() + renew_every;
@@ -293,10 +302,13 @@ async fn session(
                 "batch written"
             );
             if totals.2.elapsed() >= Duration::from_secs(10) {
+                // `lag_ms` becomes the `ingester_lag_ms` metric (a log metric filter in the
+                // template, which matches this message): keep the two in step.
                 tracing::info!(
                     reports = totals.0,
                     applied = totals.1,
                     last_sequence = outcome.last_sequence,
+                    lag_ms = newest_time.map_or(0, |time| lag_ms(time, OffsetDateTime::now_utc())),
                     "execution reports ingested in the last 10 s"
                 );
                 totals = (0, 0, Instant::now());
@@ -306,5 +318,22 @@ async fn session(
         if let Some(error) = end {
             return Err(error.into());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lag_is_the_time_since_the_exchange_executed_the_newest_report() {
+        let now = OffsetDateTime::now_utc();
+        assert_eq!(lag_ms(now - Duration::from_millis(1_500), now), 1_500);
+        assert_eq!(lag_ms(now, now), 0);
+        assert_eq!(
+            lag_ms(now + Duration::from_secs(2), now),
+            0,
+            "an exchange clock ahead of ours is no lag"
+        );
     }
 }
