@@ -10,7 +10,7 @@ use http::StatusCode;
 use order_shared::adapters::sns::SnsAlertPublisher;
 use order_shared::domain::OrderId;
 use order_shared::handlers::admin::{RetryResult, retry_failed_order};
-use order_shared::handlers::placer::handle_placement_batch;
+use order_shared::handlers::placer::{PlacerPorts, handle_placement_batch};
 use order_shared::ports::{BreakerSettings, PlacementMessage};
 use order_shared::usecases::backoff::Backoff;
 use serde_json::Value;
@@ -34,6 +34,15 @@ fn with_sim(sim: SimSettings) -> PipelineOptions {
     PipelineOptions {
         sim,
         ..PipelineOptions::default()
+    }
+}
+
+/// The alerter fails a dead-lettered live order at once (`ALERTER_DEAD_LETTER_RESENDS=0`): for
+/// the tests of what follows a failure. The resends have their own test.
+fn no_resends(options: PipelineOptions) -> PipelineOptions {
+    PipelineOptions {
+        dead_letter_resends: 0,
+        ..options
     }
 }
 
@@ -419,7 +428,7 @@ async fn cancels_racing_the_placer_never_cancel_a_placed_order() {
 async fn many_failures_in_one_incident_make_one_alert_not_one_per_order() {
     let p = Pipeline::start(PipelineOptions {
         alert_window: Duration::from_secs(1),
-        ..with_sim(sim(0.0))
+        ..no_resends(with_sim(sim(0.0)))
     })
     .await;
     // Twenty orders whose placer crashed on every try: their messages are dead letters, and
@@ -824,7 +833,7 @@ async fn poison_messages_reach_the_dlq_and_are_reported_without_hurting_their_ba
 async fn admin_retry_places_an_order_that_failed_as_a_dead_letter() {
     let p = Pipeline::start(PipelineOptions {
         alert_window: Duration::from_secs(1),
-        ..with_sim(sim(0.0))
+        ..no_resends(with_sim(sim(0.0)))
     })
     .await;
     // The placer crashed on it every time: its message is a dead letter, the exchange never got
@@ -878,7 +887,7 @@ async fn admin_retry_places_an_order_that_failed_as_a_dead_letter() {
 }
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_incident_alert_that_cannot_be_published_is_published_later_exactly_once() {
-    let p = Pipeline::start(with_sim(sim(0.0))).await;
+    let p = Pipeline::start(no_resends(with_sim(sim(0.0)))).await;
     let nowhere = SnsAlertPublisher::new(
         &p.sdk,
         format!(
@@ -906,6 +915,51 @@ async fn an_incident_alert_that_cannot_be_published_is_published_later_exactly_o
     assert_eq!(kinds(&alerts), ["incident_opened"], "{alerts:#?}");
     assert_eq!(alerts[0]["first_order_ids"][0], id.to_string());
 }
+/// A database outage longer than a message's receives: no placer can claim the order, so its
+/// message is dead-lettered although no attempt reached the exchange. Once the database is back
+/// the alerter finds that the exchange does not have the order and hands it back to the sweeper
+/// instead of failing it; it is placed once, and no admin is alerted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_database_outage_longer_than_a_messages_receives_fails_no_order() {
+    let p = Pipeline::start(with_sim(sim(0.0))).await;
+    let id = p.post_order(LIMIT_ORDER).await;
+    let down = system_tests::unreachable_store().await;
+    let outage = PlacerPorts {
+        store: &down,
+        breaker: &down,
+        ..p.placer_ports()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut receives = 0;
+    while p.queue_depth(&p.queues.dead_letters).await == 0 {
+        assert!(Instant::now() < deadline, "never dead-lettered");
+        let report = p.run_placer_once_with(outage).await;
+        receives += report.received;
+        assert_eq!(report.failed.len(), report.received, "nothing handled");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(receives >= 3, "{receives} receives");
+    assert_eq!(p.order(id).await.status, "pending");
+    assert_eq!(p.stats().total_placed, 0, "no attempt reached the exchange");
+
+    // The database is back: the alerter resends, the sweeper sends, the placer places.
+    let report = p.run_alerter_once().await;
+    assert_eq!((report.received, report.failed.len()), (1, 0));
+    let order = p.order(id).await;
+    assert_eq!(order.status, "pending", "not failed: {order:?}");
+    assert!(order.enqueued_at.is_none(), "handed to the sweeper");
+    assert_eq!(p.run_sweeper_once().await.sweep.enqueued, 1);
+    let state = p
+        .pump_until(Duration::from_secs(20), |s| {
+            s.status(id) == "placed" && s.queues_empty()
+        })
+        .await;
+    assert_eq!(state.status(id), "placed");
+    assert_eq!(p.stats().placements.get(&id.to_string()), Some(&1));
+    assert!(p.alerts().await.is_empty(), "nobody alerted");
+    assert!(p.events(id).await.iter().all(|e| e.to != "failed"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dead_letters_of_final_orders_are_dropped_without_an_alert() {
     let p = Pipeline::start(with_sim(sim(0.0))).await;
@@ -936,7 +990,7 @@ async fn dead_letters_of_final_orders_are_dropped_without_an_alert() {
 /// one alerter batch: the order fails once and the admins hear once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_dead_letters_of_one_order_in_one_batch_fail_it_once_with_one_alert() {
-    let p = Pipeline::start(with_sim(sim(0.0))).await;
+    let p = Pipeline::start(no_resends(with_sim(sim(0.0)))).await;
     let id = p.post_order(LIMIT_ORDER).await;
     let message = p.placement_message(id).await;
     let report = p

@@ -63,6 +63,8 @@ pub struct PipelineOptions {
     pub breaker: BreakerSettings,
     pub expiry: ExpiryPolicy,
     pub alert_window: Duration,
+    /// How many times the alerter sends a dead-lettered pending order again before failing it.
+    pub dead_letter_resends: u32,
 }
 
 impl Default for PipelineOptions {
@@ -96,6 +98,7 @@ impl Default for PipelineOptions {
             },
             expiry: ExpiryPolicy::default(),
             alert_window: Duration::from_secs(300),
+            dead_letter_resends: order_shared::handlers::alerter::DEFAULT_DEAD_LETTER_RESENDS,
         }
     }
 }
@@ -248,6 +251,7 @@ impl Pipeline {
                 alert_window: options.alert_window,
                 ..sweep_now()
             },
+            dead_letter_resends: options.dead_letter_resends,
             enqueue_timeout: Duration::from_secs(2),
             expiry: options.expiry,
             idempotency_retention: order_shared::domain::IdempotencyKey::DEFAULT_RETENTION,
@@ -351,9 +355,13 @@ impl Pipeline {
 
     /// One placer invocation: receive up to 10 from the orders queue, handle, delete the rest.
     pub async fn run_placer_once(&self) -> PollReport {
+        self.run_placer_once_with(self.placer_ports()).await
+    }
+
+    /// One placer invocation on other ports (e.g. a store that cannot be reached).
+    pub async fn run_placer_once_with(&self, ports: PlacerPorts<'_>) -> PollReport {
         let failed = Mutex::new(Vec::new());
         let failed_ref = &failed;
-        let ports = self.placer_ports();
         let settings = &self.settings;
         let received = poll_once(
             &self.sqs,

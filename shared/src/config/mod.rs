@@ -10,7 +10,7 @@ mod live;
 mod placer;
 mod sweeper;
 
-pub use alerter::{AlerterConfig, alert_window};
+pub use alerter::{AlerterConfig, alert_window, dead_letter_resends};
 pub use api::{ApiConfig, expiry_policy, idempotency_retention};
 pub use ingester::{IngesterConfig, feed_socket, ingester_settings};
 pub use live::{LiveConnectConfig, LiveFanoutConfig};

@@ -43,6 +43,7 @@ pub enum StoreOp {
     ExpireDue,
     ParkedCount,
     Defer,
+    ResendAfterDeadLetter,
     Expire,
     ExpireAfterLookup,
     /// Reading incidents: `unannounced` and `close_quiet`.
@@ -76,6 +77,7 @@ struct Row {
     lease_expires_at: Option<OffsetDateTime>,
     sweep_claimed_until: Option<OffsetDateTime>,
     updated_at: OffsetDateTime,
+    dead_letter_resends: u32,
 }
 
 impl Row {
@@ -171,6 +173,7 @@ impl State {
                 lease_expires_at: None,
                 sweep_claimed_until: None,
                 updated_at: now,
+                dead_letter_resends: 0,
             },
         );
         self.events.push(AuditEvent {
@@ -1015,6 +1018,26 @@ impl OrderLifecycle for FakeOrderStore {
         Ok(true)
     }
 
+    async fn resend_after_dead_letter(
+        &self,
+        id: OrderId,
+        max: u32,
+    ) -> Result<Option<u32>, StoreError> {
+        let mut state = self.call(StoreOp::ResendAfterDeadLetter)?;
+        let now = state.now();
+        let Some(row) = state.rows.get_mut(&id).filter(|row| {
+            row.order.status == OrderStatus::Pending && row.dead_letter_resends < max
+        }) else {
+            return Ok(None);
+        };
+        row.dead_letter_resends += 1;
+        row.enqueued_at = None;
+        row.order.next_attempt_at = None;
+        row.sweep_claimed_until = None;
+        row.updated_at = now;
+        Ok(Some(row.dead_letter_resends))
+    }
+
     async fn expire(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
         let mut state = self.call(StoreOp::Expire)?;
         Ok(expire(&mut state, id))
@@ -1100,6 +1123,7 @@ impl OrderLifecycle for FakeOrderStore {
                 row.enqueued_at = None;
                 row.sweep_claimed_until = None;
                 row.lease_expires_at = None;
+                row.dead_letter_resends = 0;
             },
         ))
     }
@@ -1419,6 +1443,37 @@ mod tests {
         store.claim_for_placement(order.id, LEASE).await.unwrap();
         let placed = store.record_placed(order.id, "X-1").await.unwrap().unwrap();
         assert!(!placed.outcome_unknown);
+    }
+
+    #[tokio::test]
+    async fn a_dead_lettered_pending_order_is_sent_again_at_most_max_times() {
+        let store = FakeOrderStore::new();
+        let pending = store.seed(&client("acme"), &market_order(1));
+        let placing = store.seed(&client("acme"), &market_order(2));
+        store.mark_enqueued(pending.id).await.unwrap();
+        store.claim_for_placement(placing.id, LEASE).await.unwrap();
+
+        assert_eq!(
+            store.resend_after_dead_letter(pending.id, 2).await.unwrap(),
+            Some(1)
+        );
+        assert!(!store.is_enqueued(pending.id), "the sweeper sends it");
+        store.mark_enqueued(pending.id).await.unwrap();
+        assert_eq!(
+            store.resend_after_dead_letter(pending.id, 2).await.unwrap(),
+            Some(2)
+        );
+        assert_eq!(
+            store.resend_after_dead_letter(pending.id, 2).await.unwrap(),
+            None,
+            "spent"
+        );
+        assert_eq!(
+            store.resend_after_dead_letter(placing.id, 2).await.unwrap(),
+            None,
+            "a placer's"
+        );
+        assert_eq!(store.events_of(pending.id).len(), 1, "no status change");
     }
 
     #[tokio::test]

@@ -1,10 +1,13 @@
-//! The alerter's handler: messages the placer could not finish (the DLQ: poison messages and
-//! crashing handlers — outages never send an order here, they park it). Before anything else it
-//! asks the exchange whether the order was placed after all (a timeout may hide a success). An
-//! order the exchange does not have ends `expired` if its time has run out, else `failed`; one
-//! the exchange cannot be asked about stays open and is asked about again. Failed and expired
-//! orders are grouped into incidents: admins get one alert per incident, not one per order, while
-//! a message that names no order is reported on its own.
+//! The alerter's handler: messages the placer could not finish (the DLQ: poison messages,
+//! crashing handlers, and a database outage longer than a message's receives — exchange outages
+//! never send an order here, they park it). Before anything else it asks the exchange whether
+//! the order was placed after all (a timeout may hide a success). An order the exchange does not
+//! have ends `expired` if its time has run out; a `pending` one is sent again through the sweeper
+//! a few times (`dead_letter_resends`: its message may have died of a database outage, with no
+//! attempt made), and only then ends `failed`; one the exchange cannot be asked about stays open
+//! and is asked about again. Failed and expired orders are grouped into incidents: admins get one
+//! alert per incident, not one per order, while a message that names no order is reported on its
+//! own.
 
 use std::time::Duration;
 
@@ -36,7 +39,21 @@ pub struct AlerterPorts<'a> {
 pub struct AlerterSettings {
     /// An incident is over once no order failed or expired for this long.
     pub alert_window: Duration,
+    /// How many times a dead-lettered `pending` order the exchange does not have is sent again
+    /// (by the sweeper) before it is failed (`ALERTER_DEAD_LETTER_RESENDS`).
+    pub dead_letter_resends: u32,
 }
+
+/// The default of [`AlerterSettings::dead_letter_resends`]: each resend gives the order another
+/// round of receives and back-off, so that a database outage of minutes costs no order, while
+/// one whose message crashes the placer every time still ends `failed` after four rounds.
+pub const DEFAULT_DEAD_LETTER_RESENDS: u32 = 3;
+
+/// Why the alerter failed an order, in its audit trail (and as its `last_error` when no exchange
+/// error came before).
+pub const FAIL_REASON: &str = "its placement message could not be handled each time it was sent \
+                               (a poison message, a crashing placer or a long database outage), \
+                               and the exchange does not have the order";
 
 /// The longest raw message body copied into an alert (SNS messages are limited to 256 KiB).
 const RAW_BODY_LIMIT: usize = 4 * 1024;
@@ -55,13 +72,14 @@ pub async fn handle_dead_letters(
         .records
         .into_iter()
         .partition(|record| seen.insert(order_key(record)));
+    let resends = settings.dead_letter_resends;
     let mut outcomes: Vec<(String, RecordOutcome)> = futures::stream::iter(firsts)
-        .map(|record| handle_traced(record, ports))
+        .map(|record| handle_traced(record, ports, resends))
         .buffer_unordered(4)
         .collect()
         .await;
     for record in repeats {
-        outcomes.push(handle_traced(record, ports).await);
+        outcomes.push(handle_traced(record, ports, resends).await);
     }
     // Whatever this batch failed or expired is in an incident by now; tell the admins. What is
     // not published here is published by the next batch or the sweeper's next run.
@@ -81,15 +99,24 @@ fn order_key(record: &SqsMessage) -> String {
         .unwrap_or_else(|_| body.to_owned())
 }
 
-async fn handle_traced(record: SqsMessage, ports: AlerterPorts<'_>) -> (String, RecordOutcome) {
+async fn handle_traced(
+    record: SqsMessage,
+    ports: AlerterPorts<'_>,
+    resends: u32,
+) -> (String, RecordOutcome) {
     let message_id = record.message_id.clone().unwrap_or_default();
     let span = tracing::info_span!("dead_letter", message_id = %message_id, order_id = tracing::field::Empty);
     // Called as a function: the trait method would shadow `NewOrder::instrument` here.
-    let outcome = tracing::Instrument::instrument(handle_record(&record, ports), span).await;
+    let outcome =
+        tracing::Instrument::instrument(handle_record(&record, ports, resends), span).await;
     (message_id, outcome)
 }
 
-async fn handle_record(record: &SqsMessage, ports: AlerterPorts<'_>) -> RecordOutcome {
+async fn handle_record(
+    record: &SqsMessage,
+    ports: AlerterPorts<'_>,
+    resends: u32,
+) -> RecordOutcome {
     let body = record.body.as_deref().unwrap_or("");
     let Ok(message) = serde_json::from_str::<PlacementMessage>(body) else {
         return publish_raw(
@@ -104,7 +131,7 @@ async fn handle_record(record: &SqsMessage, ports: AlerterPorts<'_>) -> RecordOu
     if message.action == MessageAction::Cancel {
         return report_undelivered_cancel(record, order_id, ports).await;
     }
-    match resolve(order_id, ports).await {
+    match resolve(order_id, ports, resends).await {
         Ok(Resolution::Done) => RecordOutcome::Done,
         Ok(Resolution::UnknownOrder) => {
             publish_raw(record, "the message names no known order", ports).await
@@ -128,7 +155,11 @@ enum Resolution {
     Later(&'static str),
 }
 
-async fn resolve(order_id: OrderId, ports: AlerterPorts<'_>) -> Result<Resolution, StoreError> {
+async fn resolve(
+    order_id: OrderId,
+    ports: AlerterPorts<'_>,
+    resends: u32,
+) -> Result<Resolution, StoreError> {
     let Some(order) = ports.store.find_order(order_id).await? else {
         return Ok(Resolution::UnknownOrder);
     };
@@ -164,9 +195,21 @@ async fn resolve(order_id: OrderId, ports: AlerterPorts<'_>) -> Result<Resolutio
         }
         expired
     } else {
-        let reason = "its placement message could not be handled (a poison message or a \
-                      crashing placer), and the exchange does not have the order";
-        let failed = ports.store.mark_failed(order_id, reason).await?;
+        // Its message may have died of a database outage with no attempt made: another round
+        // through the sweeper, while the resends last (a placer's order is not `pending`).
+        if let Some(resent) = ports
+            .store
+            .resend_after_dead_letter(order_id, resends)
+            .await?
+        {
+            tracing::warn!(
+                resent,
+                of = resends,
+                "the exchange does not have the order: the sweeper sends it again"
+            );
+            return Ok(Resolution::Done);
+        }
+        let failed = ports.store.mark_failed(order_id, FAIL_REASON).await?;
         if let Some(order) = &failed {
             crate::telemetry::metrics::order_failed();
             tracing::warn!(attempts = order.attempts, last_error = ?order.last_error, "order failed");
@@ -276,15 +319,20 @@ mod tests {
     use crate::ports::{LookupError, OrderStore, PlacementOutcome, RetryPlan};
 
     const LEASE: Duration = Duration::from_secs(30);
+    /// With the resends spent at once: most tests here are about what happens after them; the
+    /// resends have their own tests, with [`RESENDING`].
     const SETTINGS: AlerterSettings = AlerterSettings {
         alert_window: Duration::from_secs(300),
+        dead_letter_resends: 0,
+    };
+    const RESENDING: AlerterSettings = AlerterSettings {
+        dead_letter_resends: DEFAULT_DEAD_LETTER_RESENDS,
+        ..SETTINGS
     };
     const SOON: RetryPlan = RetryPlan {
         park_until: None,
         outcome_unknown: false,
     };
-    const FAIL_REASON: &str = "its placement message could not be handled (a poison message or \
-                               a crashing placer), and the exchange does not have the order";
 
     /// The alerter with its ports on fakes.
     struct Alerter {
@@ -362,13 +410,22 @@ mod tests {
             exchange: &dyn Exchange,
             records: Vec<SqsMessage>,
         ) -> Vec<String> {
+            self.deliver_under(&SETTINGS, exchange, records).await
+        }
+
+        async fn deliver_under(
+            &self,
+            settings: &AlerterSettings,
+            exchange: &dyn Exchange,
+            records: Vec<SqsMessage>,
+        ) -> Vec<String> {
             let ports = AlerterPorts {
                 store: &self.store,
                 incidents: &self.store,
                 exchange,
                 alerts: &self.alerts,
             };
-            handle_dead_letters(sqs_event(records), ports, &SETTINGS)
+            handle_dead_letters(sqs_event(records), ports, settings)
                 .await
                 .batch_item_failures
                 .into_iter()
@@ -713,6 +770,90 @@ mod tests {
         assert_eq!(alerter.current(&order).status, OrderStatus::Expired);
         assert_eq!(alerter.store.lease_expires_at(order.id), None);
         assert_eq!(alerter.alerts_of_kind("incident_opened").len(), 1);
+    }
+
+    // --- resends after a dead letter -----------------------------------------------------------
+
+    #[tokio::test]
+    async fn a_live_pending_order_the_exchange_does_not_have_is_sent_again_before_it_is_failed() {
+        let alerter = Alerter::new();
+        // Its message died of a database outage: no attempt reached the exchange.
+        let order = alerter.new_order();
+        alerter.store.mark_enqueued(order.id).await.unwrap();
+
+        for round in 1..=DEFAULT_DEAD_LETTER_RESENDS {
+            let retried = alerter
+                .deliver_under(
+                    &RESENDING,
+                    &alerter.exchange,
+                    vec![placement_record(&format!("d{round}"), &order, 5)],
+                )
+                .await;
+            assert!(retried.is_empty(), "round {round}");
+            let resent = alerter.current(&order);
+            assert_eq!(resent.status, OrderStatus::Pending, "round {round}");
+            assert!(!alerter.store.is_enqueued(order.id), "the sweeper sends it");
+            assert!(alerter.alerts.published().is_empty(), "round {round}");
+            // The sweeper's message dies again.
+            alerter.store.mark_enqueued(order.id).await.unwrap();
+        }
+        let retried = alerter
+            .deliver_under(
+                &RESENDING,
+                &alerter.exchange,
+                vec![placement_record("last", &order, 5)],
+            )
+            .await;
+
+        assert!(retried.is_empty());
+        assert_eq!(alerter.current(&order).status, OrderStatus::Failed);
+        assert_eq!(alerter.last_reason(&order), FAIL_REASON);
+        assert_eq!(alerter.alerts_of_kind("incident_opened").len(), 1);
+        assert_eq!(alerter.exchange.total_placements(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_order_left_placing_by_a_crashed_placer_is_failed_without_a_resend() {
+        let alerter = Alerter::new();
+        let order = alerter.new_order();
+        alerter
+            .store
+            .claim_for_placement(order.id, LEASE)
+            .await
+            .unwrap();
+        alerter.store.expire_lease(order.id);
+
+        let retried = alerter
+            .deliver_under(
+                &RESENDING,
+                &alerter.exchange,
+                vec![placement_record("d1", &order, 5)],
+            )
+            .await;
+
+        assert!(retried.is_empty());
+        assert_eq!(alerter.current(&order).status, OrderStatus::Failed);
+        assert_eq!(alerter.alerts_of_kind("incident_opened").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_resend_that_cannot_be_recorded_is_retried_without_failing_the_order() {
+        let alerter = Alerter::new();
+        let order = alerter.dead_lettered(SOON).await;
+        alerter.store.fail(StoreOp::ResendAfterDeadLetter);
+
+        let retried = alerter
+            .deliver_under(
+                &RESENDING,
+                &alerter.exchange,
+                vec![placement_record("d1", &order, 5)],
+            )
+            .await;
+
+        assert_eq!(retried, ["d1"]);
+        assert_eq!(alerter.current(&order).status, OrderStatus::Pending);
+        assert_eq!(alerter.store.calls(StoreOp::MarkFailed), 0);
+        assert!(alerter.alerts.published().is_empty());
     }
 
     #[tokio::test]

@@ -89,6 +89,17 @@ pub trait OrderLifecycle: OrderStore {
     /// under a valid lease is left alone: a placer is working on it right now.
     async fn mark_failed(&self, id: OrderId, reason: &str) -> Result<Option<Order>, StoreError>;
 
+    /// Sends a `pending` order again after its placement message was dead-lettered: clears its
+    /// enqueued mark and any parking, so that the sweeper's next run sends a new message, and
+    /// counts the resend. Only while fewer than `max` resends were made: `Some(count so far)`
+    /// when it was sent again, `None` when not (not `pending`, or its resends are spent). Not a
+    /// status change.
+    async fn resend_after_dead_letter(
+        &self,
+        id: OrderId,
+        max: u32,
+    ) -> Result<Option<u32>, StoreError>;
+
     /// Records that the admin alert for this failure was published.
     async fn mark_alerted(&self, id: OrderId) -> Result<(), StoreError>;
 

@@ -51,6 +51,9 @@ pub struct LocalConfig {
     pub exchange_timeout: Duration,
     pub placer: PlacerSettings,
     pub sweep: SweepSettings,
+    /// How many times the alerter sends a dead-lettered pending order again before failing it
+    /// (`ALERTER_DEAD_LETTER_RESENDS`).
+    pub dead_letter_resends: u32,
     /// The bound of the one SQS send a `POST /orders` makes.
     pub enqueue_timeout: Duration,
     /// Each accepted order's time in force (`MARKET_ORDER_TTL_SECONDS`).
@@ -185,6 +188,7 @@ impl LocalConfig {
             exchange_timeout,
             placer,
             sweep: sweep_settings(env)?,
+            dead_letter_resends: order_shared::config::dead_letter_resends(env)?,
             enqueue_timeout: env.millis("ENQUEUE_TIMEOUT_MS", 1_000)?,
             expiry: expiry_policy(env)?,
             idempotency_retention: idempotency_retention(env)?,

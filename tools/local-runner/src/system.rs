@@ -212,6 +212,7 @@ impl LocalSystem {
             placer: config.placer.clone(),
             alerter: AlerterSettings {
                 alert_window: config.sweep.alert_window,
+                dead_letter_resends: config.dead_letter_resends,
             },
             sweep: config.sweep.clone(),
             enqueue_timeout: config.enqueue_timeout,

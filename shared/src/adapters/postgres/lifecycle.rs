@@ -235,6 +235,25 @@ impl OrderLifecycle for PostgresOrderStore {
         .await
     }
 
+    async fn resend_after_dead_letter(
+        &self,
+        id: OrderId,
+        max: u32,
+    ) -> Result<Option<u32>, StoreError> {
+        let client = self.client().await?;
+        let row = statements::optional(
+            &client,
+            "UPDATE orders SET dead_letter_resends = dead_letter_resends + 1, enqueued_at = NULL, \
+                        next_attempt_at = NULL, sweep_claimed_until = NULL, updated_at = now() \
+                 WHERE id = $1 AND status = 'pending' AND dead_letter_resends < $2 \
+                 RETURNING dead_letter_resends",
+            &[&id.as_uuid(), &i64::from(max)],
+        )
+        .await
+        .map_err(query_error("resend after a dead letter"))?;
+        Ok(row.map(|row| row.get::<_, i32>(0).max(0) as u32))
+    }
+
     async fn mark_alerted(&self, id: OrderId) -> Result<(), StoreError> {
         let client = self.client().await?;
         statements::execute(

@@ -121,9 +121,10 @@ fn records(transition: Transition) -> &'static str {
         }
         // $3: the reason, kept only when no exchange error came before it.
         Transition::Fail => ", lease_expires_at = NULL, last_error = COALESCE(o.last_error, $3)",
+        // An admin retry starts over, with the alerter's resends after a dead letter too.
         Transition::Requeue => {
             ", enqueued_at = NULL, alerted_at = NULL, sweep_claimed_until = NULL, \
-               lease_expires_at = NULL"
+               lease_expires_at = NULL, dead_letter_resends = 0"
         }
         Transition::RequestCancel => "",
         // The ingester makes these moves in batches, with the fill state, through

@@ -1,0 +1,12 @@
+-- How many times the alerter has sent an order's placement again after its message was
+-- dead-lettered. A message reaches the DLQ after its receives are spent (about 30 s of
+-- back-off); during a longer database outage every placement message does, although no attempt
+-- reached the exchange. The alerter used to fail such a live order once the exchange said it
+-- did not have it; now it clears the order's enqueued mark so that the sweeper sends it again,
+-- a few times (ALERTER_DEAD_LETTER_RESENDS), and fails it only after that — so that an order
+-- whose message crashes the placer every time still ends `failed` with an admin told.
+--
+-- Backward compatible: a column with a constant default is added without rewriting or scanning
+-- the table (no CHECK, which would validate every row under the exclusive lock); the previous
+-- release neither reads nor writes it.
+ALTER TABLE orders ADD COLUMN dead_letter_resends integer NOT NULL DEFAULT 0;
