@@ -383,6 +383,17 @@ mod tests {
             self.current(&order)
         }
 
+        /// An order a placer claimed and then died on: `placing` under an expired lease.
+        async fn left_placing_by_a_crashed_placer(&self) -> Order {
+            let order = self.new_order();
+            self.store
+                .claim_for_placement(order.id, LEASE)
+                .await
+                .unwrap();
+            self.store.expire_lease(order.id);
+            order
+        }
+
         fn current(&self, order: &Order) -> Order {
             self.store.order(order.id).unwrap()
         }
@@ -411,6 +422,12 @@ mod tests {
             records: Vec<SqsMessage>,
         ) -> Vec<String> {
             self.deliver_under(&SETTINGS, exchange, records).await
+        }
+
+        /// Like `deliver`, with the default resends after a dead letter.
+        async fn deliver_resending(&self, records: Vec<SqsMessage>) -> Vec<String> {
+            self.deliver_under(&RESENDING, &self.exchange, records)
+                .await
         }
 
         async fn deliver_under(
@@ -727,13 +744,7 @@ mod tests {
     #[tokio::test]
     async fn an_order_whose_lease_expired_is_failed() {
         let alerter = Alerter::new();
-        let order = alerter.new_order();
-        alerter
-            .store
-            .claim_for_placement(order.id, LEASE)
-            .await
-            .unwrap();
-        alerter.store.expire_lease(order.id);
+        let order = alerter.left_placing_by_a_crashed_placer().await;
 
         let retried = alerter
             .deliver(vec![placement_record("d1", &order, 5)])
@@ -750,13 +761,7 @@ mod tests {
     #[tokio::test]
     async fn an_expired_order_left_placing_by_a_crashed_placer_is_looked_up_and_expired() {
         let alerter = Alerter::new();
-        let order = alerter.new_order();
-        alerter
-            .store
-            .claim_for_placement(order.id, LEASE)
-            .await
-            .unwrap();
-        alerter.store.expire_lease(order.id);
+        let order = alerter.left_placing_by_a_crashed_placer().await;
         alerter
             .store
             .set_expires_at(order.id, OffsetDateTime::now_utc() - Duration::from_secs(1));
@@ -783,11 +788,7 @@ mod tests {
 
         for round in 1..=DEFAULT_DEAD_LETTER_RESENDS {
             let retried = alerter
-                .deliver_under(
-                    &RESENDING,
-                    &alerter.exchange,
-                    vec![placement_record(&format!("d{round}"), &order, 5)],
-                )
+                .deliver_resending(vec![placement_record(&format!("d{round}"), &order, 5)])
                 .await;
             assert!(retried.is_empty(), "round {round}");
             let resent = alerter.current(&order);
@@ -798,11 +799,7 @@ mod tests {
             alerter.store.mark_enqueued(order.id).await.unwrap();
         }
         let retried = alerter
-            .deliver_under(
-                &RESENDING,
-                &alerter.exchange,
-                vec![placement_record("last", &order, 5)],
-            )
+            .deliver_resending(vec![placement_record("last", &order, 5)])
             .await;
 
         assert!(retried.is_empty());
@@ -815,20 +812,10 @@ mod tests {
     #[tokio::test]
     async fn an_order_left_placing_by_a_crashed_placer_is_failed_without_a_resend() {
         let alerter = Alerter::new();
-        let order = alerter.new_order();
-        alerter
-            .store
-            .claim_for_placement(order.id, LEASE)
-            .await
-            .unwrap();
-        alerter.store.expire_lease(order.id);
+        let order = alerter.left_placing_by_a_crashed_placer().await;
 
         let retried = alerter
-            .deliver_under(
-                &RESENDING,
-                &alerter.exchange,
-                vec![placement_record("d1", &order, 5)],
-            )
+            .deliver_resending(vec![placement_record("d1", &order, 5)])
             .await;
 
         assert!(retried.is_empty());
@@ -843,11 +830,7 @@ mod tests {
         alerter.store.fail(StoreOp::ResendAfterDeadLetter);
 
         let retried = alerter
-            .deliver_under(
-                &RESENDING,
-                &alerter.exchange,
-                vec![placement_record("d1", &order, 5)],
-            )
+            .deliver_resending(vec![placement_record("d1", &order, 5)])
             .await;
 
         assert_eq!(retried, ["d1"]);
