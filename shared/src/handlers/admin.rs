@@ -1,7 +1,9 @@
 //! Admin operations on failed orders: the code behind the `orders-admin` tool, kept here so the
 //! tests drive exactly what an admin runs.
 
-use crate::domain::OrderId;
+use time::OffsetDateTime;
+
+use crate::domain::{OrderId, OrderStatus};
 use crate::ports::{OrderLifecycle, OrderQueue, StoreError};
 use crate::telemetry::error_chain;
 use crate::usecases::enqueue::{BACKGROUND_SEND_TIMEOUT, send_for_placement};
@@ -15,6 +17,9 @@ pub enum RetryResult {
     RequeuedSweeperWillSend,
     /// Not `failed` (never was, or someone retried it already): nothing done.
     NotFailed,
+    /// `failed`, but its time in force has run out: a retry could only expire it, so it stays
+    /// `failed` (the client must place a new order).
+    TimeInForcePassed,
 }
 
 /// Moves one failed order back to `pending` and sends it again.
@@ -23,6 +28,17 @@ pub async fn retry_failed_order(
     queue: &dyn OrderQueue,
     id: OrderId,
 ) -> Result<RetryResult, StoreError> {
+    // The retry itself would not refuse it (the placer's claim would expire it): ask first, so
+    // that the admin is not told "requeued" for an order that can never be placed. An expiry
+    // passing between the two steps still ends it `expired` at the claim.
+    match store.find_order(id).await? {
+        Some(order) if order.status == OrderStatus::Failed => {
+            if order.is_expired_at(OffsetDateTime::now_utc()) {
+                return Ok(RetryResult::TimeInForcePassed);
+            }
+        }
+        _ => return Ok(RetryResult::NotFailed),
+    }
     let Some(order) = store.requeue_failed(id).await? else {
         return Ok(RetryResult::NotFailed);
     };
@@ -131,7 +147,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_retried_order_whose_time_ran_out_is_expired_by_the_placers_claim_not_sent() {
+    async fn a_failed_order_whose_time_ran_out_is_not_retried() {
         let (store, queue) = (FakeOrderStore::new(), FakeQueue::new());
         let order = failed_order(&store).await;
         store.set_expires_at(
@@ -141,16 +157,10 @@ mod tests {
 
         let result = retry_failed_order(&store, &queue, order.id).await.unwrap();
 
-        assert_eq!(result, RetryResult::Requeued);
-        assert_eq!(queue.sent_ids(), [order.id]);
-        let claim = store
-            .claim_for_placement(order.id, Duration::from_secs(30))
-            .await
-            .unwrap();
-        assert!(matches!(
-            claim,
-            crate::ports::ClaimOutcome::Expired(expired) if expired.status == OrderStatus::Expired
-        ));
+        assert_eq!(result, RetryResult::TimeInForcePassed);
+        assert_eq!(queue.attempts(), 0);
+        assert_eq!(store.order(order.id).unwrap().status, OrderStatus::Failed);
+        assert_eq!(store.calls(crate::fakes::StoreOp::RequeueFailed), 0);
     }
 
     #[tokio::test]

@@ -298,8 +298,14 @@ async fn main() -> anyhow::Result<()> {
                         "requeued (send failed; the sweeper will send it)"
                     }
                     RetryResult::NotFailed => "skipped: not failed",
+                    RetryResult::TimeInForcePassed => {
+                        "skipped: its time in force has run out (the client must place it again)"
+                    }
                 };
-                if result != RetryResult::NotFailed {
+                if matches!(
+                    result,
+                    RetryResult::Requeued | RetryResult::RequeuedSweeperWillSend
+                ) {
                     requeued += 1;
                 }
                 println!("{id}  {note}");
