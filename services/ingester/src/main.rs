@@ -7,6 +7,7 @@ use order_shared::adapters::aws_sdk_config;
 use order_shared::adapters::exchange_key::resolve_api_key;
 use order_shared::adapters::feed_socket::FeedSocket;
 use order_shared::adapters::postgres::{PostgresExecutionStore, PostgresOrderStore};
+use order_shared::adapters::shutdown::shutdown_signal;
 use order_shared::config::{IngesterConfig, process_env};
 use order_shared::handlers::ingester::run_ingester;
 use order_shared::telemetry::init_tracing;
@@ -30,26 +31,4 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(holder = %config.ingester.holder, feed = %config.feed.url, "ingester starting");
     run_ingester(&feed, &store, &config.ingester, shutdown_signal()).await;
     Ok(())
-}
-
-/// SIGTERM (ECS stops a task with it) or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = terminate => {}
-    }
 }

@@ -11,6 +11,7 @@ use order_shared::adapters::connection_push::ApiGatewayPush;
 use order_shared::adapters::postgres::{
     PostgresLiveConnections, PostgresOrderStore, PostgresOrderUpdates,
 };
+use order_shared::adapters::shutdown::shutdown_signal;
 use order_shared::config::{LiveFanoutConfig, process_env};
 use order_shared::handlers::updates::fanout::{Fanout, FanoutPorts};
 use order_shared::telemetry::init_tracing;
@@ -34,20 +35,4 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(endpoint = %config.endpoint, "live-update fan-out starting");
     fanout.run(shutdown_signal()).await;
     Ok(())
-}
-
-/// SIGTERM (ECS stops a task with it) or Ctrl-C.
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate => {}
-    }
 }

@@ -1,7 +1,7 @@
 //! One adapter per port, each wrapping a real client: Postgres, SQS, Secrets Manager, the HTTP
 //! exchange; and the exchange's execution feed format (`execution_feed`), shared with the simulator,
-//! with its WebSocket client (`feed_socket`); and API Gateway's WebSocket connections
-//! (`connection_push`).
+//! with its WebSocket client (`feed_socket`); API Gateway's WebSocket connections
+//! (`connection_push`); and the stop request of the long-running services (`shutdown`).
 
 pub mod connection_push;
 pub mod exchange_key;
@@ -11,6 +11,7 @@ pub mod http_exchange;
 pub mod outbound_tls;
 pub mod postgres;
 pub mod secrets;
+pub mod shutdown;
 pub mod sns;
 pub mod sqs;
 
