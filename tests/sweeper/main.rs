@@ -243,6 +243,60 @@ async fn orders_enqueued_by_the_api_are_never_swept() {
     assert_eq!(queue.drain().await, Vec::<Value>::new(), "no duplicate");
 }
 
+/// The api's enqueued mark lands up to 50 ms after its send. A placer that takes the message in
+/// between while the exchange's breaker is open parks the order (due at once: the breaker's next
+/// probe) and drops the message. The late mark must not land then: before, it did (a park due
+/// now looked like none), and the order stayed `pending`, marked, with no message and no sweeper
+/// to send one — the chaos soak's "accepted but not final" order, seen twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_late_mark_does_not_hide_an_order_a_placer_parked_meanwhile() {
+    use system_tests::order_shared::domain::OrderId;
+    use system_tests::order_shared::ports::{OrderLifecycle, OrderStore, SentMessage};
+
+    let db = TestDatabase::create().await;
+    let queue = TestQueue::create().await;
+    let ids = stranded_orders(&db, 2).await;
+    let (parked, untouched) = (OrderId::from(ids[0]), OrderId::from(ids[1]));
+    let mut sent = Vec::new();
+    for id in [parked, untouched] {
+        let order = db.store.find_order(id).await.unwrap().expect("stored");
+        sent.push(SentMessage::of(&order));
+    }
+    // The placer got the message first, found the breaker open and parked the order until now.
+    let now: time::OffsetDateTime = db
+        .client()
+        .await
+        .query_one("SELECT now()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(db.store.defer(parked, now).await.unwrap(), "parked");
+    db.store.mark_all_enqueued(&sent).await.unwrap();
+
+    let marked = |id: OrderId| {
+        let db = &db;
+        async move {
+            db.count(&format!(
+                "SELECT count(*) FROM orders WHERE id = '{id}' AND enqueued_at IS NOT NULL"
+            ))
+            .await
+                == 1
+        }
+    };
+    assert!(!marked(parked).await, "the parked order keeps no mark");
+    assert!(marked(untouched).await, "the other one is marked");
+    let report = sweep_once(&db.store, &queue.adapter(), &sweep_now())
+        .await
+        .expect("sweep");
+    assert_eq!(report.enqueued, 1);
+    let messages = queue.drain().await;
+    assert_eq!(
+        messages_per_order(&messages),
+        HashMap::from([(ids[0], 1)]),
+        "the sweeper sends the parked order again"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn only_pending_orders_are_swept() {
     let db = TestDatabase::create().await;

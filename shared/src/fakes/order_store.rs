@@ -16,7 +16,7 @@ use crate::domain::{
 };
 use crate::ports::{
     CancelOutcome, ClaimOutcome, CreateOutcome, FailedOrder, Incident, IncidentLog, ListFilter,
-    OrderLifecycle, OrderPage, OrderStore, RetryPlan, StoreError,
+    OrderLifecycle, OrderPage, OrderStore, RetryPlan, SentMessage, StoreError,
 };
 
 /// One method of the store, to make just that one fail (see [`FakeOrderStore::fail`]).
@@ -677,17 +677,13 @@ impl OrderStore for FakeOrderStore {
             .count() as u64)
     }
 
-    async fn mark_enqueued(&self, id: OrderId) -> Result<(), StoreError> {
-        self.mark_all_enqueued(&[id]).await
-    }
-
     /// One call however many orders, like the one statement of the Postgres store.
-    async fn mark_all_enqueued(&self, ids: &[OrderId]) -> Result<(), StoreError> {
+    async fn mark_all_enqueued(&self, sent: &[SentMessage]) -> Result<(), StoreError> {
         let mut state = self.call(StoreOp::MarkEnqueued)?;
         let now = state.now();
-        for id in ids {
-            if let Some(row) = state.rows.get_mut(id).filter(|row| {
-                row.enqueued_at.is_none() && row.order.next_attempt_at.is_none_or(|at| at <= now)
+        for sent in sent {
+            if let Some(row) = state.rows.get_mut(&sent.order_id).filter(|row| {
+                row.enqueued_at.is_none() && row.order.next_attempt_at == sent.parked_until
             }) {
                 // Like the Postgres store's mark (V11): `updated_at` stays as it was.
                 row.enqueued_at = Some(now);
@@ -1378,7 +1374,7 @@ mod tests {
     async fn a_parked_release_drops_the_enqueued_mark_until_the_order_is_due() {
         let store = FakeOrderStore::new();
         let order = store.seed(&client("acme"), &market_order(1));
-        store.mark_enqueued(order.id).await.unwrap();
+        store.mark_enqueued(&order).await.unwrap();
         store.claim_for_placement(order.id, LEASE).await.unwrap();
         let until = store.now() + Duration::from_secs(600);
         let plan = RetryPlan {
@@ -1419,7 +1415,7 @@ mod tests {
     async fn a_release_through_the_queue_keeps_the_enqueued_mark() {
         let store = FakeOrderStore::new();
         let order = store.seed(&client("acme"), &market_order(1));
-        store.mark_enqueued(order.id).await.unwrap();
+        store.mark_enqueued(&order).await.unwrap();
         store.claim_for_placement(order.id, LEASE).await.unwrap();
         let unknown = RetryPlan {
             park_until: None,
@@ -1450,7 +1446,7 @@ mod tests {
         let store = FakeOrderStore::new();
         let pending = store.seed(&client("acme"), &market_order(1));
         let placing = store.seed(&client("acme"), &market_order(2));
-        store.mark_enqueued(pending.id).await.unwrap();
+        store.mark_enqueued(&pending).await.unwrap();
         store.claim_for_placement(placing.id, LEASE).await.unwrap();
 
         assert_eq!(
@@ -1458,7 +1454,7 @@ mod tests {
             Some(1)
         );
         assert!(!store.is_enqueued(pending.id), "the sweeper sends it");
-        store.mark_enqueued(pending.id).await.unwrap();
+        store.mark_enqueued(&pending).await.unwrap();
         assert_eq!(
             store.resend_after_dead_letter(pending.id, 2).await.unwrap(),
             Some(2)
@@ -1477,11 +1473,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_late_mark_leaves_an_order_parked_since_its_send_to_the_sweeper() {
+        let store = FakeOrderStore::new();
+        let order = store.seed(&client("acme"), &market_order(1));
+        let sent = SentMessage::of(&order);
+        // A placer took the message first and parked the order until now (an open breaker).
+        assert!(store.defer(order.id, store.now()).await.unwrap());
+
+        store.mark_all_enqueued(&[sent]).await.unwrap();
+
+        assert!(!store.is_enqueued(order.id));
+        let grace = Duration::from_secs(1);
+        store.advance_clock(grace + Duration::from_secs(1));
+        let due = store.claim_unenqueued(grace, LEASE, 10).await.unwrap();
+        assert_eq!(due.iter().map(|o| o.id).collect::<Vec<_>>(), [order.id]);
+        // The sweeper's own mark, with the park it saw, lands.
+        store.mark_enqueued(&due[0]).await.unwrap();
+        assert!(store.is_enqueued(order.id));
+    }
+
+    #[tokio::test]
     async fn defer_parks_only_a_pending_order() {
         let store = FakeOrderStore::new();
         let pending = store.seed(&client("acme"), &market_order(1));
         let placing = store.seed(&client("acme"), &market_order(2));
-        store.mark_enqueued(pending.id).await.unwrap();
+        store.mark_enqueued(&pending).await.unwrap();
         store.claim_for_placement(placing.id, LEASE).await.unwrap();
         let until = store.now() + Duration::from_secs(60);
 

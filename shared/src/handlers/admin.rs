@@ -66,7 +66,7 @@ mod tests {
     /// An order that ran out of retries and whose admin alert went out.
     async fn failed_order(store: &FakeOrderStore) -> Order {
         let order = store.seed(&client("acme"), &market_order(10));
-        store.mark_enqueued(order.id).await.unwrap();
+        store.mark_enqueued(&order).await.unwrap();
         store
             .mark_failed(order.id, "retries exhausted")
             .await

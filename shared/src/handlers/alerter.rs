@@ -784,7 +784,7 @@ mod tests {
         let alerter = Alerter::new();
         // Its message died of a database outage: no attempt reached the exchange.
         let order = alerter.new_order();
-        alerter.store.mark_enqueued(order.id).await.unwrap();
+        alerter.store.mark_enqueued(&order).await.unwrap();
 
         for round in 1..=DEFAULT_DEAD_LETTER_RESENDS {
             let retried = alerter
@@ -796,7 +796,7 @@ mod tests {
             assert!(!alerter.store.is_enqueued(order.id), "the sweeper sends it");
             assert!(alerter.alerts.published().is_empty(), "round {round}");
             // The sweeper's message dies again.
-            alerter.store.mark_enqueued(order.id).await.unwrap();
+            alerter.store.mark_enqueued(&order).await.unwrap();
         }
         let retried = alerter
             .deliver_resending(vec![placement_record("last", &order, 5)])

@@ -1160,7 +1160,7 @@ mod tests {
     async fn a_transient_error_with_a_short_back_off_keeps_the_message_for_the_orders_delay() {
         let placer = Placer::new();
         let order = placer.pending_order();
-        placer.store.mark_enqueued(order.id).await.unwrap();
+        placer.store.mark_enqueued(&order).await.unwrap();
         placer
             .exchange
             .script_for(order.id, [transient("503 from the exchange")]);
@@ -1233,7 +1233,7 @@ mod tests {
         let mut placer = Placer::new();
         placer.settings.short_wait_max = Duration::from_millis(500);
         let order = placer.pending_order();
-        placer.store.mark_enqueued(order.id).await.unwrap();
+        placer.store.mark_enqueued(&order).await.unwrap();
         placer.exchange.script_for(order.id, [transient("503")]);
 
         let before = OffsetDateTime::now_utc();
@@ -1765,7 +1765,7 @@ mod tests {
     async fn an_open_breaker_parks_a_pending_order_without_claiming_it_or_calling_the_exchange() {
         let placer = Placer::new();
         let order = placer.pending_order();
-        placer.store.mark_enqueued(order.id).await.unwrap();
+        placer.store.mark_enqueued(&order).await.unwrap();
         let probe_at = OffsetDateTime::now_utc() + Duration::from_secs(60);
         placer.breaker.force_open(probe_at);
 

@@ -296,7 +296,7 @@ mod tests {
     /// An order whose attempt failed and which the placer parked until `until`.
     async fn parked(store: &FakeOrderStore, until: OffsetDateTime, outcome_unknown: bool) -> Order {
         let order = store.seed(&client("acme"), &market_order(5));
-        store.mark_enqueued(order.id).await.unwrap();
+        store.mark_enqueued(&order).await.unwrap();
         store.claim_for_placement(order.id, LEASE).await.unwrap();
         let plan = RetryPlan {
             park_until: Some(until),
@@ -312,7 +312,7 @@ mod tests {
     /// An order that failed (and so opened or joined an incident).
     async fn failed(store: &FakeOrderStore) -> Order {
         let order = store.seed(&client("acme"), &market_order(3));
-        store.mark_enqueued(order.id).await.unwrap();
+        store.mark_enqueued(&order).await.unwrap();
         store
             .mark_failed(order.id, "gave up")
             .await
@@ -371,7 +371,7 @@ mod tests {
         let (store, queue) = (FakeOrderStore::new(), FakeQueue::new());
         let orders = stranded(&store, 2);
         let already_sent = store.seed(&client("acme"), &market_order(9));
-        store.mark_enqueued(already_sent.id).await.unwrap();
+        store.mark_enqueued(&already_sent).await.unwrap();
         after_grace(&store);
         let young = store.seed(&client("acme"), &market_order(7));
 
@@ -448,7 +448,7 @@ mod tests {
                 .unwrap();
         }
         for order in store.orders() {
-            store.mark_enqueued(order.id).await.unwrap();
+            store.mark_enqueued(&order).await.unwrap();
         }
         let before = store.orders();
         let small = SweepSettings {
@@ -563,7 +563,7 @@ mod tests {
         let never_sent = expired(&store, Duration::from_secs(1));
         // Expired while its message waits in the queue (or the DLQ): expired all the same.
         let queued = expired(&store, Duration::from_secs(2));
-        store.mark_enqueued(queued.id).await.unwrap();
+        store.mark_enqueued(&queued).await.unwrap();
         after_grace(&store);
 
         let report = sweep_once(&store, &queue, &SETTINGS).await.unwrap();
@@ -652,7 +652,7 @@ mod tests {
         let later = store.now() + Duration::from_secs(120);
         let released = parked(&store, later, false).await;
         let deferred = store.seed(&client("acme"), &market_order(6));
-        store.mark_enqueued(deferred.id).await.unwrap();
+        store.mark_enqueued(&deferred).await.unwrap();
         assert!(store.defer(deferred.id, later).await.unwrap());
         after_grace(&store);
 

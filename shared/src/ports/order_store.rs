@@ -27,6 +27,27 @@ pub enum StoreError {
     Corrupt { id: String, problem: String },
 }
 
+/// A placement message that reached the queue, as its enqueued mark needs it: the order, and
+/// its park (`next_attempt_at`) when the message was sent. The mark comes after the send (the
+/// api's by up to 50 ms), and a placer may take the message in between and park the order,
+/// dropping the message; a park due at once then looks like no park at all. Marking such an
+/// order would tell the sweeper its message is queued when none is, and nothing would send it
+/// again. So a mark lands only where the park is still the one its sender saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SentMessage {
+    pub order_id: OrderId,
+    pub parked_until: Option<OffsetDateTime>,
+}
+
+impl SentMessage {
+    pub fn of(order: &Order) -> Self {
+        Self {
+            order_id: order.id,
+            parked_until: order.next_attempt_at,
+        }
+    }
+}
+
 /// What creating an order did.
 #[derive(Debug)]
 pub enum CreateOutcome {
@@ -122,7 +143,9 @@ pub trait OrderStore: Send + Sync {
 
     /// Records that the order's message reached the queue. Losing this mark is harmless (the
     /// sweeper sends one duplicate message), so nobody waits for it.
-    async fn mark_enqueued(&self, id: OrderId) -> Result<(), StoreError>;
+    async fn mark_enqueued(&self, order: &Order) -> Result<(), StoreError> {
+        self.mark_all_enqueued(&[SentMessage::of(order)]).await
+    }
 
     /// Cancels requested at least `older_than` ago and still unanswered (`pending_cancel`), up
     /// to `limit`, oldest first; each is stamped so that it is returned again only after another
@@ -135,13 +158,9 @@ pub trait OrderStore: Send + Sync {
     ) -> Result<Vec<Order>, StoreError>;
 
     /// `mark_enqueued` for many orders: the api marks the orders it sent in batches, off the
-    /// requests' latency path.
-    async fn mark_all_enqueued(&self, ids: &[OrderId]) -> Result<(), StoreError> {
-        for id in ids {
-            self.mark_enqueued(*id).await?;
-        }
-        Ok(())
-    }
+    /// requests' latency path. A mark lands only on an order that is unmarked and parked as
+    /// its sender saw it ([`SentMessage`]).
+    async fn mark_all_enqueued(&self, sent: &[SentMessage]) -> Result<(), StoreError>;
 
     /// Any client's order: for the placement pipeline, never for a client's request.
     async fn find_order(&self, id: OrderId) -> Result<Option<Order>, StoreError>;

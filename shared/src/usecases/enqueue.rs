@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::domain::{Order, OrderId};
-use crate::ports::{OrderQueue, OrderStore, QueueError};
+use crate::ports::{OrderQueue, OrderStore, QueueError, SentMessage};
 use crate::telemetry::error_chain;
 
 /// The bound of a background send (the sweeper, the admin retry): long enough for the SDK's own
@@ -38,7 +38,7 @@ pub async fn send_for_placement(
     timeout: Duration,
 ) -> Result<(), EnqueueError> {
     send_within(queue, order, timeout).await?;
-    if let Err(error) = store.mark_enqueued(order.id).await {
+    if let Err(error) = store.mark_enqueued(order).await {
         tracing::warn!(
             order_id = %order.id,
             error = %error_chain(&error),
@@ -98,7 +98,7 @@ const MARKS_LINGER: Duration = Duration::from_millis(50);
 /// grace period); in Lambda the task runs between invocations while the instance is not frozen.
 #[derive(Clone)]
 pub struct EnqueuedMarks {
-    sender: mpsc::Sender<OrderId>,
+    sender: mpsc::Sender<SentMessage>,
 }
 
 impl EnqueuedMarks {
@@ -121,7 +121,7 @@ impl EnqueuedMarks {
                 if let Err(error) = store.mark_all_enqueued(&batch).await {
                     tracing::warn!(
                         orders = batch.len(),
-                        first_order_id = %batch[0],
+                        first_order_id = %batch[0].order_id,
                         error = %error_chain(&error),
                         "enqueued but not marked; the sweeper will send harmless duplicates"
                     );
@@ -133,9 +133,9 @@ impl EnqueuedMarks {
     }
 
     /// Queues the mark of an order whose message was sent.
-    pub fn record(&self, id: OrderId) {
-        if self.sender.try_send(id).is_err() {
-            tracing::warn!(order_id = %id, "too many enqueued marks waiting; this one is dropped");
+    pub fn record(&self, order: &Order) {
+        if self.sender.try_send(SentMessage::of(order)).is_err() {
+            tracing::warn!(order_id = %order.id, "too many enqueued marks waiting; this one is dropped");
         }
     }
 }
@@ -198,10 +198,10 @@ mod tests {
             .collect();
         let marks = EnqueuedMarks::start(store.clone());
 
-        marks.record(orders[0].id);
+        marks.record(&orders[0]);
         tokio::time::sleep(MARKS_LINGER / 2).await;
-        marks.record(orders[1].id);
-        marks.record(orders[2].id);
+        marks.record(&orders[1]);
+        marks.record(&orders[2]);
         tokio::time::sleep(MARKS_LINGER).await;
 
         assert!(orders.iter().all(|o| store.is_enqueued(o.id)));
@@ -209,7 +209,7 @@ mod tests {
 
         // The next mark after the linger is a statement of its own.
         let later = store.seed(&client("acme"), &market_order(4));
-        marks.record(later.id);
+        marks.record(&later);
         tokio::time::sleep(MARKS_LINGER * 2).await;
         assert!(store.is_enqueued(later.id));
         assert_eq!(store.calls(StoreOp::MarkEnqueued), 2);

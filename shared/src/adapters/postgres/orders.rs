@@ -13,7 +13,9 @@ use super::store_errors::{checkout, query_error};
 use time::OffsetDateTime;
 
 use crate::domain::{ClientId, IdempotencyKey, NewOrder, Order, OrderId, OrderStatus, Transition};
-use crate::ports::{CancelOutcome, CreateOutcome, ListFilter, OrderPage, OrderStore, StoreError};
+use crate::ports::{
+    CancelOutcome, CreateOutcome, ListFilter, OrderPage, OrderStore, SentMessage, StoreError,
+};
 
 /// The order store; cheap to clone (the pool is reference-counted).
 #[derive(Clone)]
@@ -89,23 +91,22 @@ impl OrderStore for PostgresOrderStore {
         .await
     }
 
-    async fn mark_enqueued(&self, id: OrderId) -> Result<(), StoreError> {
-        self.mark_all_enqueued(&[id]).await
-    }
-
-    async fn mark_all_enqueued(&self, ids: &[OrderId]) -> Result<(), StoreError> {
+    async fn mark_all_enqueued(&self, sent: &[SentMessage]) -> Result<(), StoreError> {
         let client = self.client().await?;
-        let ids: Vec<uuid::Uuid> = ids.iter().map(|id| id.as_uuid()).collect();
-        // An order parked meanwhile (a placer got the message first and parked it, dropping the
-        // message) keeps its park: marking it would leave it with no message and no sweeper.
-        // Only `enqueued_at` changes, which no index holds (V11): the new row version can stay
-        // on its page without new index entries (a HOT update). `updated_at` is an index key.
+        let ids: Vec<uuid::Uuid> = sent.iter().map(|s| s.order_id.as_uuid()).collect();
+        let parks: Vec<Option<OffsetDateTime>> = sent.iter().map(|s| s.parked_until).collect();
+        // An order parked since its message was sent (a placer got the message first and
+        // parked it, dropping the message) keeps its park, even one due at once: marking it
+        // would leave it with no message and no sweeper (SentMessage). Only `enqueued_at`
+        // changes, which no index holds (V11): the new row version can stay on its page without
+        // new index entries (a HOT update). `updated_at` is an index key.
         statements::execute(
             &client,
-            "UPDATE orders SET enqueued_at = now() \
-             WHERE id = ANY($1) AND enqueued_at IS NULL \
-               AND (next_attempt_at IS NULL OR next_attempt_at <= now())",
-            &[&ids],
+            "UPDATE orders o SET enqueued_at = now() \
+             FROM unnest($1, $2) AS sent(id, parked_until) \
+             WHERE o.id = sent.id AND o.enqueued_at IS NULL \
+               AND o.next_attempt_at IS NOT DISTINCT FROM sent.parked_until",
+            &[&ids, &parks],
         )
         .await
         .map_err(query_error("mark orders enqueued"))?;

@@ -44,6 +44,7 @@ pg_typed!(
     Vec<Decimal> => NUMERIC_ARRAY,
     Vec<Option<Decimal>> => NUMERIC_ARRAY,
     Vec<OffsetDateTime> => TIMESTAMPTZ_ARRAY,
+    Vec<Option<OffsetDateTime>> => TIMESTAMPTZ_ARRAY,
 );
 
 impl PgTyped for &str {

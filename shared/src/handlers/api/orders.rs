@@ -174,7 +174,7 @@ async fn place_order(
         let sent = send_within(context.queue.as_ref(), &stored, context.enqueue_timeout).await;
         match sent {
             Ok(()) => {
-                context.enqueued_marks.record(stored.id);
+                context.enqueued_marks.record(&stored);
                 tracing::info!("order accepted and enqueued");
             }
             Err(error) => tracing::warn!(
