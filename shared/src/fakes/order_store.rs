@@ -1028,7 +1028,7 @@ impl OrderLifecycle for FakeOrderStore {
         };
         row.dead_letter_resends += 1;
         row.enqueued_at = None;
-        row.order.next_attempt_at = None;
+        row.order.next_attempt_at = Some(now);
         row.sweep_claimed_until = None;
         row.updated_at = now;
         Ok(Some(row.dead_letter_resends))

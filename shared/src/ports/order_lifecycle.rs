@@ -90,8 +90,8 @@ pub trait OrderLifecycle: OrderStore {
     async fn mark_failed(&self, id: OrderId, reason: &str) -> Result<Option<Order>, StoreError>;
 
     /// Sends a `pending` order again after its placement message was dead-lettered: clears its
-    /// enqueued mark and any parking, so that the sweeper's next run sends a new message, and
-    /// counts the resend. Only while fewer than `max` resends were made: `Some(count so far)`
+    /// enqueued mark and parks it until now, so that the sweeper's next run sends a new message,
+    /// and counts the resend. Only while fewer than `max` resends were made: `Some(count so far)`
     /// when it was sent again, `None` when not (not `pending`, or its resends are spent). Not a
     /// status change.
     async fn resend_after_dead_letter(

@@ -235,6 +235,8 @@ impl OrderLifecycle for PostgresOrderStore {
         .await
     }
 
+    // Parked until now rather than not parked: due for the sweeper at once, and a stale mark of
+    // an earlier message (one that saw no park) cannot land on it (`SentMessage`).
     async fn resend_after_dead_letter(
         &self,
         id: OrderId,
@@ -244,7 +246,7 @@ impl OrderLifecycle for PostgresOrderStore {
         let row = statements::optional(
             &client,
             "UPDATE orders SET dead_letter_resends = dead_letter_resends + 1, enqueued_at = NULL, \
-                        next_attempt_at = NULL, sweep_claimed_until = NULL, updated_at = now() \
+                        next_attempt_at = now(), sweep_claimed_until = NULL, updated_at = now() \
                  WHERE id = $1 AND status = 'pending' AND dead_letter_resends < $2 \
                  RETURNING dead_letter_resends",
             &[&id.as_uuid(), &i64::from(max)],
