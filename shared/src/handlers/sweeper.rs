@@ -337,6 +337,22 @@ mod tests {
     }
 
     impl Sweeper {
+        /// One parked order (for an hour), one failed order (an incident to announce) and one
+        /// stranded order past its grace: a run with every step's work to do.
+        async fn with_one_of_everything() -> Self {
+            let sweeper = Self::new();
+            parked(
+                &sweeper.store,
+                sweeper.store.now() + Duration::from_secs(3_600),
+                false,
+            )
+            .await;
+            failed(&sweeper.store).await;
+            stranded(&sweeper.store, 1);
+            after_grace(&sweeper.store);
+            sweeper
+        }
+
         fn new() -> Self {
             Self {
                 store: FakeOrderStore::new(),
@@ -754,16 +770,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unreadable_parked_count_does_not_stop_the_sweep_or_the_alerts() {
-        let sweeper = Sweeper::new();
-        parked(
-            &sweeper.store,
-            sweeper.store.now() + Duration::from_secs(3_600),
-            false,
-        )
-        .await;
-        failed(&sweeper.store).await;
-        stranded(&sweeper.store, 1);
-        after_grace(&sweeper.store);
+        let sweeper = Sweeper::with_one_of_everything().await;
         sweeper.store.fail(StoreOp::ParkedCount);
 
         let report = sweeper.run().await.unwrap();
@@ -793,16 +800,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unreadable_stuck_count_does_not_stop_the_sweep_the_parked_count_or_the_alerts() {
-        let sweeper = Sweeper::new();
-        parked(
-            &sweeper.store,
-            sweeper.store.now() + Duration::from_secs(3_600),
-            false,
-        )
-        .await;
-        failed(&sweeper.store).await;
-        stranded(&sweeper.store, 1);
-        after_grace(&sweeper.store);
+        let sweeper = Sweeper::with_one_of_everything().await;
         sweeper.store.fail(StoreOp::StuckExecutionCount);
 
         let report = sweeper.run().await.unwrap();
@@ -815,16 +813,7 @@ mod tests {
 
     #[tokio::test]
     async fn unreadable_incidents_do_not_stop_the_sweep_or_the_parked_count() {
-        let sweeper = Sweeper::new();
-        parked(
-            &sweeper.store,
-            sweeper.store.now() + Duration::from_secs(3_600),
-            false,
-        )
-        .await;
-        failed(&sweeper.store).await;
-        stranded(&sweeper.store, 1);
-        after_grace(&sweeper.store);
+        let sweeper = Sweeper::with_one_of_everything().await;
         sweeper.store.fail(StoreOp::Incidents);
 
         let report = sweeper.run().await.unwrap();
